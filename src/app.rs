@@ -1,0 +1,75 @@
+//! Builds the application from its settings: the directory pool, the services and the
+//! router; and serves it on a listener (port 0 in tests).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::directory::pool::{self, ConnSpec};
+use crate::directory::{DirError, Directory};
+use crate::service::Customers;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub directory: Directory,
+    pub customers: Customers,
+    pub body_limit: usize,
+    pub ready_timeout: Duration,
+}
+
+impl AppState {
+    pub fn new(settings: Settings) -> Result<AppState, DirError> {
+        let l = &settings.ldap;
+        let spec = ConnSpec {
+            urls: l.urls.clone(),
+            bind_dn: l.bind_dn.clone(),
+            bind_password: l.bind_password.clone(),
+            connect_timeout: Duration::from_millis(l.connect_timeout_ms),
+            starttls: l.starttls,
+            tls_verify: l.tls_verify,
+        };
+        let pool = pool::build(spec, l.pool_size.max(1), Duration::from_millis(l.pool_wait_ms))?;
+        let directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms));
+        let customers = Customers::new(directory.clone(), &settings.public_url());
+        Ok(AppState {
+            body_limit: settings.http.body_limit_bytes,
+            ready_timeout: Duration::from_millis(l.connect_timeout_ms.min(l.op_timeout_ms)),
+            settings: Arc::new(settings),
+            directory,
+            customers,
+        })
+    }
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = crate::http::router(state);
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,15 @@
+//! The directory layer: the LDAP connection pool, DN and filter building, controls,
+//! transactions, the id counter, and the slapd launcher. Nothing here knows JSON.
+
+pub mod controls;
+pub mod entry;
+pub mod error;
+pub mod escape;
+pub mod layout;
+pub mod ops;
+pub mod pool;
+pub mod slapd;
+
+pub use entry::Entry;
+pub use error::DirError;
+pub use ops::{Directory, Guarded, Op};

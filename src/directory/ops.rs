@@ -1,0 +1,283 @@
+//! LDAP operations on the pool: searches, the atomic id counter and all-or-nothing
+//! writes (RFC 5805 transactions, each operation optionally guarded by an assertion).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use deadpool::managed::{Object, PoolError};
+use ldap3::controls::{Assertion, PostRead, PostReadResp, RawControl, TxnSpec};
+use ldap3::exop::{EndTxn, StartTxn};
+use ldap3::{Ldap, Mod, Scope, SearchEntry};
+
+use super::error::rc;
+
+const POST_READ_OID: &str = "1.3.6.1.1.13.2";
+use super::pool::{LdapManager, Pool};
+use super::{DirError, Entry};
+
+/// One write. DNs and values are final: the caller has escaped what needed escaping.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Add {
+        dn: String,
+        attrs: Vec<(String, Vec<String>)>,
+    },
+    Modify {
+        dn: String,
+        mods: Vec<Mod<String>>,
+    },
+    Delete {
+        dn: String,
+    },
+    /// A modrdn with a new superior: moves the entry and its whole subtree.
+    Move {
+        dn: String,
+        new_rdn: String,
+        new_superior: String,
+    },
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Add { .. } => "add",
+            Op::Modify { .. } => "modify",
+            Op::Delete { .. } => "delete",
+            Op::Move { .. } => "modrdn",
+        }
+    }
+}
+
+/// An operation that only applies while `assertion` (an LDAP filter) holds for its
+/// target entry (RFC 4528); checked by the server in the same step as the write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guarded {
+    pub op: Op,
+    pub assertion: Option<String>,
+}
+
+impl From<Op> for Guarded {
+    fn from(op: Op) -> Self {
+        Guarded {
+            op,
+            assertion: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Directory {
+    pool: Pool,
+    pub base_dn: String,
+    op_timeout: Duration,
+}
+
+type Conn = Object<LdapManager>;
+
+fn pool_error(e: PoolError<DirError>) -> DirError {
+    match e {
+        PoolError::Backend(e) => e,
+        PoolError::Timeout(_) => DirError::Unavailable("timed out waiting for an LDAP connection".into()),
+        other => DirError::Unavailable(other.to_string()),
+    }
+}
+
+fn check(res: ldap3::LdapResult) -> Result<ldap3::LdapResult, DirError> {
+    if res.rc == 0 {
+        Ok(res)
+    } else {
+        Err(res.into())
+    }
+}
+
+impl Directory {
+    pub fn new(pool: Pool, base_dn: String, op_timeout: Duration) -> Self {
+        Directory {
+            pool,
+            base_dn,
+            op_timeout,
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub async fn conn(&self) -> Result<Conn, DirError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// A connection whose operation failed in transit is not given back to the pool.
+    fn discard_if_broken(conn: Conn, err: &DirError) {
+        if matches!(err, DirError::Unavailable(_) | DirError::Timeout) {
+            let _ = Object::take(conn);
+        }
+    }
+
+    /// Searches and returns the entries; a missing base is an empty result.
+    pub async fn search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<Entry>, DirError> {
+        self.search_with(base, scope, filter, attrs, Vec::new()).await
+    }
+
+    pub async fn search_with(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        controls: Vec<RawControl>,
+    ) -> Result<Vec<Entry>, DirError> {
+        let mut conn = self.conn().await?;
+        let started = Instant::now();
+        let res = async {
+            let ldap: &mut Ldap = &mut conn;
+            let (entries, res) = ldap
+                .with_controls(controls)
+                .with_timeout(self.op_timeout)
+                .search(base, scope, filter, attrs)
+                .await?
+                .success()
+                .or_else(|e| match e {
+                    ldap3::LdapError::LdapResult { result } if result.rc == rc::NO_SUCH_OBJECT => {
+                        Ok((Vec::new(), result))
+                    }
+                    e => Err(e),
+                })?;
+            let _ = res;
+            Ok::<_, DirError>(
+                entries
+                    .into_iter()
+                    .map(|re| Entry::from_search(SearchEntry::construct(re)))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        .await;
+        tracing::debug!(op = "search", base, filter, elapsed_us = started.elapsed().as_micros() as u64, ok = res.is_ok(), "ldap");
+        if let Err(e) = &res {
+            Self::discard_if_broken(conn, e);
+        }
+        res
+    }
+
+    /// Allocates a new uid: one Modify-Increment of `uidNumber` on the counter entry with
+    /// the Post-Read control, so concurrent callers can never get the same number.
+    pub async fn next_uid(&self, counter_dn: &str) -> Result<u64, DirError> {
+        let mut conn = self.conn().await?;
+        let res = async {
+            let ldap: &mut Ldap = &mut conn;
+            let res = ldap
+                .with_controls(PostRead::new(vec!["uidNumber"]))
+                .with_timeout(self.op_timeout)
+                .modify(counter_dn, vec![Mod::Increment("uidNumber", "1")])
+                .await?;
+            let res = check(res)?;
+            let read = res
+                .ctrls
+                .iter()
+                .find(|c| c.1.ctype == POST_READ_OID)
+                .map(|c| c.1.parse::<PostReadResp>())
+                .ok_or_else(|| DirError::Other("no post-read control in the counter answer".into()))?;
+            let value = read
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("uidNumber"))
+                .and_then(|(_, v)| v.first())
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| DirError::Other("counter has no numeric uidNumber".into()))?;
+            Ok(value)
+        }
+        .await;
+        if let Err(e) = &res {
+            Self::discard_if_broken(conn, e);
+        }
+        res
+    }
+
+    /// Applies every operation or none. One operation goes as itself; several go in one
+    /// LDAP transaction on a connection held for its whole length (slapd allows one open
+    /// transaction per connection). A failing assertion fails the whole transaction with
+    /// result 122.
+    pub async fn apply(&self, ops: Vec<Guarded>) -> Result<(), DirError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let started = Instant::now();
+        let n = ops.len();
+        let res = if n == 1 {
+            let g = ops.into_iter().next().expect("one op");
+            self.send(&mut conn, &g, None).await
+        } else {
+            self.apply_txn(&mut conn, ops).await
+        };
+        tracing::debug!(op = "write", ops = n, elapsed_us = started.elapsed().as_micros() as u64, ok = res.is_ok(), "ldap");
+        if let Err(e) = &res {
+            Self::discard_if_broken(conn, e);
+        }
+        res
+    }
+
+    async fn apply_txn(&self, ldap: &mut Ldap, ops: Vec<Guarded>) -> Result<(), DirError> {
+        let (exop, res) = ldap.with_timeout(self.op_timeout).extended(StartTxn).await?.success()?;
+        let _ = res;
+        let txn_id = exop
+            .val
+            .as_deref()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        for g in &ops {
+            if let Err(e) = self.send(ldap, g, Some(&txn_id)).await {
+                // Leave no open transaction behind on this connection.
+                let _ = ldap
+                    .with_timeout(self.op_timeout)
+                    .extended(EndTxn { txn_id: &txn_id, commit: false })
+                    .await;
+                return Err(e);
+            }
+        }
+        let ldap3::result::ExopResult(_, res) = ldap
+            .with_timeout(self.op_timeout)
+            .extended(EndTxn { txn_id: &txn_id, commit: true })
+            .await?;
+        check(res).map(|_| ())
+    }
+
+    async fn send(&self, ldap: &mut Ldap, g: &Guarded, txn: Option<&str>) -> Result<(), DirError> {
+        let mut controls: Vec<RawControl> = Vec::new();
+        if let Some(id) = txn {
+            controls.push(TxnSpec { txn_id: id }.into());
+        }
+        if let Some(filter) = &g.assertion {
+            controls.push(Assertion::new(filter.as_str()));
+        }
+        let ldap = ldap.with_controls(controls).with_timeout(self.op_timeout);
+        let res = match &g.op {
+            Op::Add { dn, attrs } => {
+                let attrs: Vec<(String, HashSet<String>)> = attrs
+                    .iter()
+                    .map(|(a, v)| (a.clone(), v.iter().cloned().collect()))
+                    .collect();
+                ldap.add(dn, attrs).await?
+            }
+            Op::Modify { dn, mods } => ldap.modify(dn, mods.clone()).await?,
+            Op::Delete { dn } => ldap.delete(dn).await?,
+            Op::Move {
+                dn,
+                new_rdn,
+                new_superior,
+            } => ldap.modifydn(dn, new_rdn, true, Some(new_superior)).await?,
+        };
+        check(res).map(|_| ())
+    }
+
+    /// Whether the directory answers: a read of the root DSE within the op timeout.
+    pub async fn ping(&self) -> Result<(), DirError> {
+        self.search("", Scope::Base, "(objectClass=*)", &["1.1"]).await.map(|_| ())
+    }
+}

@@ -1,0 +1,317 @@
+//! The slapd launcher: one private OpenLDAP server built from `ldif/` (schema, cn=config
+//! with indexes, overlays and ACLs, base tree, optional demo data). Used by the tests, by
+//! `stoney-gateway dev`, by the benchmarks and by `stoney-gateway slapd` in containers.
+//! It never touches a system slapd: everything lives in its own folder, and the server
+//! is stopped (and a temporary folder removed) when the handle is dropped.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_SUFFIX: &str = "dc=stoney-cloud,dc=org";
+pub const GATEWAY_RDN: &str = "cn=gateway,ou=administration";
+pub const GATEWAY_PASSWORD: &str = "gateway-secret";
+
+const SCHEMA_LDIF: &str = include_str!("../../ldif/sst-schema.ldif");
+const CONFIG_LDIF: &str = include_str!("../../ldif/slapd-config.ldif");
+const BASE_LDIF: &str = include_str!("../../ldif/base.ldif");
+const DEMO_LDIF: &str = include_str!("../../ldif/demo.ldif");
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{0} not found: install the Debian packages slapd and ldap-utils")]
+    Missing(String),
+    #[error("{step} failed: {detail}")]
+    Step { step: String, detail: String },
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct SlapdOptions {
+    pub suffix: String,
+    /// Load the demo data set of `ldif/demo.ldif`.
+    pub demo_data: bool,
+    /// Further LDIF (entries, in slapadd form) loaded after the base tree.
+    pub extra_ldif: Vec<String>,
+    /// Listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Keep the database in this folder across runs instead of a temporary one.
+    pub state_dir: Option<PathBuf>,
+    /// Password of `cn=Manager,<suffix>`; random if not set.
+    pub root_password: Option<String>,
+}
+
+impl Default for SlapdOptions {
+    fn default() -> Self {
+        SlapdOptions {
+            suffix: DEFAULT_SUFFIX.into(),
+            demo_data: false,
+            extra_ldif: Vec::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            state_dir: None,
+            root_password: None,
+        }
+    }
+}
+
+/// A running private slapd. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Slapd {
+    child: Option<Child>,
+    _temp: Option<tempfile::TempDir>,
+    pub dir: PathBuf,
+    pub url: String,
+    pub port: u16,
+    pub suffix: String,
+    pub root_dn: String,
+    pub root_password: String,
+    pub gateway_dn: String,
+    pub gateway_password: String,
+    /// How long the server took from spawn until it answered an LDAP bind.
+    pub startup: Duration,
+}
+
+fn find_binary(name: &str) -> Result<PathBuf, LaunchError> {
+    for dir in ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(LaunchError::Missing(name.into()))
+}
+
+fn module_path() -> &'static str {
+    ["/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap", "/usr/local/libexec/openldap"]
+        .into_iter()
+        .find(|p| Path::new(p).join("back_mdb.so").exists() || Path::new(p).join("back_mdb.la").exists())
+        .unwrap_or("/usr/lib/ldap")
+}
+
+fn schema_dir() -> &'static str {
+    ["/etc/ldap/schema", "/etc/openldap/schema", "/usr/local/etc/openldap/schema"]
+        .into_iter()
+        .find(|p| Path::new(p).join("core.ldif").exists())
+        .unwrap_or("/etc/ldap/schema")
+}
+
+/// Rewrites the default suffix in LDIF text to another one.
+pub fn with_suffix(ldif: &str, suffix: &str) -> String {
+    if suffix == DEFAULT_SUFFIX {
+        ldif.to_string()
+    } else {
+        ldif.replace(DEFAULT_SUFFIX, suffix)
+    }
+}
+
+/// The LDAP entries the launcher loads (base tree, demo data if asked, extra LDIF).
+pub fn data_ldif(opts: &SlapdOptions) -> String {
+    let mut data = with_suffix(BASE_LDIF, &opts.suffix);
+    if opts.demo_data {
+        data.push('\n');
+        data.push_str(&with_suffix(DEMO_LDIF, &opts.suffix));
+    }
+    for extra in &opts.extra_ldif {
+        data.push('\n');
+        data.push_str(extra);
+    }
+    data
+}
+
+fn run(step: &str, cmd: &mut Command) -> Result<(), LaunchError> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(LaunchError::Step {
+            step: step.into(),
+            detail: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .trim()
+            .to_string(),
+        })
+    }
+}
+
+fn random_password() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos() ^ std::process::id() as u128);
+    format!("{:016x}", h.finish())
+}
+
+/// Sends an anonymous bind and reads the answer: the server is up only when it answers
+/// LDAP, not merely when its port accepts.
+fn answers_ldap(addr: SocketAddr) -> bool {
+    const BIND: [u8; 14] = [0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00];
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(&BIND).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        // SEQUENCE, msgid 1, BindResponse (0x61) ... resultCode 0
+        Ok(n) if n >= 10 => buf[0] == 0x30 && buf.contains(&0x61),
+        _ => false,
+    }
+}
+
+impl Slapd {
+    /// Builds the configuration and database and starts the server; returns once it answers.
+    pub fn start(opts: SlapdOptions) -> Result<Slapd, LaunchError> {
+        let slapd = find_binary("slapd")?;
+        let slapadd = find_binary("slapadd")?;
+        let (temp, dir) = match &opts.state_dir {
+            Some(d) => {
+                fs::create_dir_all(d)?;
+                (None, fs::canonicalize(d)?)
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix("stoney-slapd-").tempdir()?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let root_password = opts.root_password.clone().unwrap_or_else(random_password);
+        let gateway_dn = format!("{GATEWAY_RDN},{}", opts.suffix);
+        let config_dir = dir.join("slapd.d");
+        if !config_dir.join("cn=config.ldif").exists() {
+            fs::create_dir_all(dir.join("db"))?;
+            fs::create_dir_all(&config_dir)?;
+            fs::write(dir.join("sst-schema.ldif"), SCHEMA_LDIF)?;
+            let config = CONFIG_LDIF
+                .replace("{{DIR}}", &dir.to_string_lossy())
+                .replace("{{SUFFIX}}", &opts.suffix)
+                .replace("{{ROOTPW}}", &root_password)
+                .replace("{{GATEWAY_DN}}", &gateway_dn)
+                .replace("{{MODULEPATH}}", module_path())
+                .replace("{{SCHEMADIR}}", schema_dir());
+            fs::write(dir.join("config.ldif"), config)?;
+            fs::write(dir.join("data.ldif"), data_ldif(&opts))?;
+            run(
+                "slapadd (cn=config)",
+                Command::new(&slapadd).arg("-n0").arg("-F").arg(&config_dir).arg("-l").arg(dir.join("config.ldif")),
+            )?;
+            run(
+                "slapadd (data)",
+                Command::new(&slapadd).args(["-q", "-n1", "-F"]).arg(&config_dir).arg("-l").arg(dir.join("data.ldif")),
+            )?;
+        }
+
+        let mut last_err = String::new();
+        for _attempt in 0..8 {
+            let addr = if opts.listen.port() == 0 {
+                let l = TcpListener::bind(opts.listen)?;
+                l.local_addr()?
+            } else {
+                opts.listen
+            };
+            let url = format!("ldap://{addr}/");
+            let log = fs::File::create(dir.join("slapd.log"))?;
+            let started = Instant::now();
+            let mut child = Command::new(&slapd)
+                .args(["-d", "0", "-F"])
+                .arg(&config_dir)
+                .arg("-h")
+                .arg(&url)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?;
+            let deadline = started + Duration::from_secs(10);
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    last_err = format!(
+                        "slapd exited with {status}: {}",
+                        fs::read_to_string(dir.join("slapd.log")).unwrap_or_default().trim()
+                    );
+                    break;
+                }
+                let probe = if addr.ip().is_unspecified() {
+                    SocketAddr::from(([127, 0, 0, 1], addr.port()))
+                } else {
+                    addr
+                };
+                if answers_ldap(probe) {
+                    let startup = started.elapsed();
+                    return Ok(Slapd {
+                        child: Some(child),
+                        _temp: temp,
+                        dir,
+                        url,
+                        port: addr.port(),
+                        suffix: opts.suffix.clone(),
+                        root_dn: format!("cn=Manager,{}", opts.suffix),
+                        root_password,
+                        gateway_dn,
+                        gateway_password: GATEWAY_PASSWORD.into(),
+                        startup,
+                    });
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_err = "slapd did not answer within 10 s".into();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if opts.listen.port() != 0 {
+                break;
+            }
+        }
+        Err(LaunchError::Step {
+            step: "starting slapd".into(),
+            detail: last_err,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after two seconds) and waits for it.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Waits until the server exits by itself (used by the foreground `slapd` command).
+    pub fn wait(&mut self) -> std::io::Result<()> {
+        if let Some(child) = self.child.as_mut() {
+            child.wait()?;
+        }
+        self.child = None;
+        Ok(())
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

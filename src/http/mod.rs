@@ -1,0 +1,69 @@
+//! The HTTP layer: routes, extractors, the error type and the middleware stack.
+
+pub mod auth;
+pub mod customers;
+pub mod error;
+pub mod extract;
+pub mod health;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use error::ApiError;
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+/// Gives the bodiless answers of the router (405 with `Allow`) the JSON error body.
+async fn error_bodies(req: Request<Body>, next: Next) -> Response {
+    let res = next.run(req).await;
+    if res.status() == StatusCode::METHOD_NOT_ALLOWED && !res.headers().contains_key(header::CONTENT_TYPE) {
+        let allow = res.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let mut e = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this resource");
+        if !allow.is_empty() {
+            e = e.with_header(header::ALLOW, &allow);
+        }
+        return e.into_response();
+    }
+    res
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.body_limit;
+    let request_span = |req: &Request<Body>| {
+        let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+    };
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/v1/customers", axum::routing::post(customers::create))
+        .route(
+            "/v1/customers/{id}",
+            get(customers::read).put(customers::replace).patch(customers::patch).delete(customers::delete),
+        )
+        .fallback(not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(error_bodies))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(|res: &Response, latency: Duration, _: &tracing::Span| {
+                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
+                }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}

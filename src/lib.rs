@@ -1,0 +1,13 @@
+//! stoney-gateway: the REST gateway of the stoney customer directory kept in OpenLDAP.
+//!
+//! Layers, top to bottom: `http` (routes, extractors, errors) → `service` (operations and
+//! scope checks) → `mapping` (the resource tables, JSON ↔ entries) → `directory` (pool,
+//! DN and filter building, controls, transactions, the slapd launcher).
+
+pub mod app;
+pub mod config;
+pub mod directory;
+pub mod http;
+pub mod mapping;
+pub mod service;
+pub mod telemetry;

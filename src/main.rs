@@ -1,0 +1,135 @@
+//! The `stoney-gateway` command: `serve` (production), `dev` (a private directory with
+//! the demo data and the gateway on top) and `slapd` (the directory alone, for containers).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use stoney_gateway::app::{self, AppState};
+use stoney_gateway::config::Settings;
+use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
+use stoney_gateway::telemetry;
+
+#[derive(Parser)]
+#[command(name = "stoney-gateway", version, about = "REST gateway for the stoney customer directory in OpenLDAP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API against the configured directory.
+    Serve {
+        /// A TOML configuration file (see the README for every key).
+        #[arg(long, short, env = "STONEY_CONFIG")]
+        config: Option<String>,
+    },
+    /// Start a private slapd with the demo data and serve the API on top of it.
+    Dev {
+        /// Address of the HTTP server.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Address of the private slapd (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:3389")]
+        ldap_listen: SocketAddr,
+    },
+    /// Run a directory built from ldif/ in the foreground (for containers).
+    Slapd {
+        #[arg(long, default_value = "0.0.0.0:389")]
+        listen: SocketAddr,
+        /// Keeps the configuration and database here; initialised on first start.
+        #[arg(long, default_value = "/var/lib/stoney-slapd")]
+        state_dir: PathBuf,
+        /// Load the demo data set on first start.
+        #[arg(long)]
+        demo: bool,
+        /// Base DN of the directory.
+        #[arg(long, default_value = "dc=stoney-cloud,dc=org")]
+        suffix: String,
+        /// Password of cn=Manager,<suffix>.
+        #[arg(long, env = "STONEY_SLAPD_ROOT_PASSWORD")]
+        root_password: Option<String>,
+    },
+}
+
+async fn run_gateway(settings: Settings) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let state = AppState::new(settings).map_err(|e| e.to_string())?;
+    app::serve(listener, state, app::shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => match Settings::load(config.as_deref()) {
+            Ok(settings) => {
+                telemetry::init(&settings.log.format, &settings.log.level);
+                tracing::info!(listen = %settings.listen, ldap = ?settings.ldap.urls, "serving");
+                runtime().and_then(|rt| rt.block_on(run_gateway(settings)))
+            }
+            Err(e) => Err(format!("configuration: {e}")),
+        },
+        Command::Dev { listen, ldap_listen } => dev(listen, ldap_listen),
+        Command::Slapd { listen, state_dir, demo, suffix, root_password } => {
+            let opts = SlapdOptions {
+                suffix,
+                demo_data: demo,
+                listen,
+                state_dir: Some(state_dir),
+                root_password,
+                ..Default::default()
+            };
+            match Slapd::start(opts) {
+                Ok(mut s) => {
+                    println!("slapd serving {} at {} (pid {:?})", s.suffix, s.url, s.pid());
+                    s.wait().map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stoney-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
+}
+
+fn dev(listen: String, ldap_listen: SocketAddr) -> Result<(), String> {
+    let mut settings = Settings::defaults();
+    telemetry::init(&settings.log.format, &settings.log.level);
+    let slapd = Slapd::start(SlapdOptions {
+        demo_data: true,
+        listen: ldap_listen,
+        root_password: Some("secret".into()),
+        ..Default::default()
+    })
+    .map_err(|e| e.to_string())?;
+    settings.listen = listen;
+    settings.ldap.urls = vec![slapd.url.clone()];
+    settings.ldap.bind_dn = slapd.gateway_dn.clone();
+    settings.ldap.bind_password = slapd.gateway_password.clone();
+    settings.ldap.base_dn = slapd.suffix.clone();
+    println!(
+        "\nstoney gateway (demo data)\n  API:        {api}/v1/customers\n  ready:      {api}/ready\n  LDAP:       {url}  base {base}\n  LDAP admin: -D '{root}' -w {rootpw}\n  slapd up in {ms} ms\n  Demo logins (HTTP Basic): admin@stoney-cloud.org / admin-secret (provider),\n    reseller1@example.com / reseller1-secret (reseller 4000001), customer@example.com / customer-secret (customer 5000001)\n  Ctrl-C stops the gateway and the private slapd.\n",
+        api = settings.public_url(),
+        url = slapd.url,
+        base = slapd.suffix,
+        root = slapd.root_dn,
+        rootpw = slapd.root_password,
+        ms = slapd.startup.as_millis(),
+    );
+    let res = runtime().and_then(|rt| rt.block_on(run_gateway(settings)));
+    drop(slapd);
+    res
+}

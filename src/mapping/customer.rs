@@ -1,0 +1,457 @@
+//! Customer documents ↔ customer entries, by walking the tables of `table.rs`.
+
+use std::collections::BTreeMap;
+
+use ldap3::Mod;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::table::{self, Field, Kind, Part, ADDRESS, CUSTOMER, PERSON_NAME_ATTRS};
+use super::values;
+use super::Problem;
+use crate::directory::entry::{canonical_attr, rdn_value};
+use crate::directory::{layout, Entry};
+
+/// Attribute values of one entry, by canonical attribute name (single-valued here).
+pub type Attrs = BTreeMap<&'static str, String>;
+
+/// A customer as stored: its entry, its address entries, and anything else under it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub id: u64,
+    pub reseller: u64,
+    pub customer: Entry,
+    pub billing: Option<Entry>,
+    pub shipping: Option<Entry>,
+    /// Every entry below the customer, deepest first (what a delete must remove).
+    pub children: Vec<String>,
+}
+
+impl Stored {
+    /// Sorts the entries of a subtree search based at a customer DN.
+    pub fn from_entries(mut entries: Vec<Entry>) -> Option<Stored> {
+        entries.sort_by_key(|e| layout::depth(&e.dn));
+        let mut it = entries.into_iter();
+        let customer = it.next()?;
+        if !customer.has_object_class("sstCustomer") {
+            return None;
+        }
+        let id = customer.rdn_value("uid")?.parse().ok()?;
+        let reseller = layout::reseller_of(&customer.dn)?;
+        let depth = layout::depth(&customer.dn);
+        let mut billing = None;
+        let mut shipping = None;
+        let mut children = Vec::new();
+        for e in it {
+            if layout::depth(&e.dn) == depth + 1 {
+                match rdn_value(&e.dn, "ou").map(str::to_ascii_lowercase).as_deref() {
+                    Some("address") => billing = Some(e.clone()),
+                    Some("shipping") => shipping = Some(e.clone()),
+                    _ => {}
+                }
+            }
+            children.push(e.dn);
+        }
+        children.sort_by_key(|dn| std::cmp::Reverse(layout::depth(dn)));
+        Some(Stored {
+            id,
+            reseller,
+            customer,
+            billing,
+            shipping,
+            children,
+        })
+    }
+
+    pub fn entry(&self, part: Part) -> Option<&Entry> {
+        match part {
+            Part::Customer => Some(&self.customer),
+            Part::Billing => self.billing.as_ref(),
+            Part::Shipping => self.shipping.as_ref(),
+        }
+    }
+
+    pub fn is_company(&self) -> bool {
+        self.customer.first("sstiscompany").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"))
+    }
+
+    /// A strong validator over the change sequence numbers of every entry of the customer,
+    /// so a change to any of them (through the gateway or by an admin) changes it.
+    pub fn etag(&self) -> String {
+        let mut h = Sha256::new();
+        for (label, e) in [("c", Some(&self.customer)), ("b", self.billing.as_ref()), ("s", self.shipping.as_ref())] {
+            if let Some(e) = e {
+                h.update(label.as_bytes());
+                h.update(e.dn.to_ascii_lowercase().as_bytes());
+                h.update(e.first("entrycsn").unwrap_or_default().as_bytes());
+                h.update(b"\n");
+            }
+        }
+        format!("\"{}\"", &hex::encode(h.finalize())[..32])
+    }
+
+    /// The assertion that holds while an entry is unchanged since it was read.
+    pub fn unchanged(entry: &Entry) -> Option<String> {
+        entry
+            .first("entrycsn")
+            .map(|csn| format!("(entryCSN={})", crate::directory::escape::filter_value(csn)))
+    }
+}
+
+/// URLs of a customer in responses.
+pub fn location(public_url: &str, id: u64) -> String {
+    format!("{}/v1/customers/{id}", public_url.trim_end_matches('/'))
+}
+
+fn link(public_url: &str, id: u64, suffix: &str) -> String {
+    if suffix.is_empty() {
+        location(public_url, id)
+    } else {
+        format!("{}/{suffix}", location(public_url, id))
+    }
+}
+
+/// The name a customer is shown with: `o` for companies, "givenName sn" for persons.
+pub fn customer_name(customer: &Entry, billing: Option<&Entry>, is_company: bool) -> Option<String> {
+    if is_company {
+        return customer.first("o").map(str::to_string);
+    }
+    let pick = |e: &Entry| match (e.first(PERSON_NAME_ATTRS.0), e.first(PERSON_NAME_ATTRS.1)) {
+        (Some(g), Some(s)) => Some(format!("{g} {s}")),
+        _ => None,
+    };
+    pick(customer).or_else(|| billing.and_then(pick))
+}
+
+fn scalar_json(f: &Field, entry: &Entry) -> Option<Value> {
+    entry.first(f.attr).and_then(|v| values::from_ldap(f.kind, v))
+}
+
+fn object_json(fields: &[Field], entry: &Entry) -> Value {
+    let mut m = Map::new();
+    for f in fields {
+        if let Some(v) = scalar_json(f, entry) {
+            m.insert(f.name.to_string(), v);
+        }
+    }
+    Value::Object(m)
+}
+
+/// The full JSON document of a stored customer (GET element).
+pub fn to_json(s: &Stored, public_url: &str) -> Value {
+    let mut m = Map::new();
+    let is_company = s.is_company();
+    for f in CUSTOMER {
+        let v = match f.kind {
+            Kind::Id => Some(Value::from(s.id)),
+            Kind::ResellerRef => Some(Value::from(s.reseller)),
+            Kind::Link(suffix) => Some(Value::String(link(public_url, s.id, suffix))),
+            Kind::CustomerName => customer_name(&s.customer, s.billing.as_ref(), is_company).map(Value::String),
+            Kind::Object(fields) => s.entry(f.part).map(|e| object_json(fields, e)),
+            _ => scalar_json(f, &s.customer),
+        };
+        if let Some(v) = v {
+            m.insert(f.name.to_string(), v);
+        }
+    }
+    Value::Object(m)
+}
+
+/// What a valid document asks to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub reseller: u64,
+    pub customer: Attrs,
+    pub billing: Attrs,
+    pub shipping: Option<Attrs>,
+}
+
+impl Desired {
+    pub fn part(&self, part: Part) -> Option<&Attrs> {
+        match part {
+            Part::Customer => Some(&self.customer),
+            Part::Billing => Some(&self.billing),
+            Part::Shipping => self.shipping.as_ref(),
+        }
+    }
+}
+
+/// How a document is checked: a create, or a full replace of an existing customer
+/// (whose current document read-only fields are compared with).
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    Create,
+    Replace { current: &'a Value },
+}
+
+fn present(v: Option<&Value>) -> Option<&Value> {
+    v.filter(|v| !v.is_null())
+}
+
+fn check_object(fields: &'static [Field], prefix: &str, obj: &Map<String, Value>, problems: &mut Vec<Problem>) -> Attrs {
+    let mut out = Attrs::new();
+    for key in obj.keys() {
+        if table::field(fields, key).is_none() {
+            problems.push(Problem::new(format!("{prefix}{key}"), "unknown attribute"));
+        }
+    }
+    for f in fields {
+        let path = format!("{prefix}{}", f.name);
+        match present(obj.get(f.name)) {
+            Some(v) => match values::to_ldap(f.kind, v) {
+                Ok(s) => {
+                    out.insert(f.attr, s);
+                }
+                Err(msg) => problems.push(Problem::new(path, msg)),
+            },
+            None => {
+                let conditional = f.required_if.is_some_and(|(other, vals)| {
+                    obj.get(other).and_then(Value::as_str).is_some_and(|x| vals.contains(&x))
+                });
+                if f.required || conditional {
+                    let why = match f.required_if {
+                        Some((other, vals)) if conditional => format!("is required when {other} is {}", vals.join(" or ")),
+                        _ => "is required".to_string(),
+                    };
+                    problems.push(Problem::new(path, why));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Validates a whole document against the table and says what it asks to store; every
+/// problem is reported at once.
+pub fn parse(doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
+    let Some(obj) = doc.as_object() else {
+        return Err(vec![Problem::new("", "the body must be a JSON object")]);
+    };
+    let mut problems = Vec::new();
+    for key in obj.keys() {
+        if table::field(CUSTOMER, key).is_none() {
+            problems.push(Problem::new(key.clone(), "unknown attribute"));
+        }
+    }
+    let mut customer = Attrs::new();
+    let mut billing = None;
+    let mut shipping = None;
+    let mut reseller = None;
+    let mut name: Option<String> = None;
+    for f in CUSTOMER {
+        let given = present(obj.get(f.name));
+        if f.read_only {
+            if let Some(v) = given {
+                match mode {
+                    Mode::Create => problems.push(Problem::new(f.name, "is read-only and set by the server")),
+                    Mode::Replace { current } if current.get(f.name) != Some(v) => {
+                        problems.push(Problem::new(f.name, "is read-only: it may only be given with its current value"))
+                    }
+                    Mode::Replace { .. } => {}
+                }
+            }
+            continue;
+        }
+        match (f.kind, given) {
+            (Kind::Object(fields), Some(Value::Object(o))) => {
+                let attrs = check_object(fields, &format!("{}.", f.name), o, &mut problems);
+                match f.part {
+                    Part::Billing => billing = Some(attrs),
+                    _ => shipping = Some(attrs),
+                }
+            }
+            (Kind::Object(_), Some(_)) => problems.push(Problem::new(f.name, "must be an object")),
+            (Kind::CustomerName, Some(v)) => match values::to_ldap(f.kind, v) {
+                Ok(s) => name = Some(s),
+                Err(msg) => problems.push(Problem::new(f.name, msg)),
+            },
+            (Kind::CustomerName, None) => {}
+            (_, Some(v)) => match values::to_ldap(f.kind, v) {
+                Ok(s) => {
+                    if f.kind == Kind::ResellerRef {
+                        reseller = s.parse().ok();
+                    }
+                    customer.insert(f.attr, s);
+                }
+                Err(msg) => problems.push(Problem::new(f.name, msg)),
+            },
+            (_, None) => {
+                if let Some(d) = f.default {
+                    customer.insert(f.attr, if d { "TRUE" } else { "FALSE" }.to_string());
+                } else if f.required {
+                    problems.push(Problem::new(f.name, "is required"));
+                }
+            }
+        }
+    }
+
+    // customerName: `o` for a company; for a person, the billing holder's names.
+    let name_field = CUSTOMER.iter().find(|f| f.kind == Kind::CustomerName).map(|f| f.name).unwrap_or("customerName");
+    match customer.get("sstiscompany").map(String::as_str) {
+        Some("TRUE") => match name {
+            Some(n) => {
+                customer.insert("o", n);
+            }
+            None => problems.push(Problem::new(name_field, "is required for a company")),
+        },
+        Some(_) => {
+            if let Some(b) = &billing {
+                if let (Some(g), Some(s)) = (b.get(PERSON_NAME_ATTRS.0), b.get(PERSON_NAME_ATTRS.1)) {
+                    let full = format!("{g} {s}");
+                    if name.as_ref().is_some_and(|n| *n != full) {
+                        problems.push(Problem::new(
+                            name_field,
+                            format!("of a private customer must be the billing address's givenName and surname: \"{full}\""),
+                        ));
+                    }
+                    customer.insert(PERSON_NAME_ATTRS.0, g.clone());
+                    customer.insert(PERSON_NAME_ATTRS.1, s.clone());
+                }
+            }
+        }
+        None => {}
+    }
+
+    if problems.is_empty() {
+        Ok(Desired {
+            reseller: reseller.unwrap_or_default(),
+            customer,
+            billing: billing.unwrap_or_default(),
+            shipping,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+/// Every attribute the gateway manages on an entry of this part; others are left alone.
+pub fn managed(part: Part) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = match part {
+        Part::Customer => CUSTOMER
+            .iter()
+            .filter(|f| !f.attr.is_empty() && !f.read_only)
+            .map(|f| f.attr)
+            .chain([PERSON_NAME_ATTRS.0, PERSON_NAME_ATTRS.1])
+            .collect(),
+        Part::Billing | Part::Shipping => ADDRESS.iter().map(|f| f.attr).collect(),
+    };
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The attributes of a new entry of this part.
+pub fn new_entry(part: Part, id: u64, attrs: &Attrs) -> Vec<(String, Vec<String>)> {
+    let classes = match part {
+        Part::Customer => table::CUSTOMER_CLASSES,
+        _ => table::ADDRESS_CLASSES,
+    };
+    let mut out = vec![("objectClass".to_string(), classes.iter().map(|c| c.to_string()).collect())];
+    match part.ou() {
+        None => out.push(("uid".into(), vec![id.to_string()])),
+        Some(ou) => out.push(("ou".into(), vec![ou.to_string()])),
+    }
+    out.extend(attrs.iter().map(|(a, v)| (a.to_string(), vec![v.clone()])));
+    out
+}
+
+/// The modifications that turn an entry into the desired state, touching only the
+/// attributes the mapping manages. When nothing differs, the entry is still touched (one
+/// attribute replaced by its own value) so that its change sequence number moves on.
+pub fn diff(part: Part, current: &Entry, desired: &Attrs) -> Vec<Mod<String>> {
+    let mut mods = Vec::new();
+    for attr in managed(part) {
+        let now = current.values(attr);
+        match desired.get(attr) {
+            Some(v) if now.len() == 1 && now[0] == *v => {}
+            Some(v) => mods.push(Mod::Replace(attr.to_string(), [v.clone()].into())),
+            None if !now.is_empty() => mods.push(Mod::Delete(attr.to_string(), Default::default())),
+            None => {}
+        }
+    }
+    if mods.is_empty() {
+        if let Some((attr, v)) = desired.iter().next() {
+            mods.push(Mod::Replace(attr.to_string(), [v.clone()].into()));
+        }
+    }
+    mods
+}
+
+/// Whether an attribute name (any spelling) is one the mapping knows for this part.
+pub fn is_managed(part: Part, name: &str) -> bool {
+    managed(part).contains(&canonical_attr(name).as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn address() -> Value {
+        json!({"gender": "f", "givenName": "Zoë", "surname": "Müller", "postalAddress": "Hauptgasse 1",
+               "countryCode": "CH", "postalCode": "3011", "localityName": "Bern",
+               "preferredLanguage": "de-CH", "mail": "zoe@example.com"})
+    }
+
+    #[test]
+    fn a_company_needs_a_name_and_stores_it_in_o() {
+        let doc = json!({"isCompany": true, "customerName": "ACME AG", "belongsToResellerID": 4000001, "billingAddress": address()});
+        let d = parse(&doc, Mode::Create).unwrap();
+        assert_eq!(d.customer.get("o").unwrap(), "ACME AG");
+        assert_eq!(d.customer.get("sstisactive").unwrap(), "TRUE");
+        assert_eq!(d.reseller, 4000001);
+        let doc = json!({"isCompany": true, "belongsToResellerID": 4000001, "billingAddress": address()});
+        let e = parse(&doc, Mode::Create).unwrap_err();
+        assert_eq!(e[0].field, "customerName");
+    }
+
+    #[test]
+    fn a_private_customer_takes_the_billing_names() {
+        let doc = json!({"isCompany": false, "belongsToResellerID": 4000001, "billingAddress": address()});
+        let d = parse(&doc, Mode::Create).unwrap();
+        assert_eq!(d.customer.get("givenname").unwrap(), "Zoë");
+        assert!(!d.customer.contains_key("o"));
+        let doc = json!({"isCompany": false, "customerName": "Someone Else", "belongsToResellerID": 4000001, "billingAddress": address()});
+        assert_eq!(parse(&doc, Mode::Create).unwrap_err()[0].field, "customerName");
+        let doc = json!({"isCompany": false, "customerName": "Zoë Müller", "belongsToResellerID": 4000001, "billingAddress": address()});
+        assert!(parse(&doc, Mode::Create).is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut a = address();
+        a["countryCode"] = json!("US");
+        a["mail"] = json!("nope");
+        a["extra"] = json!(1);
+        let doc = json!({"isCompany": "yes", "id": 5, "foo": 1, "belongsToResellerID": 4000001, "billingAddress": a});
+        let fields: Vec<String> = parse(&doc, Mode::Create).unwrap_err().into_iter().map(|p| p.field).collect();
+        for f in ["foo", "id", "isCompany", "billingAddress.extra", "billingAddress.stateOrProvinceName", "billingAddress.mail"] {
+            assert!(fields.contains(&f.to_string()), "{f} missing in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn read_only_fields_may_repeat_their_current_value() {
+        let current = json!({"id": 5000001, "location": "http://x/v1/customers/5000001"});
+        let doc = json!({"id": 5000001, "location": "http://x/v1/customers/5000001", "isCompany": true, "customerName": "A",
+                         "belongsToResellerID": 4000001, "billingAddress": address()});
+        assert!(parse(&doc, Mode::Replace { current: &current }).is_ok());
+        let mut doc2 = doc.clone();
+        doc2["id"] = json!(5000002);
+        assert_eq!(parse(&doc2, Mode::Replace { current: &current }).unwrap_err()[0].field, "id");
+    }
+
+    #[test]
+    fn diff_replaces_changed_and_deletes_removed_attributes_only() {
+        let mut e = Entry::default();
+        e.attrs.insert("l".into(), vec!["Bern".into()]);
+        e.attrs.insert("telephonenumber".into(), vec!["+41 1".into()]);
+        e.attrs.insert("description".into(), vec!["admin note".into()]);
+        let mut want = Attrs::new();
+        want.insert("l", "Thun".into());
+        let mods = diff(Part::Billing, &e, &want);
+        assert!(mods.contains(&Mod::Replace("l".into(), ["Thun".to_string()].into())));
+        assert!(mods.contains(&Mod::Delete("telephonenumber".into(), Default::default())));
+        assert_eq!(mods.len(), 2, "description is not managed and stays");
+    }
+}

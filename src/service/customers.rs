@@ -1,0 +1,330 @@
+//! The customer operations: create, read, replace, patch, delete and move, each all or
+//! nothing, with optimistic concurrency on the entries' change sequence numbers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ldap3::Scope as LdapScope;
+use serde_json::Value;
+
+use super::{Precondition, Scope, ServiceError};
+use crate::directory::error::rc;
+use crate::directory::escape::filter_value;
+use crate::directory::{layout, DirError, Directory, Guarded, Op};
+use crate::mapping::customer::{self, Desired, Mode, Stored};
+use crate::mapping::table::{self, Part};
+use crate::mapping::{patch, Problem};
+
+/// How many times a write without `If-Match` is retried when another writer changed the
+/// customer between its read and its write.
+const WRITE_ATTEMPTS: usize = 5;
+/// Upper bound of remembered id → reseller placements.
+const PLACEMENT_CAP: usize = 200_000;
+
+/// How a customer update is given.
+pub enum Update<'a> {
+    Replace(&'a Value),
+    MergePatch(&'a Value),
+}
+
+#[derive(Clone)]
+pub struct Customers {
+    dir: Directory,
+    public_url: Arc<str>,
+    /// Which reseller a customer id lives under, so a read is one subtree search. A
+    /// stale placement is harmless: the search finds nothing and the id is looked up.
+    placement: Arc<RwLock<HashMap<u64, u64>>>,
+}
+
+impl Customers {
+    pub fn new(dir: Directory, public_url: &str) -> Self {
+        Customers {
+            dir,
+            public_url: public_url.trim_end_matches('/').into(),
+            placement: Default::default(),
+        }
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.dir
+    }
+
+    pub fn location(&self, id: u64) -> String {
+        customer::location(&self.public_url, id)
+    }
+
+    fn base(&self) -> &str {
+        &self.dir.base_dn
+    }
+
+    fn remember(&self, id: u64, reseller: u64) {
+        if let Ok(mut m) = self.placement.write() {
+            if m.len() >= PLACEMENT_CAP {
+                m.clear();
+            }
+            m.insert(id, reseller);
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut m) = self.placement.write() {
+            m.remove(&id);
+        }
+    }
+
+    async fn read_at(&self, dn: &str) -> Result<Option<Stored>, DirError> {
+        let attrs = table::all_attributes();
+        let entries = self.dir.search(dn, LdapScope::Subtree, "(objectClass=*)", &attrs).await?;
+        Ok(Stored::from_entries(entries))
+    }
+
+    /// Reads a customer with all its entries; `None` when the id does not exist.
+    pub async fn read(&self, id: u64) -> Result<Option<Stored>, DirError> {
+        let known = self.placement.read().ok().and_then(|m| m.get(&id).copied());
+        if let Some(reseller) = known {
+            if let Some(s) = self.read_at(&layout::customer_dn(self.base(), reseller, id)).await? {
+                return Ok(Some(s));
+            }
+            self.forget(id);
+        }
+        let filter = format!("(&(objectClass=sstCustomer)(uid={}))", filter_value(&id.to_string()));
+        let found = self
+            .dir
+            .search(&layout::resellers_dn(self.base()), LdapScope::Subtree, &filter, &["1.1"])
+            .await?;
+        for e in found {
+            if let Some(s) = self.read_at(&e.dn).await? {
+                if s.id == id {
+                    self.remember(id, s.reseller);
+                    return Ok(Some(s));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn visible(&self, scope: &Scope, id: u64) -> Result<Stored, ServiceError> {
+        match self.read(id).await? {
+            Some(s) if scope.sees(s.id, s.reseller) => Ok(s),
+            _ => Err(ServiceError::NotFound),
+        }
+    }
+
+    /// The full document and its ETag.
+    pub async fn get(&self, scope: &Scope, id: u64) -> Result<(Value, String), ServiceError> {
+        let s = self.visible(scope, id).await?;
+        Ok((customer::to_json(&s, &self.public_url), s.etag()))
+    }
+
+    /// Checks that a reseller exists and may be used by the caller; says whether its
+    /// `ou=customers` container exists yet.
+    async fn reseller_ready(&self, scope: &Scope, reseller: u64) -> Result<bool, ServiceError> {
+        let unknown = || {
+            ServiceError::Invalid(vec![Problem::new("belongsToResellerID", format!("there is no reseller {reseller}"))])
+        };
+        if !scope.may_use_reseller(reseller) {
+            return Err(unknown());
+        }
+        let (reseller_dn, container_dn) = (layout::reseller_dn(self.base(), reseller), layout::customers_dn(self.base(), reseller));
+        let (r, c) = tokio::join!(
+            self.dir.search(&reseller_dn, LdapScope::Base, "(objectClass=sstReseller)", &["1.1"]),
+            self.dir.search(&container_dn, LdapScope::Base, "(objectClass=*)", &["1.1"]),
+        );
+        if r?.is_empty() {
+            return Err(unknown());
+        }
+        Ok(!c?.is_empty())
+    }
+
+    fn container(&self, reseller: u64) -> Guarded {
+        Op::Add {
+            dn: layout::customers_dn(self.base(), reseller),
+            attrs: vec![
+                ("objectClass".into(), vec!["top".into(), "organizationalUnit".into()]),
+                ("ou".into(), vec!["customers".into()]),
+            ],
+        }
+        .into()
+    }
+
+    fn conflict(e: DirError, d: &Desired) -> ServiceError {
+        match e.rc() {
+            Some(rc::CONSTRAINT_VIOLATION) if d.customer.contains_key("sstexternalid") => {
+                ServiceError::Conflict("externalID is already used by another entry".into())
+            }
+            Some(rc::ALREADY_EXISTS) => ServiceError::Conflict("the entry exists already".into()),
+            _ => e.into(),
+        }
+    }
+
+    /// Creates a customer with a new id from the directory's counter; all its entries are
+    /// written in one transaction.
+    pub async fn create(&self, scope: &Scope, body: &Value) -> Result<u64, ServiceError> {
+        if !scope.may_create_or_delete() {
+            return Err(ServiceError::Forbidden("customer users cannot create customers".into()));
+        }
+        let desired = customer::parse(body, Mode::Create).map_err(ServiceError::Invalid)?;
+        let has_container = self.reseller_ready(scope, desired.reseller).await?;
+        let id = self.dir.next_uid(&layout::counter_dn(self.base())).await?;
+        let dn = layout::customer_dn(self.base(), desired.reseller, id);
+        let mut ops = Vec::new();
+        if !has_container {
+            ops.push(self.container(desired.reseller));
+        }
+        ops.push(Op::Add { dn: dn.clone(), attrs: customer::new_entry(Part::Customer, id, &desired.customer) }.into());
+        for part in [Part::Billing, Part::Shipping] {
+            if let (Some(attrs), Some(ou)) = (desired.part(part), part.ou()) {
+                ops.push(Op::Add { dn: layout::child_dn(&dn, ou), attrs: customer::new_entry(part, id, attrs) }.into());
+            }
+        }
+        self.dir.apply(ops).await.map_err(|e| Self::conflict(e, &desired))?;
+        self.remember(id, desired.reseller);
+        tracing::info!(id, reseller = desired.reseller, "customer created");
+        Ok(id)
+    }
+
+    /// The writes that turn a stored customer into the desired one, each guarded by the
+    /// entry being unchanged since it was read.
+    fn plan_update(&self, s: &Stored, d: &Desired, add_container: bool) -> Vec<Guarded> {
+        let guard = |op: Op, e: &crate::directory::Entry| Guarded { op, assertion: Stored::unchanged(e) };
+        let mut ops = vec![guard(
+            Op::Modify { dn: s.customer.dn.clone(), mods: customer::diff(Part::Customer, &s.customer, &d.customer) },
+            &s.customer,
+        )];
+        for part in [Part::Billing, Part::Shipping] {
+            let ou = part.ou().unwrap_or_default();
+            match (s.entry(part), d.part(part)) {
+                (Some(e), Some(want)) => {
+                    ops.push(guard(Op::Modify { dn: e.dn.clone(), mods: customer::diff(part, e, want) }, e))
+                }
+                (Some(e), None) => ops.push(guard(Op::Delete { dn: e.dn.clone() }, e)),
+                (None, Some(want)) => ops.push(
+                    Op::Add { dn: layout::child_dn(&s.customer.dn, ou), attrs: customer::new_entry(part, s.id, want) }
+                        .into(),
+                ),
+                (None, None) => {}
+            }
+        }
+        if d.reseller != s.reseller {
+            if add_container {
+                ops.push(self.container(d.reseller));
+            }
+            ops.push(
+                Op::Move {
+                    dn: s.customer.dn.clone(),
+                    new_rdn: layout::customer_rdn(s.id),
+                    new_superior: layout::customers_dn(self.base(), d.reseller),
+                }
+                .into(),
+            );
+        }
+        ops
+    }
+
+    /// Replaces or patches a customer; returns the new ETag.
+    pub async fn update(
+        &self,
+        scope: &Scope,
+        id: u64,
+        update: Update<'_>,
+        precondition: Option<&Precondition>,
+    ) -> Result<String, ServiceError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let s = self.visible(scope, id).await?;
+            if precondition.is_some_and(|p| !p.matches(&s.etag())) {
+                return Err(ServiceError::PreconditionFailed);
+            }
+            let current = customer::to_json(&s, &self.public_url);
+            let doc = match update {
+                Update::Replace(body) => body.clone(),
+                Update::MergePatch(p) => {
+                    if !p.is_object() {
+                        return Err(ServiceError::Invalid(vec![Problem::new("", "a merge patch must be a JSON object")]));
+                    }
+                    let mut d = current.clone();
+                    patch::merge(&mut d, p);
+                    d
+                }
+            };
+            let desired = customer::parse(&doc, Mode::Replace { current: &current }).map_err(ServiceError::Invalid)?;
+            if let Scope::Customer { .. } = scope {
+                let mut denied = Vec::new();
+                let was_active = s.customer.first("sstisactive").map(str::to_ascii_uppercase).unwrap_or_else(|| "TRUE".into());
+                if desired.customer.get("sstisactive") != Some(&was_active) {
+                    denied.push("isActive");
+                }
+                if desired.reseller != s.reseller {
+                    denied.push("belongsToResellerID");
+                }
+                if !denied.is_empty() {
+                    return Err(ServiceError::Forbidden(format!("customer users cannot change {}", denied.join(", "))));
+                }
+            }
+            let add_container = if desired.reseller != s.reseller {
+                !self.reseller_ready(scope, desired.reseller).await?
+            } else {
+                false
+            };
+            let ops = self.plan_update(&s, &desired, add_container);
+            match self.dir.apply(ops).await {
+                Ok(()) => {
+                    self.remember(id, desired.reseller);
+                    let now = self.read(id).await?.ok_or(ServiceError::NotFound)?;
+                    return Ok(now.etag());
+                }
+                Err(e) if matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT | rc::ALREADY_EXISTS)) => {
+                    if precondition.is_some() {
+                        return Err(ServiceError::PreconditionFailed);
+                    }
+                    tracing::debug!(id, error = %e, "concurrent change, retrying");
+                    self.forget(id);
+                }
+                Err(e) => return Err(Self::conflict(e, &desired)),
+            }
+        }
+        Err(ServiceError::Conflict("the customer kept changing; try again".into()))
+    }
+
+    /// Deletes a customer and every entry under it.
+    pub async fn delete(&self, scope: &Scope, id: u64, precondition: Option<&Precondition>) -> Result<(), ServiceError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let s = self.visible(scope, id).await?;
+            if !scope.may_create_or_delete() {
+                return Err(ServiceError::Forbidden("customer users cannot delete customers".into()));
+            }
+            if precondition.is_some_and(|p| !p.matches(&s.etag())) {
+                return Err(ServiceError::PreconditionFailed);
+            }
+            let guarded = |dn: &str| {
+                [Some(&s.customer), s.billing.as_ref(), s.shipping.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .find(|e| e.dn == dn)
+                    .and_then(Stored::unchanged)
+            };
+            let mut ops: Vec<Guarded> = s
+                .children
+                .iter()
+                .map(|dn| Guarded { op: Op::Delete { dn: dn.clone() }, assertion: guarded(dn) })
+                .collect();
+            ops.push(Guarded { op: Op::Delete { dn: s.customer.dn.clone() }, assertion: Stored::unchanged(&s.customer) });
+            match self.dir.apply(ops).await {
+                Ok(()) => {
+                    self.forget(id);
+                    tracing::info!(id, "customer deleted");
+                    return Ok(());
+                }
+                Err(e)
+                    if matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT | rc::NOT_ALLOWED_ON_NON_LEAF)) =>
+                {
+                    if precondition.is_some() {
+                        return Err(ServiceError::PreconditionFailed);
+                    }
+                    self.forget(id);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Conflict("the customer kept changing; try again".into()))
+    }
+}

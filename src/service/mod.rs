@@ -1,0 +1,77 @@
+//! The service layer: the customer operations with their scope checks, on top of the
+//! mapping and the directory. It speaks in documents and ids, never in HTTP.
+
+pub mod customers;
+pub mod scope;
+
+pub use customers::Customers;
+pub use scope::Scope;
+
+use crate::directory::DirError;
+use crate::mapping::Problem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Unknown id, or one outside the caller's scope: the two look the same.
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("validation failed")]
+    Invalid(Vec<Problem>),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("directory unavailable")]
+    Unavailable,
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<DirError> for ServiceError {
+    fn from(e: DirError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "directory unavailable");
+            ServiceError::Unavailable
+        } else {
+            ServiceError::Internal(e.to_string())
+        }
+    }
+}
+
+/// An `If-Match` precondition (RFC 9110 section 13.1.1, strong comparison).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    Any,
+    Tags(Vec<String>),
+}
+
+impl Precondition {
+    pub fn parse(header: &str) -> Precondition {
+        if header.trim() == "*" {
+            return Precondition::Any;
+        }
+        Precondition::Tags(header.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
+    }
+
+    pub fn matches(&self, etag: &str) -> bool {
+        match self {
+            Precondition::Any => true,
+            Precondition::Tags(tags) => tags.iter().any(|t| !t.starts_with("W/") && t == etag),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_uses_strong_comparison() {
+        assert!(Precondition::parse("*").matches("\"a\""));
+        assert!(Precondition::parse("\"x\", \"a\"").matches("\"a\""));
+        assert!(!Precondition::parse("W/\"a\"").matches("\"a\""));
+        assert!(!Precondition::parse("\"b\"").matches("\"a\""));
+    }
+}

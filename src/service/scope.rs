@@ -1,0 +1,36 @@
+//! What a caller may see and do (SPEC section 7).
+
+/// The reach of an authenticated caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `sstBelongsToUID: 1`: every customer.
+    Provider,
+    /// A reseller's user: the customers under that reseller.
+    Reseller(u64),
+    /// A customer's user: that one customer.
+    Customer { reseller: u64, customer: u64 },
+}
+
+impl Scope {
+    /// Whether a customer (by id and reseller) is visible to the caller.
+    pub fn sees(&self, id: u64, reseller: u64) -> bool {
+        match *self {
+            Scope::Provider => true,
+            Scope::Reseller(r) => r == reseller,
+            Scope::Customer { customer, .. } => customer == id,
+        }
+    }
+
+    /// Whether customers may be placed under this reseller by the caller.
+    pub fn may_use_reseller(&self, reseller: u64) -> bool {
+        match *self {
+            Scope::Provider => true,
+            Scope::Reseller(r) => r == reseller,
+            Scope::Customer { reseller: r, .. } => r == reseller,
+        }
+    }
+
+    pub fn may_create_or_delete(&self) -> bool {
+        !matches!(self, Scope::Customer { .. })
+    }
+}
