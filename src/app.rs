@@ -50,6 +50,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let customers = state.customers.clone();
+    tokio::spawn(async move {
+        if let Err(e) = customers.sweep_trash().await {
+            tracing::warn!(error = %e, "could not sweep the trash at start");
+        }
+    });
     let router = crate::http::router(state);
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -8,6 +8,11 @@ pub fn counter_dn(base: &str) -> String {
     format!("cn=nextfreeuid,ou=administration,{base}")
 }
 
+/// Where removed entries wait to be purged (outside every reseller's subtree).
+pub fn trash_dn(base: &str) -> String {
+    format!("ou=trash,ou=administration,{base}")
+}
+
 pub fn people_dn(base: &str) -> String {
     format!("ou=people,{base}")
 }

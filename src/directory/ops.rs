@@ -210,6 +210,7 @@ impl Directory {
         let mut conn = self.conn().await?;
         let started = Instant::now();
         let n = ops.len();
+        tracing::trace!(?ops, "apply");
         let res = if n == 1 {
             let g = ops.into_iter().next().expect("one op");
             self.send(&mut conn, &g, None).await

@@ -356,8 +356,7 @@ pub fn new_entry(part: Part, id: u64, attrs: &Attrs) -> Vec<(String, Vec<String>
 }
 
 /// The modifications that turn an entry into the desired state, touching only the
-/// attributes the mapping manages. When nothing differs, the entry is still touched (one
-/// attribute replaced by its own value) so that its change sequence number moves on.
+/// attributes the mapping manages.
 pub fn diff(part: Part, current: &Entry, desired: &Attrs) -> Vec<Mod<String>> {
     let mut mods = Vec::new();
     for attr in managed(part) {
@@ -367,11 +366,6 @@ pub fn diff(part: Part, current: &Entry, desired: &Attrs) -> Vec<Mod<String>> {
             Some(v) => mods.push(Mod::Replace(attr.to_string(), [v.clone()].into())),
             None if !now.is_empty() => mods.push(Mod::Delete(attr.to_string(), Default::default())),
             None => {}
-        }
-    }
-    if mods.is_empty() {
-        if let Some((attr, v)) = desired.iter().next() {
-            mods.push(Mod::Replace(attr.to_string(), [v.clone()].into()));
         }
     }
     mods

@@ -183,21 +183,109 @@ impl Customers {
         Ok(id)
     }
 
-    /// The writes that turn a stored customer into the desired one, each guarded by the
-    /// entry being unchanged since it was read.
-    fn plan_update(&self, s: &Stored, d: &Desired, add_container: bool) -> Vec<Guarded> {
-        let guard = |op: Op, e: &crate::directory::Entry| Guarded { op, assertion: Stored::unchanged(e) };
-        let mut ops = vec![guard(
-            Op::Modify { dn: s.customer.dn.clone(), mods: customer::diff(Part::Customer, &s.customer, &d.customer) },
-            &s.customer,
-        )];
+    /// Guards that hold while every entry of the customer is unchanged since it was
+    /// read: an empty modify with an assertion on the entry's change sequence number.
+    /// They open the transaction, so the check and the writes after it are one step;
+    /// being empty, they also keep the assertion away from overlays (unique) that run
+    /// internal searches for the real modifications.
+    fn guards(s: &Stored) -> Vec<Guarded> {
+        [Some(&s.customer), s.billing.as_ref(), s.shipping.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|e| Guarded { op: Op::Modify { dn: e.dn.clone(), mods: Vec::new() }, assertion: Stored::unchanged(e) })
+            .collect()
+    }
+
+    /// Moves an entry (and its subtree) out of sight into the trash, under a new unique
+    /// RDN of the same type. slapd cannot delete an entry's last child inside a
+    /// transaction, but it can move it; the trash is purged after the commit.
+    fn to_trash(&self, dn: &str) -> (Guarded, String) {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let rdn = dn.split(',').next().unwrap_or_default();
+        let (attr, value) = rdn.split_once('=').unwrap_or(("ou", "entry"));
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let new_rdn = format!("{attr}={}", crate::directory::escape::dn_value(&format!("{value}-{nanos}-{seq}")));
+        let trash = layout::trash_dn(self.base());
+        let new_dn = format!("{new_rdn},{trash}");
+        (Op::Move { dn: dn.to_string(), new_rdn, new_superior: trash }.into(), new_dn)
+    }
+
+    /// Deletes what was moved to the trash, children first. Failures are only logged:
+    /// the entries are already out of every customer's subtree, and the next sweep
+    /// removes them.
+    async fn purge(&self, dns: &[String]) {
+        for dn in dns {
+            if let Err(e) = self.delete_subtree(dn).await {
+                tracing::warn!(dn = %dn, error = %e, "purging the trash failed; the next sweep retries");
+            }
+        }
+    }
+
+    async fn delete_subtree(&self, dn: &str) -> Result<(), DirError> {
+        let mut dns: Vec<String> = self
+            .dir
+            .search(dn, LdapScope::Subtree, "(objectClass=*)", &["1.1"])
+            .await?
+            .into_iter()
+            .map(|e| e.dn)
+            .collect();
+        dns.sort_by_key(|d| std::cmp::Reverse(layout::depth(d)));
+        for d in dns {
+            match self.dir.apply(vec![Op::Delete { dn: d }.into()]).await {
+                Ok(()) => {}
+                Err(e) if e.rc() == Some(rc::NO_SUCH_OBJECT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the trash container if it is missing and purges whatever is left in it.
+    pub async fn sweep_trash(&self) -> Result<(), DirError> {
+        let trash = layout::trash_dn(self.base());
+        let found = self.dir.search(&trash, LdapScope::OneLevel, "(objectClass=*)", &["1.1"]).await?;
+        if found.is_empty() && self.dir.search(&trash, LdapScope::Base, "(objectClass=*)", &["1.1"]).await?.is_empty() {
+            let add = Op::Add {
+                dn: trash.clone(),
+                attrs: vec![
+                    ("objectClass".into(), vec!["top".into(), "organizationalUnit".into()]),
+                    ("ou".into(), vec!["trash".into()]),
+                    ("description".into(), vec!["Entries removed by the gateway, waiting to be purged".into()]),
+                ],
+            };
+            return match self.dir.apply(vec![add.into()]).await {
+                Err(e) if e.rc() != Some(rc::ALREADY_EXISTS) => Err(e),
+                _ => Ok(()),
+            };
+        }
+        self.purge(&found.into_iter().map(|e| e.dn).collect::<Vec<_>>()).await;
+        Ok(())
+    }
+
+    /// The writes that turn a stored customer into the desired one, and what they move
+    /// to the trash.
+    fn plan_update(&self, s: &Stored, d: &Desired, add_container: bool) -> (Vec<Guarded>, Vec<String>) {
+        let mut ops = Self::guards(s);
+        let mut trashed = Vec::new();
+        let mods = customer::diff(Part::Customer, &s.customer, &d.customer);
+        if !mods.is_empty() {
+            ops.push(Op::Modify { dn: s.customer.dn.clone(), mods }.into());
+        }
         for part in [Part::Billing, Part::Shipping] {
             let ou = part.ou().unwrap_or_default();
             match (s.entry(part), d.part(part)) {
                 (Some(e), Some(want)) => {
-                    ops.push(guard(Op::Modify { dn: e.dn.clone(), mods: customer::diff(part, e, want) }, e))
+                    let mods = customer::diff(part, e, want);
+                    if !mods.is_empty() {
+                        ops.push(Op::Modify { dn: e.dn.clone(), mods }.into());
+                    }
                 }
-                (Some(e), None) => ops.push(guard(Op::Delete { dn: e.dn.clone() }, e)),
+                (Some(e), None) => {
+                    let (op, dn) = self.to_trash(&e.dn);
+                    ops.push(op);
+                    trashed.push(dn);
+                }
                 (None, Some(want)) => ops.push(
                     Op::Add { dn: layout::child_dn(&s.customer.dn, ou), attrs: customer::new_entry(part, s.id, want) }
                         .into(),
@@ -218,7 +306,7 @@ impl Customers {
                 .into(),
             );
         }
-        ops
+        (ops, trashed)
     }
 
     /// Replaces or patches a customer; returns the new ETag.
@@ -265,14 +353,16 @@ impl Customers {
             } else {
                 false
             };
-            let ops = self.plan_update(&s, &desired, add_container);
+            let (ops, trashed) = self.plan_update(&s, &desired, add_container);
             match self.dir.apply(ops).await {
                 Ok(()) => {
                     self.remember(id, desired.reseller);
+                    self.purge(&trashed).await;
                     let now = self.read(id).await?.ok_or(ServiceError::NotFound)?;
                     return Ok(now.etag());
                 }
                 Err(e) if matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT | rc::ALREADY_EXISTS)) => {
+                    tracing::debug!(id, error = %e, "write refused");
                     if precondition.is_some() {
                         return Err(ServiceError::PreconditionFailed);
                     }
@@ -295,27 +385,18 @@ impl Customers {
             if precondition.is_some_and(|p| !p.matches(&s.etag())) {
                 return Err(ServiceError::PreconditionFailed);
             }
-            let guarded = |dn: &str| {
-                [Some(&s.customer), s.billing.as_ref(), s.shipping.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .find(|e| e.dn == dn)
-                    .and_then(Stored::unchanged)
-            };
-            let mut ops: Vec<Guarded> = s
-                .children
-                .iter()
-                .map(|dn| Guarded { op: Op::Delete { dn: dn.clone() }, assertion: guarded(dn) })
-                .collect();
-            ops.push(Guarded { op: Op::Delete { dn: s.customer.dn.clone() }, assertion: Stored::unchanged(&s.customer) });
+            let mut ops = Self::guards(&s);
+            let (op, trashed) = self.to_trash(&s.customer.dn);
+            ops.push(op);
             match self.dir.apply(ops).await {
                 Ok(()) => {
                     self.forget(id);
+                    self.purge(&[trashed]).await;
                     tracing::info!(id, "customer deleted");
                     return Ok(());
                 }
                 Err(e)
-                    if matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT | rc::NOT_ALLOWED_ON_NON_LEAF)) =>
+                    if matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT)) =>
                 {
                     if precondition.is_some() {
                         return Err(ServiceError::PreconditionFailed);

@@ -1,0 +1,167 @@
+//! Test harness: a throwaway slapd built from ldif/ and the real gateway on a free port.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::{json, Value};
+use stoney_gateway::app::{self, AppState};
+use stoney_gateway::config::Settings;
+use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
+use tokio::sync::oneshot;
+
+pub const ADMIN: (&str, &str) = ("admin@stoney-cloud.org", "admin-secret");
+pub const RESELLER1: (&str, &str) = ("reseller1@example.com", "reseller1-secret");
+pub const RESELLER2: (&str, &str) = ("reseller2@example.com", "reseller2-secret");
+pub const CUSTOMER: (&str, &str) = ("customer@example.com", "customer-secret");
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: Client,
+    pub slapd: Slapd,
+    pub state: AppState,
+    pub user: (String, String),
+    _stop: oneshot::Sender<()>,
+}
+
+pub fn settings_for(slapd: &Slapd) -> Settings {
+    let mut s = Settings::defaults();
+    s.ldap.urls = vec![slapd.url.clone()];
+    s.ldap.bind_dn = slapd.gateway_dn.clone();
+    s.ldap.bind_password = slapd.gateway_password.clone();
+    s.ldap.base_dn = slapd.suffix.clone();
+    s.ldap.connect_timeout_ms = 1000;
+    s.ldap.op_timeout_ms = 3000;
+    s.ldap.pool_wait_ms = 1000;
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(SlapdOptions { demo_data: true, ..Default::default() }, |_| {}).await
+}
+
+pub async fn spawn_app_with(opts: SlapdOptions, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var_os("RUST_LOG").is_some() {
+        stoney_gateway::telemetry::init("text", "info");
+    }
+    let slapd = tokio::task::spawn_blocking(move || Slapd::start(opts)).await.unwrap().expect("slapd starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut settings = settings_for(&slapd);
+    settings.listen = addr.to_string();
+    tweak(&mut settings);
+    let state = AppState::new(settings).expect("app state");
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app::serve(listener, state.clone(), async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        slapd,
+        state,
+        user: (ADMIN.0.into(), ADMIN.1.into()),
+        _stop: tx,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request as the default user (the provider admin).
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path)).basic_auth(&self.user.0, Some(&self.user.1))
+    }
+
+    pub fn req_as(&self, user: (&str, &str), method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path)).basic_auth(user.0, Some(user.1))
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.req(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {
+        self.req(method, path).json(body).send().await.unwrap()
+    }
+
+    pub async fn post_customer(&self, body: &Value) -> Response {
+        self.send_json(Method::POST, "/v1/customers", body).await
+    }
+
+    /// Creates a customer and returns its id.
+    pub async fn create(&self, body: &Value) -> u64 {
+        let res = self.post_customer(body).await;
+        let status = res.status();
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(status, 201, "create failed: {v}");
+        v["id"].as_u64().unwrap()
+    }
+
+    /// ldapsearch as the directory's root, one line per attribute (LDIF).
+    pub fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
+        let out = std::process::Command::new("ldapsearch")
+            .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &self.slapd.url, "-D", &self.slapd.root_dn, "-w", &self.slapd.root_password, "-b", base, filter])
+            .args(attrs)
+            .output()
+            .expect("ldapsearch runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs ldapmodify as the directory's root with the given LDIF.
+    pub fn ldapmodify(&self, ldif: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new("ldapmodify")
+            .args(["-x", "-H", &self.slapd.url, "-D", &self.slapd.root_dn, "-w", &self.slapd.root_password])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ldapmodify runs");
+        child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn suffix(&self) -> &str {
+        &self.slapd.suffix
+    }
+}
+
+pub fn address() -> Value {
+    json!({
+        "gender": "f",
+        "givenName": "Zoë",
+        "surname": "Müller",
+        "postalAddress": "Hauptgasse 1",
+        "countryCode": "CH",
+        "postalCode": "3011",
+        "localityName": "Bern",
+        "preferredLanguage": "de-CH",
+        "mail": "zoe.mueller@example.com",
+        "telephoneNumber": "+41 31 123 45 67"
+    })
+}
+
+pub fn company(name: &str) -> Value {
+    json!({
+        "isCompany": true,
+        "isActive": true,
+        "customerName": name,
+        "belongsToResellerID": 4000001,
+        "billingAddress": address()
+    })
+}
+
+pub fn person() -> Value {
+    json!({
+        "isCompany": false,
+        "isActive": true,
+        "belongsToResellerID": 4000001,
+        "billingAddress": address()
+    })
+}
