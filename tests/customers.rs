@@ -367,3 +367,50 @@ async fn demo_customers_read_back() {
     assert_eq!(got["billingAddress"]["countryCode"], "US");
     assert!(got["billingAddress"]["stateOrProvinceName"].is_string());
 }
+
+#[tokio::test]
+async fn concurrent_moves_and_address_changes_keep_every_customer_whole() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(app.create(&company(&format!("Load {i} AG"))).await);
+    }
+    let mut tasks = Vec::new();
+    for (t, id) in ids.iter().copied().enumerate() {
+        let client = app.client.clone();
+        let url = app.url(&format!("/v1/customers/{id}"));
+        tasks.push(tokio::spawn(async move {
+            for round in 0..24 {
+                let patch = match round % 4 {
+                    0 => json!({"shippingAddress": address()}),
+                    1 => json!({"belongsToResellerID": if (round / 4 + t) % 2 == 0 { 4000002 } else { 4000003 }, "externalID": format!("L-{t}-{round}")}),
+                    2 => json!({"shippingAddress": null, "billingAddress": {"localityName": format!("Ort {round}")}}),
+                    _ => json!({"belongsToResellerID": 4000001, "externalID": null}),
+                };
+                let res = client.patch(&url).basic_auth(ADMIN.0, Some(ADMIN.1)).json(&patch).send().await.unwrap();
+                assert_eq!(res.status(), 200, "task {t} round {round}: {}", res.text().await.unwrap());
+            }
+        }));
+    }
+    // Readers run alongside and never see a customer without its billing address.
+    for id in ids.iter().copied() {
+        for _ in 0..10 {
+            let res = app.get(&format!("/v1/customers/{id}")).await;
+            assert_eq!(res.status(), 200);
+            let v: Value = res.json().await.unwrap();
+            assert!(v["billingAddress"].is_object(), "{v}");
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let pid = app.slapd.pid().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}/status")).exists(), "slapd still runs");
+    for id in ids {
+        let (got, _) = get_json(&app, id).await;
+        assert_eq!(got["belongsToResellerID"], 4000001);
+        assert!(got.get("shippingAddress").is_none() && got.get("externalID").is_none(), "{got}");
+        let out = app.ldapsearch(&format!("ou=reseller,{}", app.suffix()), &format!("(uid={id})"), &["dn"]);
+        assert_eq!(out.lines().filter(|l| l.starts_with("dn: ")).count(), 1, "exactly one customer entry: {out}");
+    }
+}

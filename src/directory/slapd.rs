@@ -178,8 +178,14 @@ impl Slapd {
             }
             None => {
                 let t = tempfile::Builder::new().prefix("stoney-slapd-").tempdir()?;
-                let p = t.path().to_path_buf();
-                (Some(t), p)
+                if std::env::var_os("STONEY_SLAPD_DEBUG").is_some() {
+                    // Debugging: keep the folder with slapd.log after the run.
+                    let p = t.keep();
+                    (None, p)
+                } else {
+                    let p = t.path().to_path_buf();
+                    (Some(t), p)
+                }
             }
         };
         let root_password = opts.root_password.clone().unwrap_or_else(random_password);
@@ -219,8 +225,10 @@ impl Slapd {
             let url = format!("ldap://{addr}/");
             let log = fs::File::create(dir.join("slapd.log"))?;
             let started = Instant::now();
+            // STONEY_SLAPD_DEBUG=stats keeps slapd's log (slapd.log in its folder).
+            let level = std::env::var("STONEY_SLAPD_DEBUG").unwrap_or_else(|_| "0".into());
             let mut child = Command::new(&slapd)
-                .args(["-d", "0", "-F"])
+                .args(["-d", level.as_str(), "-F"])
                 .arg(&config_dir)
                 .arg("-h")
                 .arg(&url)

@@ -263,11 +263,12 @@ impl Customers {
         Ok(())
     }
 
-    /// The writes that turn a stored customer into the desired one, and what they move
-    /// to the trash.
-    fn plan_update(&self, s: &Stored, d: &Desired, add_container: bool) -> (Vec<Guarded>, Vec<String>) {
+    /// The transaction that turns a stored customer into the desired one (same place).
+    /// It holds only adds, modifies and the removal of a leaf that keeps a sibling (the
+    /// billing entry is always there or added first): slapd 2.5 cannot delete a
+    /// parent's last child inside a transaction, and a modrdn inside one can crash it.
+    fn plan_update(&self, s: &Stored, d: &Desired) -> Vec<Guarded> {
         let mut ops = Self::guards(s);
-        let mut trashed = Vec::new();
         let mods = customer::diff(Part::Customer, &s.customer, &d.customer);
         if !mods.is_empty() {
             ops.push(Op::Modify { dn: s.customer.dn.clone(), mods }.into());
@@ -281,11 +282,7 @@ impl Customers {
                         ops.push(Op::Modify { dn: e.dn.clone(), mods }.into());
                     }
                 }
-                (Some(e), None) => {
-                    let (op, dn) = self.to_trash(&e.dn);
-                    ops.push(op);
-                    trashed.push(dn);
-                }
+                (Some(e), None) => ops.push(Op::Delete { dn: e.dn.clone() }.into()),
                 (None, Some(want)) => ops.push(
                     Op::Add { dn: layout::child_dn(&s.customer.dn, ou), attrs: customer::new_entry(part, s.id, want) }
                         .into(),
@@ -293,20 +290,21 @@ impl Customers {
                 (None, None) => {}
             }
         }
-        if d.reseller != s.reseller {
-            if add_container {
-                ops.push(self.container(d.reseller));
-            }
-            ops.push(
-                Op::Move {
-                    dn: s.customer.dn.clone(),
-                    new_rdn: layout::customer_rdn(s.id),
-                    new_superior: layout::customers_dn(self.base(), d.reseller),
-                }
-                .into(),
-            );
-        }
-        (ops, trashed)
+        ops
+    }
+
+    /// Moves a customer's subtree under another reseller: one modrdn, guarded by the
+    /// customer entry being unchanged since it was read (every gateway write changes it).
+    async fn relocate(&self, s: &Stored, reseller: u64, guard: bool) -> Result<(), DirError> {
+        let op = Op::Move {
+            dn: s.customer.dn.clone(),
+            new_rdn: layout::customer_rdn(s.id),
+            new_superior: layout::customers_dn(self.base(), reseller),
+        };
+        let assertion = if guard { Stored::unchanged(&s.customer) } else { None };
+        self.dir.apply(vec![Guarded { op, assertion }]).await?;
+        self.remember(s.id, reseller);
+        Ok(())
     }
 
     /// Replaces or patches a customer; returns the new ETag.
@@ -348,25 +346,53 @@ impl Customers {
                     return Err(ServiceError::Forbidden(format!("customer users cannot change {}", denied.join(", "))));
                 }
             }
-            let add_container = if desired.reseller != s.reseller {
-                !self.reseller_ready(scope, desired.reseller).await?
-            } else {
-                false
-            };
-            let (ops, trashed) = self.plan_update(&s, &desired, add_container);
-            match self.dir.apply(ops).await {
+            let retry = |e: &DirError| matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT | rc::ALREADY_EXISTS));
+            // A change of reseller moves the subtree first; the content follows in one
+            // transaction on the moved entries, and a failure there moves it back.
+            let mut s = s;
+            let origin = s.reseller;
+            if desired.reseller != s.reseller {
+                if !self.reseller_ready(scope, desired.reseller).await? {
+                    if let Err(e) = self.dir.apply(vec![self.container(desired.reseller)]).await {
+                        if e.rc() != Some(rc::ALREADY_EXISTS) {
+                            return Err(e.into());
+                        }
+                    }
+                }
+                match self.relocate(&s, desired.reseller, true).await {
+                    Ok(()) => {}
+                    Err(e) if retry(&e) => {
+                        tracing::debug!(id, error = %e, "concurrent change before the move");
+                        if precondition.is_some() {
+                            return Err(ServiceError::PreconditionFailed);
+                        }
+                        self.forget(id);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                match self.read_at(&layout::customer_dn(self.base(), desired.reseller, id)).await? {
+                    Some(moved) => s = moved,
+                    None => continue,
+                }
+            }
+            let result = self.dir.apply(self.plan_update(&s, &desired)).await;
+            if result.is_err() && s.reseller != origin {
+                if let Err(e) = self.relocate(&s, origin, false).await {
+                    tracing::error!(id, error = %e, "could not move the customer back after a failed update");
+                }
+            }
+            match result {
                 Ok(()) => {
                     self.remember(id, desired.reseller);
-                    self.purge(&trashed).await;
                     let now = self.read(id).await?.ok_or(ServiceError::NotFound)?;
                     return Ok(now.etag());
                 }
-                Err(e) if matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT | rc::ALREADY_EXISTS)) => {
+                Err(e) if retry(&e) => {
                     tracing::debug!(id, error = %e, "write refused");
                     if precondition.is_some() {
                         return Err(ServiceError::PreconditionFailed);
                     }
-                    tracing::debug!(id, error = %e, "concurrent change, retrying");
                     self.forget(id);
                 }
                 Err(e) => return Err(Self::conflict(e, &desired)),
@@ -385,9 +411,11 @@ impl Customers {
             if precondition.is_some_and(|p| !p.matches(&s.etag())) {
                 return Err(ServiceError::PreconditionFailed);
             }
-            let mut ops = Self::guards(&s);
-            let (op, trashed) = self.to_trash(&s.customer.dn);
-            ops.push(op);
+            // One modrdn takes the whole subtree out of sight, guarded by the customer
+            // entry (every gateway write changes it); the trash is purged afterwards.
+            let (mut op, trashed) = self.to_trash(&s.customer.dn);
+            op.assertion = Stored::unchanged(&s.customer);
+            let ops = vec![op];
             match self.dir.apply(ops).await {
                 Ok(()) => {
                     self.forget(id);
