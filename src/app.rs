@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::config::Settings;
 use crate::directory::pool::{self, ConnSpec};
 use crate::directory::{DirError, Directory};
+use crate::service::auth::{AuthSettings, Authenticator};
 use crate::service::Customers;
 
 #[derive(Clone)]
@@ -16,6 +17,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub directory: Directory,
     pub customers: Customers,
+    pub auth: Arc<Authenticator>,
     pub body_limit: usize,
     pub ready_timeout: Duration,
 }
@@ -31,15 +33,32 @@ impl AppState {
             starttls: l.starttls,
             tls_verify: l.tls_verify,
         };
+        let binds = pool::build(
+            ConnSpec { bind_dn: String::new(), bind_password: String::new(), ..spec.clone() },
+            settings.auth.bind_pool_size.max(1),
+            Duration::from_millis(l.pool_wait_ms),
+        )?;
         let pool = pool::build(spec, l.pool_size.max(1), Duration::from_millis(l.pool_wait_ms))?;
         let directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms));
         let customers = Customers::new(directory.clone(), &settings.public_url());
+        let a = &settings.auth;
+        let auth = Arc::new(Authenticator::new(
+            directory.clone(),
+            binds,
+            AuthSettings {
+                cache_ttl: Duration::from_secs(a.cache_ttl_secs),
+                max_failures: a.max_failures.max(1),
+                failure_window: Duration::from_secs(a.failure_window_secs),
+                lockout: Duration::from_secs(a.lockout_secs),
+            },
+        ));
         Ok(AppState {
             body_limit: settings.http.body_limit_bytes,
             ready_timeout: Duration::from_millis(l.connect_timeout_ms.min(l.op_timeout_ms)),
             settings: Arc::new(settings),
             directory,
             customers,
+            auth,
         })
     }
 }

@@ -11,6 +11,7 @@ pub struct Settings {
     pub public_url: String,
     pub ldap: LdapSettings,
     pub http: HttpSettings,
+    pub auth: AuthConfig,
     pub pagination: PageSettings,
     pub log: LogSettings,
 }
@@ -32,6 +33,15 @@ pub struct LdapSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct HttpSettings {
     pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthConfig {
+    pub cache_ttl_secs: u64,
+    pub max_failures: u32,
+    pub failure_window_secs: u64,
+    pub lockout_secs: u64,
+    pub bind_pool_size: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

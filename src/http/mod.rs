@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/v1/auth", get(auth::whoami))
         .route("/v1/customers", axum::routing::post(customers::create))
         .route(
             "/v1/customers/{id}",

@@ -1,6 +1,7 @@
 //! The service layer: the customer operations with their scope checks, on top of the
 //! mapping and the directory. It speaks in documents and ids, never in HTTP.
 
+pub mod auth;
 pub mod customers;
 pub mod scope;
 
