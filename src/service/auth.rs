@@ -196,7 +196,7 @@ impl Authenticator {
     async fn verify(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
         // An empty password would be an unauthenticated bind (RFC 4513 5.1.2), which
         // succeeds without proving anything.
-        if user.is_empty() || password.is_empty() || user.len() > 256 || password.len() > 1024 {
+        if user.is_empty() || password.is_empty() || user.len() > 256 || password.len() > 1024 || user.chars().any(char::is_control) {
             return Err(AuthError::Invalid);
         }
         let filter = format!("(&(objectClass=sstPerson)(mail={}))", filter_value(user));

@@ -1,0 +1,342 @@
+//! Who may see and do what (SPEC section 7): every role × every operation × own and
+//! other tenant over REST, the same rules inside the directory for LDAP tools, and
+//! injection attempts in credentials and ids.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const WRONG_PASSWORD: (&str, &str) = ("admin@stoney-cloud.org", "not-the-password");
+const UNKNOWN: (&str, &str) = ("nobody@example.com", "whatever");
+const INACTIVE: (&str, &str) = ("inactive@example.com", "inactive-secret");
+
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Provider,
+    ResellerA,
+    ResellerB,
+    CustomerOfA,
+    WrongPassword,
+    Unknown,
+    Inactive,
+    Anonymous,
+}
+
+impl Role {
+    fn creds(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Role::Provider => Some(ADMIN),
+            Role::ResellerA => Some(RESELLER1),
+            Role::ResellerB => Some(RESELLER2),
+            Role::CustomerOfA => Some(CUSTOMER),
+            Role::WrongPassword => Some(WRONG_PASSWORD),
+            Role::Unknown => Some(UNKNOWN),
+            Role::Inactive => Some(INACTIVE),
+            Role::Anonymous => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Target {
+    /// A fresh customer of reseller 4000001 (the customer user's reseller).
+    TenantA,
+    /// A fresh customer of reseller 4000002.
+    TenantB,
+    /// 5000001, the customer user's own customer.
+    CustomerOwn,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Operation {
+    Get,
+    Put,
+    Patch,
+    PatchIsActive,
+    Move,
+    Delete,
+}
+
+async fn send(app: &TestApp, role: Role, method: Method, path: &str, body: Option<&Value>) -> StatusCode {
+    let mut req = app.client.request(method, app.url(path));
+    if let Some((u, p)) = role.creds() {
+        req = req.basic_auth(u, Some(p));
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    if status == StatusCode::UNAUTHORIZED {
+        assert!(res.headers().contains_key("www-authenticate"), "401 carries WWW-Authenticate");
+    }
+    status
+}
+
+async fn run(app: &TestApp, role: Role, op: Operation, target: Target) -> StatusCode {
+    let id = match target {
+        Target::TenantA => app.create(&company("Tenant A AG")).await,
+        Target::TenantB => {
+            let mut b = company("Tenant B AG");
+            b["belongsToResellerID"] = json!(4000002);
+            app.create(&b).await
+        }
+        Target::CustomerOwn => 5000001,
+    };
+    let path = format!("/v1/customers/{id}");
+    let current: Value = app.get(&path).await.json().await.unwrap();
+    match op {
+        Operation::Get => send(app, role, Method::GET, &path, None).await,
+        Operation::Put => {
+            let mut doc = current.clone();
+            doc["externalID"] = json!(format!("PUT-{id}-{role:?}"));
+            send(app, role, Method::PUT, &path, Some(&doc)).await
+        }
+        Operation::Patch => send(app, role, Method::PATCH, &path, Some(&json!({"billingAddress": {"localityName": "Thun"}}))).await,
+        Operation::PatchIsActive => send(app, role, Method::PATCH, &path, Some(&json!({"isActive": false}))).await,
+        Operation::Move => {
+            let to = if current["belongsToResellerID"] == 4000001 { 4000002 } else { 4000001 };
+            send(app, role, Method::PATCH, &path, Some(&json!({"belongsToResellerID": to}))).await
+        }
+        Operation::Delete => send(app, role, Method::DELETE, &path, None).await,
+    }
+}
+
+#[tokio::test]
+async fn the_access_matrix_over_rest() {
+    use Operation::*;
+    use Role::*;
+    use Target::*;
+    let app = spawn_app().await;
+    let rejected = [WrongPassword, Unknown, Inactive, Anonymous];
+    let mut cases: Vec<(Role, Operation, Target, u16)> = vec![
+        (Provider, Get, TenantA, 200), (Provider, Get, TenantB, 200),
+        (Provider, Put, TenantB, 200), (Provider, Patch, TenantB, 200), (Provider, PatchIsActive, TenantB, 200),
+        (Provider, Move, TenantB, 200), (Provider, Delete, TenantB, 200),
+        (ResellerA, Get, TenantA, 200), (ResellerA, Get, TenantB, 404),
+        (ResellerA, Put, TenantA, 200), (ResellerA, Put, TenantB, 404),
+        (ResellerA, Patch, TenantA, 200), (ResellerA, Patch, TenantB, 404),
+        (ResellerA, PatchIsActive, TenantA, 200),
+        // Moving to a reseller outside the caller's scope: that reseller does not exist for it.
+        (ResellerA, Move, TenantA, 422), (ResellerA, Move, TenantB, 404),
+        (ResellerA, Delete, TenantA, 200), (ResellerA, Delete, TenantB, 404),
+        (ResellerB, Get, TenantA, 404), (ResellerB, Get, TenantB, 200), (ResellerB, Delete, TenantA, 404),
+        (ResellerB, Patch, TenantB, 200), (ResellerB, Get, CustomerOwn, 404),
+        (CustomerOfA, Get, CustomerOwn, 200), (CustomerOfA, Get, TenantA, 404), (CustomerOfA, Get, TenantB, 404),
+        (CustomerOfA, Put, CustomerOwn, 200), (CustomerOfA, Patch, CustomerOwn, 200),
+        (CustomerOfA, PatchIsActive, CustomerOwn, 403), (CustomerOfA, Move, CustomerOwn, 403),
+        (CustomerOfA, Delete, CustomerOwn, 403),
+        (CustomerOfA, Patch, TenantA, 404), (CustomerOfA, Delete, TenantA, 404), (CustomerOfA, Put, TenantB, 404),
+    ];
+    for role in rejected {
+        for op in [Get, Put, Patch, Move, Delete] {
+            cases.push((role, op, TenantA, 401));
+        }
+    }
+    let mut failures = Vec::new();
+    for (role, op, target, want) in cases {
+        let got = run(&app, role, op, target).await.as_u16();
+        if got != want {
+            failures.push(format!("{role:?} {op:?} {target:?}: want {want}, got {got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn creating_customers_depends_on_the_role() {
+    let app = spawn_app().await;
+    let for_reseller = |r: u64| {
+        let mut b = company("Created AG");
+        b["belongsToResellerID"] = json!(r);
+        b
+    };
+    let cases: Vec<(Role, u64, u16)> = vec![
+        (Role::Provider, 4000003, 201),
+        (Role::ResellerA, 4000001, 201),
+        (Role::ResellerA, 4000002, 422),
+        (Role::ResellerB, 4000002, 201),
+        (Role::CustomerOfA, 4000001, 403),
+        (Role::WrongPassword, 4000001, 401),
+        (Role::Unknown, 4000001, 401),
+        (Role::Inactive, 4000001, 401),
+        (Role::Anonymous, 4000001, 401),
+    ];
+    for (role, reseller, want) in cases {
+        let got = send(&app, role, Method::POST, "/v1/customers", Some(&for_reseller(reseller))).await;
+        assert_eq!(got.as_u16(), want, "{role:?} creating for {reseller}");
+    }
+}
+
+#[tokio::test]
+async fn auth_says_who_the_credentials_belong_to() {
+    let app = spawn_app().await;
+    for (creds, id) in [(ADMIN, 5000901), (RESELLER1, 5000902), (CUSTOMER, 5000905)] {
+        let res = app.req_as(creds, Method::GET, "/v1/auth").send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["id"], id);
+        assert_eq!(v["user"], creds.0);
+        assert!(v["location"].as_str().unwrap().ends_with(&format!("/v1/users/{id}")));
+    }
+    for creds in [WRONG_PASSWORD, UNKNOWN, INACTIVE, ("admin@stoney-cloud.org", "")] {
+        let res = app.req_as(creds, Method::GET, "/v1/auth").send().await.unwrap();
+        assert_eq!(res.status(), 401, "{creds:?}");
+        assert_eq!(res.headers()["www-authenticate"], "Basic realm=\"stoney\", charset=\"UTF-8\"");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["error"]["status"], 401);
+    }
+    let res = app.client.get(app.url("/v1/auth")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    for header in ["Bearer abc", "Basic !!!", "Basic Zm9v", "Basic"] {
+        let res = app.client.get(app.url("/v1/auth")).header("authorization", header).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{header}");
+    }
+    // The user name is matched like the mail attribute: case-insensitively.
+    let res = app.req_as(("ADMIN@Stoney-Cloud.org", ADMIN.1), Method::GET, "/v1/auth").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn injection_in_credentials_never_logs_anyone_in() {
+    let app = spawn_app().await;
+    let users = ["*", "admin*", "*@stoney-cloud.org", "admin@stoney-cloud.org)(|(mail=*", "*)(mail=*", "\\2a", "admin@stoney-cloud.org\u{0}", "(mail=*)", "uid=5000901,ou=people,dc=stoney-cloud,dc=org"];
+    let passwords = ["*", "admin-secret*", ")(userPassword=*", "\u{0}"];
+    for u in users {
+        for p in passwords.iter().chain([&"admin-secret"]) {
+            let res = app.req_as((u, p), Method::GET, "/v1/auth").send().await.unwrap();
+            assert_eq!(res.status(), 401, "{u:?} / {p:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_throttled_but_not_forever() {
+    let app = spawn_app_with(
+        stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() },
+        |s| {
+            s.auth.max_failures = 3;
+            s.auth.lockout_secs = 2;
+        },
+    )
+    .await;
+    let bad = (RESELLER2.0, "wrong");
+    for _ in 0..3 {
+        assert_eq!(app.req_as(bad, Method::GET, "/v1/auth").send().await.unwrap().status(), 401);
+    }
+    let res = app.req_as(bad, Method::GET, "/v1/auth").send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["status"], 429);
+    // While blocked, even the right password waits; other users are not affected.
+    assert_eq!(app.req_as(RESELLER2, Method::GET, "/v1/auth").send().await.unwrap().status(), 429);
+    assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(app.req_as(RESELLER2, Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
+    // A user that just logged in keeps working while someone else guesses its password.
+    for _ in 0..5 {
+        app.req_as((RESELLER1.0, "guess"), Method::GET, "/v1/auth").send().await.unwrap();
+    }
+    assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_password_change_or_deactivation_takes_effect_within_the_cache_time() {
+    let app = spawn_app_with(
+        stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() },
+        |s| s.auth.cache_ttl_secs = 1,
+    )
+    .await;
+    let s = app.suffix().to_string();
+    assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
+    let out = app.ldapmodify(&format!("dn: uid=5000902,ou=people,{s}\nchangetype: modify\nreplace: userPassword\nuserPassword: new-secret\n"));
+    assert!(out.status.success());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 401);
+    assert_eq!(app.req_as((RESELLER1.0, "new-secret"), Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
+    let out = app.ldapmodify(&format!("dn: uid=5000902,ou=people,{s}\nchangetype: modify\nreplace: sstIsActive\nsstIsActive: FALSE\n"));
+    assert!(out.status.success());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.req_as((RESELLER1.0, "new-secret"), Method::GET, "/v1/auth").send().await.unwrap().status(), 401);
+}
+
+fn ldapsearch_as(app: &TestApp, dn: Option<(&str, &str)>, base: &str, filter: &str) -> (i32, Vec<String>) {
+    let mut cmd = std::process::Command::new("ldapsearch");
+    cmd.args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &app.slapd.url, "-b", base, filter, "dn"]);
+    if let Some((d, p)) = dn {
+        cmd.args(["-D", d, "-w", p]);
+    }
+    let out = cmd.output().unwrap();
+    let dns = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.strip_prefix("dn: ").map(str::to_string)).collect();
+    (out.status.code().unwrap_or(-1), dns)
+}
+
+fn uids(dns: &[String]) -> Vec<u64> {
+    let mut v: Vec<u64> = dns.iter().filter_map(|d| d.strip_prefix("uid=")?.split(',').next()?.parse().ok()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn the_directory_applies_the_same_scopes_to_ldap_tools() {
+    let app = spawn_app().await;
+    let s = app.suffix().to_string();
+    let person = |uid: u64| format!("uid={uid},ou=people,{s}");
+    let resellers = format!("ou=reseller,{s}");
+    let customers = "(objectClass=sstCustomer)";
+
+    let (rc, dns) = ldapsearch_as(&app, Some((&person(5000901), ADMIN.1)), &resellers, customers);
+    assert_eq!((rc, dns.len()), (0, 60), "provider reads every customer");
+    let (rc, dns) = ldapsearch_as(&app, Some((&person(5000902), RESELLER1.1)), &resellers, customers);
+    assert_eq!(rc, 0);
+    assert_eq!(uids(&dns), (5000001..=5000020).collect::<Vec<_>>(), "reseller 1 reads its own customers only");
+    let (_, dns) = ldapsearch_as(&app, Some((&person(5000903), RESELLER2.1)), &resellers, customers);
+    assert_eq!(uids(&dns), (5000021..=5000040).collect::<Vec<_>>());
+    let (_, dns) = ldapsearch_as(&app, Some((&person(5000905), CUSTOMER.1)), &resellers, "(objectClass=*)");
+    assert!(dns.iter().all(|d| d.contains("uid=5000001,ou=customers") || *d == resellers), "{dns:?}");
+    assert!(dns.iter().any(|d| d.starts_with("ou=address,uid=5000001")), "{dns:?}");
+    let (_, dns) = ldapsearch_as(&app, None, &s, "(objectClass=*)");
+    assert!(dns.is_empty(), "anonymous sees nothing: {dns:?}");
+    let (rc, _) = ldapsearch_as(&app, Some((&person(5000906), INACTIVE.1)), &s, "(objectClass=*)");
+    assert_eq!(rc, 49, "an inactive person cannot bind");
+    // Nobody but the gateway and the root reads passwords; only the gateway writes customers.
+    let gw = (app.slapd.gateway_dn.clone(), app.slapd.gateway_password.clone());
+    let out = std::process::Command::new("ldapsearch")
+        .args(["-x", "-LLL", "-H", &app.slapd.url, "-D", &gw.0, "-w", &gw.1, "-b", &format!("ou=people,{s}"), "(mail=admin@stoney-cloud.org)", "userPassword", "mail"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("mail: admin@stoney-cloud.org") && !text.contains("userPassword"), "{text}");
+    let out = std::process::Command::new("ldapmodify")
+        .args(["-x", "-H", &app.slapd.url, "-D", &person(5000902), "-w", RESELLER1.1])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(format!("dn: uid=5000001,ou=customers,uid=4000001,ou=reseller,{s}\nchangetype: modify\nreplace: o\no: hacked\n").as_bytes())?;
+            c.wait()
+        })
+        .unwrap();
+    assert_eq!(out.code(), Some(50), "a reseller user cannot write through LDAP");
+    // The gateway's account cannot write outside what it manages.
+    let out = std::process::Command::new("ldapmodify")
+        .args(["-x", "-H", &app.slapd.url, "-D", &gw.0, "-w", &gw.1])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(format!("dn: uid=5000902,ou=people,{s}\nchangetype: modify\nreplace: sstBelongsToUID\nsstBelongsToUID: 1\n").as_bytes())?;
+            c.wait()
+        })
+        .unwrap();
+    assert_eq!(out.code(), Some(50), "the gateway cannot promote a person");
+}
