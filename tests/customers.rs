@@ -414,3 +414,50 @@ async fn concurrent_moves_and_address_changes_keep_every_customer_whole() {
         assert_eq!(out.lines().filter(|l| l.starts_with("dn: ")).count(), 1, "exactly one customer entry: {out}");
     }
 }
+
+/// slapd 2.5 can free an operation queued in a transaction while the thread that queued
+/// it still uses it, when the Transaction End arrives at once; the directory built from
+/// ldif/ runs one operation per connection at a time so that this cannot happen. Many
+/// concurrent transactions, committed and failing, leave the server running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transactions_never_take_the_directory_down() {
+    use stoney_gateway::directory::{Guarded, Op};
+    let app = spawn_app().await;
+    let s = app.suffix().to_string();
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let dir = app.state.directory.clone();
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut committed, mut refused) = (0, 0);
+            for i in 0..200u64 {
+                let uid = 5_900_000 + t * 1000 + i;
+                let dn = format!("uid={uid},ou=customers,uid=4000001,ou=reseller,{s}");
+                let fail = i % 2 == 1;
+                let mut classes = vec!["top".to_string(), "organizationalUnit".to_string()];
+                if fail {
+                    classes.push("sstAddress".into());
+                }
+                let ops: Vec<Guarded> = vec![
+                    Op::Add { dn: dn.clone(), attrs: vec![("objectClass".into(), vec!["top".into(), "sstCustomer".into()]), ("uid".into(), vec![uid.to_string()]), ("sstIsCompany".into(), vec!["TRUE".into()])] }.into(),
+                    Op::Add { dn: format!("ou=address,{dn}"), attrs: vec![("objectClass".into(), classes), ("ou".into(), vec!["address".into()])] }.into(),
+                ];
+                match dir.apply(ops).await {
+                    Ok(()) => committed += 1,
+                    Err(e) => {
+                        assert_eq!(e.rc(), Some(65), "task {t} txn {i}: {e}");
+                        refused += 1;
+                    }
+                }
+            }
+            (committed, refused)
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), (100, 100));
+    }
+    let pid = app.slapd.pid().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}/status")).exists(), "slapd still runs");
+    let out = app.ldapsearch(&format!("ou=customers,uid=4000001,ou=reseller,{s}"), "(uid=59*)", &["dn"]);
+    assert_eq!(out.lines().filter(|l| l.starts_with("dn: uid=")).count(), 800, "every committed customer, no refused one");
+}
