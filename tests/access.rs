@@ -96,7 +96,9 @@ async fn run(app: &TestApp, role: Role, op: Operation, target: Target) -> Status
             doc["externalID"] = json!(format!("PUT-{id}-{role:?}"));
             send(app, role, Method::PUT, &path, Some(&doc)).await
         }
-        Operation::Patch => send(app, role, Method::PATCH, &path, Some(&json!({"billingAddress": {"localityName": "Thun"}}))).await,
+        Operation::Patch => {
+            send(app, role, Method::PATCH, &path, Some(&json!({"billingAddress": {"localityName": "Thun"}}))).await
+        }
         Operation::PatchIsActive => send(app, role, Method::PATCH, &path, Some(&json!({"isActive": false}))).await,
         Operation::Move => {
             let to = if current["belongsToResellerID"] == 4000001 { 4000002 } else { 4000001 };
@@ -114,23 +116,41 @@ async fn the_access_matrix_over_rest() {
     let app = spawn_app().await;
     let rejected = [WrongPassword, Unknown, Inactive, Anonymous];
     let mut cases: Vec<(Role, Operation, Target, u16)> = vec![
-        (Provider, Get, TenantA, 200), (Provider, Get, TenantB, 200),
-        (Provider, Put, TenantB, 200), (Provider, Patch, TenantB, 200), (Provider, PatchIsActive, TenantB, 200),
-        (Provider, Move, TenantB, 200), (Provider, Delete, TenantB, 200),
-        (ResellerA, Get, TenantA, 200), (ResellerA, Get, TenantB, 404),
-        (ResellerA, Put, TenantA, 200), (ResellerA, Put, TenantB, 404),
-        (ResellerA, Patch, TenantA, 200), (ResellerA, Patch, TenantB, 404),
+        (Provider, Get, TenantA, 200),
+        (Provider, Get, TenantB, 200),
+        (Provider, Put, TenantB, 200),
+        (Provider, Patch, TenantB, 200),
+        (Provider, PatchIsActive, TenantB, 200),
+        (Provider, Move, TenantB, 200),
+        (Provider, Delete, TenantB, 200),
+        (ResellerA, Get, TenantA, 200),
+        (ResellerA, Get, TenantB, 404),
+        (ResellerA, Put, TenantA, 200),
+        (ResellerA, Put, TenantB, 404),
+        (ResellerA, Patch, TenantA, 200),
+        (ResellerA, Patch, TenantB, 404),
         (ResellerA, PatchIsActive, TenantA, 200),
         // Moving to a reseller outside the caller's scope: that reseller does not exist for it.
-        (ResellerA, Move, TenantA, 422), (ResellerA, Move, TenantB, 404),
-        (ResellerA, Delete, TenantA, 200), (ResellerA, Delete, TenantB, 404),
-        (ResellerB, Get, TenantA, 404), (ResellerB, Get, TenantB, 200), (ResellerB, Delete, TenantA, 404),
-        (ResellerB, Patch, TenantB, 200), (ResellerB, Get, CustomerOwn, 404),
-        (CustomerOfA, Get, CustomerOwn, 200), (CustomerOfA, Get, TenantA, 404), (CustomerOfA, Get, TenantB, 404),
-        (CustomerOfA, Put, CustomerOwn, 200), (CustomerOfA, Patch, CustomerOwn, 200),
-        (CustomerOfA, PatchIsActive, CustomerOwn, 403), (CustomerOfA, Move, CustomerOwn, 403),
+        (ResellerA, Move, TenantA, 422),
+        (ResellerA, Move, TenantB, 404),
+        (ResellerA, Delete, TenantA, 200),
+        (ResellerA, Delete, TenantB, 404),
+        (ResellerB, Get, TenantA, 404),
+        (ResellerB, Get, TenantB, 200),
+        (ResellerB, Delete, TenantA, 404),
+        (ResellerB, Patch, TenantB, 200),
+        (ResellerB, Get, CustomerOwn, 404),
+        (CustomerOfA, Get, CustomerOwn, 200),
+        (CustomerOfA, Get, TenantA, 404),
+        (CustomerOfA, Get, TenantB, 404),
+        (CustomerOfA, Put, CustomerOwn, 200),
+        (CustomerOfA, Patch, CustomerOwn, 200),
+        (CustomerOfA, PatchIsActive, CustomerOwn, 403),
+        (CustomerOfA, Move, CustomerOwn, 403),
         (CustomerOfA, Delete, CustomerOwn, 403),
-        (CustomerOfA, Patch, TenantA, 404), (CustomerOfA, Delete, TenantA, 404), (CustomerOfA, Put, TenantB, 404),
+        (CustomerOfA, Patch, TenantA, 404),
+        (CustomerOfA, Delete, TenantA, 404),
+        (CustomerOfA, Put, TenantB, 404),
     ];
     for role in rejected {
         for op in [Get, Put, Patch, Move, Delete] {
@@ -204,7 +224,17 @@ async fn auth_says_who_the_credentials_belong_to() {
 #[tokio::test]
 async fn injection_in_credentials_never_logs_anyone_in() {
     let app = spawn_app().await;
-    let users = ["*", "admin*", "*@stoney-cloud.org", "admin@stoney-cloud.org)(|(mail=*", "*)(mail=*", "\\2a", "admin@stoney-cloud.org\u{0}", "(mail=*)", "uid=5000901,ou=people,dc=stoney-cloud,dc=org"];
+    let users = [
+        "*",
+        "admin*",
+        "*@stoney-cloud.org",
+        "admin@stoney-cloud.org)(|(mail=*",
+        "*)(mail=*",
+        "\\2a",
+        "admin@stoney-cloud.org\u{0}",
+        "(mail=*)",
+        "uid=5000901,ou=people,dc=stoney-cloud,dc=org",
+    ];
     let passwords = ["*", "admin-secret*", ")(userPassword=*", "\u{0}"];
     for u in users {
         for p in passwords.iter().chain([&"admin-secret"]) {
@@ -216,14 +246,12 @@ async fn injection_in_credentials_never_logs_anyone_in() {
 
 #[tokio::test]
 async fn repeated_failed_logins_are_throttled_but_not_forever() {
-    let app = spawn_app_with(
-        stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() },
-        |s| {
+    let app =
+        spawn_app_with(stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
             s.auth.max_failures = 3;
             s.auth.lockout_secs = 2;
-        },
-    )
-    .await;
+        })
+        .await;
     let bad = (RESELLER2.0, "wrong");
     for _ in 0..3 {
         assert_eq!(app.req_as(bad, Method::GET, "/v1/auth").send().await.unwrap().status(), 401);
@@ -247,19 +275,23 @@ async fn repeated_failed_logins_are_throttled_but_not_forever() {
 
 #[tokio::test]
 async fn a_password_change_or_deactivation_takes_effect_within_the_cache_time() {
-    let app = spawn_app_with(
-        stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() },
-        |s| s.auth.cache_ttl_secs = 1,
-    )
-    .await;
+    let app =
+        spawn_app_with(stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
+            s.auth.cache_ttl_secs = 1
+        })
+        .await;
     let s = app.suffix().to_string();
     assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
-    let out = app.ldapmodify(&format!("dn: uid=5000902,ou=people,{s}\nchangetype: modify\nreplace: userPassword\nuserPassword: new-secret\n"));
+    let out = app.ldapmodify(&format!(
+        "dn: uid=5000902,ou=people,{s}\nchangetype: modify\nreplace: userPassword\nuserPassword: new-secret\n"
+    ));
     assert!(out.status.success());
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 401);
     assert_eq!(app.req_as((RESELLER1.0, "new-secret"), Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
-    let out = app.ldapmodify(&format!("dn: uid=5000902,ou=people,{s}\nchangetype: modify\nreplace: sstIsActive\nsstIsActive: FALSE\n"));
+    let out = app.ldapmodify(&format!(
+        "dn: uid=5000902,ou=people,{s}\nchangetype: modify\nreplace: sstIsActive\nsstIsActive: FALSE\n"
+    ));
     assert!(out.status.success());
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(app.req_as((RESELLER1.0, "new-secret"), Method::GET, "/v1/auth").send().await.unwrap().status(), 401);
@@ -272,7 +304,10 @@ fn ldapsearch_as(app: &TestApp, dn: Option<(&str, &str)>, base: &str, filter: &s
         cmd.args(["-D", d, "-w", p]);
     }
     let out = cmd.output().unwrap();
-    let dns = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.strip_prefix("dn: ").map(str::to_string)).collect();
+    let dns = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("dn: ").map(str::to_string))
+        .collect();
     (out.status.code().unwrap_or(-1), dns)
 }
 
@@ -307,7 +342,21 @@ async fn the_directory_applies_the_same_scopes_to_ldap_tools() {
     // Nobody but the gateway and the root reads passwords; only the gateway writes customers.
     let gw = (app.slapd.gateway_dn.clone(), app.slapd.gateway_password.clone());
     let out = std::process::Command::new("ldapsearch")
-        .args(["-x", "-LLL", "-H", &app.slapd.url, "-D", &gw.0, "-w", &gw.1, "-b", &format!("ou=people,{s}"), "(mail=admin@stoney-cloud.org)", "userPassword", "mail"])
+        .args([
+            "-x",
+            "-LLL",
+            "-H",
+            &app.slapd.url,
+            "-D",
+            &gw.0,
+            "-w",
+            &gw.1,
+            "-b",
+            &format!("ou=people,{s}"),
+            "(mail=admin@stoney-cloud.org)",
+            "userPassword",
+            "mail",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -334,7 +383,12 @@ async fn the_directory_applies_the_same_scopes_to_ldap_tools() {
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(format!("dn: uid=5000902,ou=people,{s}\nchangetype: modify\nreplace: sstBelongsToUID\nsstBelongsToUID: 1\n").as_bytes())?;
+            c.stdin.take().unwrap().write_all(
+                format!(
+                    "dn: uid=5000902,ou=people,{s}\nchangetype: modify\nreplace: sstBelongsToUID\nsstBelongsToUID: 1\n"
+                )
+                .as_bytes(),
+            )?;
             c.wait()
         })
         .unwrap();

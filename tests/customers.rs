@@ -62,7 +62,8 @@ async fn a_private_customer_reads_back_with_the_billing_names() {
     let (got, _) = get_json(&app, id).await;
     assert_eq!(got["customerName"], "Zoë Müller");
     assert_eq!(got["isCompany"], false);
-    let entry = app.ldapsearch(&format!("ou=reseller,{}", app.suffix()), &format!("(uid={id})"), &["givenName", "sn", "o"]);
+    let entry =
+        app.ldapsearch(&format!("ou=reseller,{}", app.suffix()), &format!("(uid={id})"), &["givenName", "sn", "o"]);
     assert!(entry.contains("givenName:: ") || entry.contains("givenName: "), "{entry}");
     assert!(!entry.contains("\no:"), "no o on a private customer: {entry}");
 }
@@ -73,7 +74,8 @@ async fn the_entries_are_schema_valid_and_where_the_spec_puts_them() {
     let id = app.create(&company("Layout AG")).await;
     let s = app.suffix();
     let dn = format!("uid={id},ou=customers,uid=4000001,ou=reseller,{s}");
-    let out = app.ldapsearch(&dn, "(objectClass=*)", &["objectClass", "sstBelongsToResellerUID", "sstIsActive", "c", "ou"]);
+    let out =
+        app.ldapsearch(&dn, "(objectClass=*)", &["objectClass", "sstBelongsToResellerUID", "sstIsActive", "c", "ou"]);
     assert!(out.contains(&format!("dn: {dn}")));
     assert!(out.contains(&format!("dn: ou=address,{dn}")));
     assert!(!out.contains("ou=shipping"));
@@ -118,7 +120,11 @@ async fn patch_changes_only_the_given_fields_and_null_removes() {
     let path = format!("/v1/customers/{id}");
 
     let res = app
-        .send_json(Method::PATCH, &path, &json!({"externalID": null, "billingAddress": {"localityName": "Biel/Bienne"}, "isActive": false}))
+        .send_json(
+            Method::PATCH,
+            &path,
+            &json!({"externalID": null, "billingAddress": {"localityName": "Biel/Bienne"}, "isActive": false}),
+        )
         .await;
     assert_eq!(res.status(), 200);
     let (got, _) = get_json(&app, id).await;
@@ -154,13 +160,17 @@ async fn delete_removes_the_customer_and_everything_under_it() {
     let id = app.create(&body).await;
     let dn = format!("uid={id},ou=customers,uid=4000001,ou=reseller,{}", app.suffix());
     // An admin adds an entry the mapping does not know under the customer.
-    let out = app.ldapmodify(&format!("dn: ou=notes,{dn}\nchangetype: add\nobjectClass: organizationalUnit\nou: notes\n"));
+    let out =
+        app.ldapmodify(&format!("dn: ou=notes,{dn}\nchangetype: add\nobjectClass: organizationalUnit\nou: notes\n"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let res = app.req(Method::DELETE, &format!("/v1/customers/{id}")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "");
     assert_eq!(app.get(&format!("/v1/customers/{id}")).await.status(), 404);
-    assert_eq!(app.ldapsearch(&format!("ou=reseller,{}", app.suffix()), &format!("(|(uid={id})(ou=notes))"), &["dn"]).trim(), "");
+    assert_eq!(
+        app.ldapsearch(&format!("ou=reseller,{}", app.suffix()), &format!("(|(uid={id})(ou=notes))"), &["dn"]).trim(),
+        ""
+    );
     let res = app.req(Method::DELETE, &format!("/v1/customers/{id}")).send().await.unwrap();
     assert_eq!(res.status(), 404);
     let trash = app.ldapsearch(&format!("ou=trash,ou=administration,{}", app.suffix()), "(objectClass=*)", &["dn"]);
@@ -184,19 +194,25 @@ async fn changing_the_reseller_moves_the_customer_subtree() {
     let mut body = company("Move AG");
     body["shippingAddress"] = address();
     let id = app.create(&body).await;
-    let res = app.send_json(Method::PATCH, &format!("/v1/customers/{id}"), &json!({"belongsToResellerID": 4000002})).await;
+    let res =
+        app.send_json(Method::PATCH, &format!("/v1/customers/{id}"), &json!({"belongsToResellerID": 4000002})).await;
     assert_eq!(res.status(), 200);
     let (got, _) = get_json(&app, id).await;
     assert_eq!(got["belongsToResellerID"], 4000002);
     assert_eq!(got["shippingAddress"], address());
     let s = app.suffix();
-    let moved = app.ldapsearch(&format!("uid={id},ou=customers,uid=4000002,ou=reseller,{s}"), "(objectClass=*)", &["sstBelongsToResellerUID"]);
+    let moved = app.ldapsearch(
+        &format!("uid={id},ou=customers,uid=4000002,ou=reseller,{s}"),
+        "(objectClass=*)",
+        &["sstBelongsToResellerUID"],
+    );
     assert!(moved.contains("sstBelongsToResellerUID: 4000002"), "{moved}");
     assert_eq!(moved.lines().filter(|l| l.starts_with("dn: ")).count(), 3, "{moved}");
     let old = app.ldapsearch(&format!("ou=customers,uid=4000001,ou=reseller,{s}"), &format!("(uid={id})"), &["dn"]);
     assert_eq!(old.trim(), "");
     // Moving to a reseller that does not exist is a validation error.
-    let res = app.send_json(Method::PATCH, &format!("/v1/customers/{id}"), &json!({"belongsToResellerID": 4999999})).await;
+    let res =
+        app.send_json(Method::PATCH, &format!("/v1/customers/{id}"), &json!({"belongsToResellerID": 4999999})).await;
     assert_eq!(res.status(), 422);
 }
 
@@ -206,10 +222,22 @@ async fn a_stale_etag_gets_412_and_changes_nothing() {
     let id = app.create(&company("Etag AG")).await;
     let path = format!("/v1/customers/{id}");
     let (_, etag) = get_json(&app, id).await;
-    let res = app.req(Method::PATCH, &path).header("If-Match", &etag).json(&json!({"externalID": "E-1"})).send().await.unwrap();
+    let res = app
+        .req(Method::PATCH, &path)
+        .header("If-Match", &etag)
+        .json(&json!({"externalID": "E-1"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     // The old ETag is stale now for PATCH, PUT and DELETE.
-    let res = app.req(Method::PATCH, &path).header("If-Match", &etag).json(&json!({"externalID": "E-2"})).send().await.unwrap();
+    let res = app
+        .req(Method::PATCH, &path)
+        .header("If-Match", &etag)
+        .json(&json!({"externalID": "E-2"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 412);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "precondition_failed");
@@ -239,7 +267,10 @@ async fn of_two_writers_with_the_same_etag_exactly_one_wins() {
         let (_, etag) = get_json(&app, id).await;
         let mut tasks = Vec::new();
         for i in 0..6 {
-            let req = app.req(Method::PATCH, &path).header("If-Match", etag.clone()).json(&json!({"externalID": format!("W-{round}-{i}")}));
+            let req = app
+                .req(Method::PATCH, &path)
+                .header("If-Match", etag.clone())
+                .json(&json!({"externalID": format!("W-{round}-{i}")}));
             tasks.push(tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }));
         }
         let mut codes = Vec::new();
@@ -312,10 +343,27 @@ async fn a_transaction_whose_third_write_fails_leaves_nothing() {
         pairs.iter().map(|(a, v)| (a.to_string(), v.iter().map(|x| x.to_string()).collect())).collect()
     };
     let ops: Vec<Guarded> = vec![
-        Op::Add { dn: dn.clone(), attrs: attrs(&[("objectClass", &["top", "sstCustomer", "sstRelationship"]), ("uid", &["5999999"]), ("sstIsCompany", &["TRUE"]), ("o", &["Half AG"])]) }.into(),
-        Op::Add { dn: format!("ou=address,{dn}"), attrs: attrs(&[("objectClass", &["top", "organizationalUnit"]), ("ou", &["address"])]) }.into(),
+        Op::Add {
+            dn: dn.clone(),
+            attrs: attrs(&[
+                ("objectClass", &["top", "sstCustomer", "sstRelationship"]),
+                ("uid", &["5999999"]),
+                ("sstIsCompany", &["TRUE"]),
+                ("o", &["Half AG"]),
+            ]),
+        }
+        .into(),
+        Op::Add {
+            dn: format!("ou=address,{dn}"),
+            attrs: attrs(&[("objectClass", &["top", "organizationalUnit"]), ("ou", &["address"])]),
+        }
+        .into(),
         // The shipping entry lacks every attribute sstAddress requires: slapd refuses it.
-        Op::Add { dn: format!("ou=shipping,{dn}"), attrs: attrs(&[("objectClass", &["top", "organizationalUnit", "sstAddress"]), ("ou", &["shipping"])]) }.into(),
+        Op::Add {
+            dn: format!("ou=shipping,{dn}"),
+            attrs: attrs(&[("objectClass", &["top", "organizationalUnit", "sstAddress"]), ("ou", &["shipping"])]),
+        }
+        .into(),
     ];
     let err = app.state.directory.apply(ops).await.unwrap_err();
     assert_eq!(err.rc(), Some(65), "object class violation: {err}");
@@ -393,7 +441,7 @@ async fn concurrent_moves_and_address_changes_keep_every_customer_whole() {
         }));
     }
     // Readers run alongside and never see a customer without its billing address.
-    for id in ids.iter().copied() {
+    for id in &ids {
         for _ in 0..10 {
             let res = app.get(&format!("/v1/customers/{id}")).await;
             assert_eq!(res.status(), 200);
@@ -441,8 +489,20 @@ async fn concurrent_transactions_never_take_the_directory_down() {
                     classes.push("sstAddress".into());
                 }
                 let ops: Vec<Guarded> = vec![
-                    Op::Add { dn: dn.clone(), attrs: vec![("objectClass".into(), vec!["top".into(), "sstCustomer".into()]), ("uid".into(), vec![uid.to_string()]), ("sstIsCompany".into(), vec!["TRUE".into()])] }.into(),
-                    Op::Add { dn: format!("ou=address,{dn}"), attrs: vec![("objectClass".into(), classes), ("ou".into(), vec!["address".into()])] }.into(),
+                    Op::Add {
+                        dn: dn.clone(),
+                        attrs: vec![
+                            ("objectClass".into(), vec!["top".into(), "sstCustomer".into()]),
+                            ("uid".into(), vec![uid.to_string()]),
+                            ("sstIsCompany".into(), vec!["TRUE".into()]),
+                        ],
+                    }
+                    .into(),
+                    Op::Add {
+                        dn: format!("ou=address,{dn}"),
+                        attrs: vec![("objectClass".into(), classes), ("ou".into(), vec!["address".into()])],
+                    }
+                    .into(),
                 ];
                 match dir.apply(ops).await {
                     Ok(()) => committed += 1,
@@ -477,5 +537,9 @@ async fn concurrent_transactions_never_take_the_directory_down() {
     let pid = app.slapd.pid().unwrap();
     assert!(std::path::Path::new(&format!("/proc/{pid}/status")).exists(), "slapd still runs");
     let out = app.ldapsearch(&format!("ou=customers,uid=4000001,ou=reseller,{s}"), "(uid=59*)", &["dn"]);
-    assert_eq!(out.lines().filter(|l| l.starts_with("dn: uid=")).count(), 800, "every committed customer, no refused one");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("dn: uid=")).count(),
+        800,
+        "every committed customer, no refused one"
+    );
 }

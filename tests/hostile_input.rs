@@ -25,19 +25,36 @@ fn fields(body: &Value) -> Vec<String> {
 async fn malformed_json_is_400() {
     let app = spawn_app().await;
     for raw in ["{", "{\"isCompany\": tru}", "", "   ", "[1,", "{\"a\":1}}", "\u{0}"] {
-        let res = app.req(Method::POST, "/v1/customers").header("content-type", "application/json").body(raw.to_string()).send().await.unwrap();
+        let res = app
+            .req(Method::POST, "/v1/customers")
+            .header("content-type", "application/json")
+            .body(raw.to_string())
+            .send()
+            .await
+            .unwrap();
         let (status, _) = error_of(res).await;
         assert_eq!(status, 400, "{raw:?}");
     }
     let deep = "[".repeat(5000) + &"]".repeat(5000);
-    let res = app.req(Method::POST, "/v1/customers").header("content-type", "application/json").body(deep).send().await.unwrap();
+    let res = app
+        .req(Method::POST, "/v1/customers")
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_of(res).await.0, 400);
 }
 
 #[tokio::test]
 async fn a_body_that_is_not_json_is_415() {
     let app = spawn_app().await;
-    for ct in [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("application/json; charset=ISO-8859-1")] {
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/json; charset=ISO-8859-1"),
+    ] {
         let mut req = app.req(Method::POST, "/v1/customers").body(company("A").to_string());
         if let Some(ct) = ct {
             req = req.header("content-type", ct);
@@ -45,7 +62,13 @@ async fn a_body_that_is_not_json_is_415() {
         let (status, _) = error_of(req.send().await.unwrap()).await;
         assert_eq!(status, 415, "{ct:?}");
     }
-    let res = app.req(Method::PATCH, "/v1/customers/5000001").header("content-type", "text/plain").body("{}").send().await.unwrap();
+    let res = app
+        .req(Method::PATCH, "/v1/customers/5000001")
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_of(res).await.0, 415);
 }
 
@@ -77,7 +100,21 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
 #[tokio::test]
 async fn ids_that_cannot_exist_are_404_never_500() {
     let app = spawn_app().await;
-    for id in ["*", "0", "-1", "5000001)(uid=*", "%2A", "%00", "123456789012345678901234567890", "5000001%29%28uid%3D%2A", "1e3", "%E2%82%AC", "9999999", "4000001", "5000901"] {
+    for id in [
+        "*",
+        "0",
+        "-1",
+        "5000001)(uid=*",
+        "%2A",
+        "%00",
+        "123456789012345678901234567890",
+        "5000001%29%28uid%3D%2A",
+        "1e3",
+        "%E2%82%AC",
+        "9999999",
+        "4000001",
+        "5000901",
+    ] {
         for m in [Method::GET, Method::DELETE] {
             let res = app.req(m.clone(), &format!("/v1/customers/{id}")).send().await.unwrap();
             assert_eq!(error_of(res).await.0, 404, "{m} {id}");
@@ -113,11 +150,24 @@ async fn every_invalid_field_is_reported_at_once() {
     assert_eq!(err["error"]["code"], "validation_failed");
     let f = fields(&err);
     for want in [
-        "id", "isCompany", "externalID", "belongsToResellerID", "hidden", "shippingAddress",
-        "billingAddress.gender", "billingAddress.givenName", "billingAddress.surname", "billingAddress.postalAddress",
-        "billingAddress.countryCode", "billingAddress.postalCode", "billingAddress.localityName",
-        "billingAddress.preferredLanguage", "billingAddress.mail", "billingAddress.telephoneNumber",
-        "billingAddress.websiteURL", "billingAddress.userPassword",
+        "id",
+        "isCompany",
+        "externalID",
+        "belongsToResellerID",
+        "hidden",
+        "shippingAddress",
+        "billingAddress.gender",
+        "billingAddress.givenName",
+        "billingAddress.surname",
+        "billingAddress.postalAddress",
+        "billingAddress.countryCode",
+        "billingAddress.postalCode",
+        "billingAddress.localityName",
+        "billingAddress.preferredLanguage",
+        "billingAddress.mail",
+        "billingAddress.telephoneNumber",
+        "billingAddress.websiteURL",
+        "billingAddress.userPassword",
     ] {
         assert!(f.contains(&want.to_string()), "{want} not in {f:?}");
     }

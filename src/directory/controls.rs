@@ -27,10 +27,8 @@ pub fn server_side_sort(keys: &[SortKey]) -> RawControl {
     let keys = keys
         .iter()
         .map(|k| {
-            let mut inner = vec![Tag::OctetString(OctetString {
-                inner: k.attr.as_bytes().to_vec(),
-                ..Default::default()
-            })];
+            let mut inner =
+                vec![Tag::OctetString(OctetString { inner: k.attr.as_bytes().to_vec(), ..Default::default() })];
             if let Some(rule) = &k.ordering_rule {
                 inner.push(Tag::OctetString(OctetString {
                     id: 0,
@@ -39,51 +37,28 @@ pub fn server_side_sort(keys: &[SortKey]) -> RawControl {
                 }));
             }
             if k.reverse {
-                inner.push(Tag::Boolean(Boolean {
-                    id: 1,
-                    class: TagClass::Context,
-                    inner: true,
-                }));
+                inner.push(Tag::Boolean(Boolean { id: 1, class: TagClass::Context, inner: true }));
             }
-            Tag::Sequence(Sequence {
-                inner,
-                ..Default::default()
-            })
+            Tag::Sequence(Sequence { inner, ..Default::default() })
         })
         .collect();
     RawControl {
         ctype: SSS_OID.into(),
         crit: true,
-        val: Some(encode(Tag::Sequence(Sequence {
-            inner: keys,
-            ..Default::default()
-        }))),
+        val: Some(encode(Tag::Sequence(Sequence { inner: keys, ..Default::default() }))),
     }
 }
 
 /// A VLV request by offset: `before_count` and `after_count` around the 1-based `offset`.
 pub fn virtual_list_view(before: i64, after: i64, offset: i64, content_count: i64) -> RawControl {
-    let int = |v| {
-        Tag::Integer(Integer {
-            inner: v,
-            ..Default::default()
-        })
-    };
+    let int = |v| Tag::Integer(Integer { inner: v, ..Default::default() });
     let value = Tag::Sequence(Sequence {
         inner: vec![
             int(before),
             int(after),
-            Tag::Sequence(Sequence {
-                id: 0,
-                class: TagClass::Context,
-                inner: vec![int(offset), int(content_count)],
-            }),
+            Tag::Sequence(Sequence { id: 0, class: TagClass::Context, inner: vec![int(offset), int(content_count)] }),
         ],
         ..Default::default()
     });
-    RawControl {
-        ctype: VLV_OID.into(),
-        crit: true,
-        val: Some(encode(value)),
-    }
+    RawControl { ctype: VLV_OID.into(), crit: true, val: Some(encode(value)) }
 }

@@ -22,11 +22,7 @@ pub fn canonical_attr(name: &str) -> String {
     let lower = name.to_ascii_lowercase();
     // Attribute options such as `;lang-de` or `;binary` are not part of the mapping.
     let base = lower.split(';').next().unwrap_or_default().to_string();
-    ALIASES
-        .iter()
-        .find(|(long, _)| *long == base)
-        .map(|(_, short)| short.to_string())
-        .unwrap_or(base)
+    ALIASES.iter().find(|(long, _)| *long == base).map(|(_, short)| short.to_string()).unwrap_or(base)
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -46,23 +42,15 @@ impl Entry {
 
     /// The first value of an attribute (by canonical or any alias name).
     pub fn first(&self, attr: &str) -> Option<&str> {
-        self.attrs
-            .get(&canonical_attr(attr))
-            .and_then(|v| v.first())
-            .map(String::as_str)
+        self.attrs.get(&canonical_attr(attr)).and_then(|v| v.first()).map(String::as_str)
     }
 
     pub fn values(&self, attr: &str) -> &[String] {
-        self.attrs
-            .get(&canonical_attr(attr))
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.attrs.get(&canonical_attr(attr)).map(Vec::as_slice).unwrap_or(&[])
     }
 
     pub fn has_object_class(&self, class: &str) -> bool {
-        self.values("objectclass")
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(class))
+        self.values("objectclass").iter().any(|c| c.eq_ignore_ascii_case(class))
     }
 
     /// The value of the leftmost RDN when it is `attr=value` (no multi-valued RDNs).

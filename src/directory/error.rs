@@ -53,10 +53,7 @@ impl DirError {
 impl From<LdapError> for DirError {
     fn from(e: LdapError) -> Self {
         match e {
-            LdapError::LdapResult { result } => DirError::Result {
-                rc: result.rc,
-                text: result.text,
-            },
+            LdapError::LdapResult { result } => DirError::Result { rc: result.rc, text: result.text },
             LdapError::Timeout { .. } => DirError::Timeout,
             LdapError::Io { .. }
             | LdapError::OpSend { .. }
@@ -71,9 +68,6 @@ impl From<LdapError> for DirError {
 
 impl From<ldap3::LdapResult> for DirError {
     fn from(r: ldap3::LdapResult) -> Self {
-        DirError::Result {
-            rc: r.rc,
-            text: r.text,
-        }
+        DirError::Result { rc: r.rc, text: r.text }
     }
 }

@@ -58,10 +58,7 @@ pub struct Guarded {
 
 impl From<Op> for Guarded {
     fn from(op: Op) -> Self {
-        Guarded {
-            op,
-            assertion: None,
-        }
+        Guarded { op, assertion: None }
     }
 }
 
@@ -92,11 +89,7 @@ fn check(res: ldap3::LdapResult) -> Result<ldap3::LdapResult, DirError> {
 
 impl Directory {
     pub fn new(pool: Pool, base_dn: String, op_timeout: Duration) -> Self {
-        Directory {
-            pool,
-            base_dn,
-            op_timeout,
-        }
+        Directory { pool, base_dn, op_timeout }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -115,13 +108,7 @@ impl Directory {
     }
 
     /// Searches and returns the entries; a missing base is an empty result.
-    pub async fn search(
-        &self,
-        base: &str,
-        scope: Scope,
-        filter: &str,
-        attrs: &[&str],
-    ) -> Result<Vec<Entry>, DirError> {
+    pub async fn search(&self, base: &str, scope: Scope, filter: &str, attrs: &[&str]) -> Result<Vec<Entry>, DirError> {
         self.search_with(base, scope, filter, attrs, Vec::new()).await
     }
 
@@ -151,14 +138,18 @@ impl Directory {
                 })?;
             let _ = res;
             Ok::<_, DirError>(
-                entries
-                    .into_iter()
-                    .map(|re| Entry::from_search(SearchEntry::construct(re)))
-                    .collect::<Vec<_>>(),
+                entries.into_iter().map(|re| Entry::from_search(SearchEntry::construct(re))).collect::<Vec<_>>(),
             )
         }
         .await;
-        tracing::debug!(op = "search", base, filter, elapsed_us = started.elapsed().as_micros() as u64, ok = res.is_ok(), "ldap");
+        tracing::debug!(
+            op = "search",
+            base,
+            filter,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            ok = res.is_ok(),
+            "ldap"
+        );
         if let Err(e) = &res {
             Self::discard_if_broken(conn, e);
         }
@@ -217,7 +208,13 @@ impl Directory {
         } else {
             self.apply_txn(&mut conn, ops).await
         };
-        tracing::debug!(op = "write", ops = n, elapsed_us = started.elapsed().as_micros() as u64, ok = res.is_ok(), "ldap");
+        tracing::debug!(
+            op = "write",
+            ops = n,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            ok = res.is_ok(),
+            "ldap"
+        );
         if let Err(e) = &res {
             Self::discard_if_broken(conn, e);
         }
@@ -227,25 +224,16 @@ impl Directory {
     async fn apply_txn(&self, ldap: &mut Ldap, ops: Vec<Guarded>) -> Result<(), DirError> {
         let (exop, res) = ldap.with_timeout(self.op_timeout).extended(StartTxn).await?.success()?;
         let _ = res;
-        let txn_id = exop
-            .val
-            .as_deref()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
+        let txn_id = exop.val.as_deref().map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
         for g in &ops {
             if let Err(e) = self.send(ldap, g, Some(&txn_id)).await {
                 // Leave no open transaction behind on this connection.
-                let _ = ldap
-                    .with_timeout(self.op_timeout)
-                    .extended(EndTxn { txn_id: &txn_id, commit: false })
-                    .await;
+                let _ = ldap.with_timeout(self.op_timeout).extended(EndTxn { txn_id: &txn_id, commit: false }).await;
                 return Err(e);
             }
         }
-        let ldap3::result::ExopResult(_, res) = ldap
-            .with_timeout(self.op_timeout)
-            .extended(EndTxn { txn_id: &txn_id, commit: true })
-            .await?;
+        let ldap3::result::ExopResult(_, res) =
+            ldap.with_timeout(self.op_timeout).extended(EndTxn { txn_id: &txn_id, commit: true }).await?;
         check(res).map(|_| ())
     }
 
@@ -260,19 +248,13 @@ impl Directory {
         let ldap = ldap.with_controls(controls).with_timeout(self.op_timeout);
         let res = match &g.op {
             Op::Add { dn, attrs } => {
-                let attrs: Vec<(String, HashSet<String>)> = attrs
-                    .iter()
-                    .map(|(a, v)| (a.clone(), v.iter().cloned().collect()))
-                    .collect();
+                let attrs: Vec<(String, HashSet<String>)> =
+                    attrs.iter().map(|(a, v)| (a.clone(), v.iter().cloned().collect())).collect();
                 ldap.add(dn, attrs).await?
             }
             Op::Modify { dn, mods } => ldap.modify(dn, mods.clone()).await?,
             Op::Delete { dn } => ldap.delete(dn).await?,
-            Op::Move {
-                dn,
-                new_rdn,
-                new_superior,
-            } => ldap.modifydn(dn, new_rdn, true, Some(new_superior)).await?,
+            Op::Move { dn, new_rdn, new_superior } => ldap.modifydn(dn, new_rdn, true, Some(new_superior)).await?,
         };
         check(res).map(|_| ())
     }

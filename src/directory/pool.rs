@@ -28,10 +28,7 @@ pub struct LdapManager {
 
 impl LdapManager {
     pub fn new(spec: ConnSpec) -> Self {
-        LdapManager {
-            spec,
-            preferred: AtomicUsize::new(0),
-        }
+        LdapManager { spec, preferred: AtomicUsize::new(0) }
     }
 
     async fn connect(&self, url: &str) -> Result<Ldap, DirError> {

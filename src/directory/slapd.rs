@@ -129,13 +129,9 @@ fn run(step: &str, cmd: &mut Command) -> Result<(), LaunchError> {
     } else {
         Err(LaunchError::Step {
             step: step.into(),
-            detail: format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .trim()
-            .to_string(),
+            detail: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+                .trim()
+                .to_string(),
         })
     }
 }
@@ -245,11 +241,8 @@ impl Slapd {
                     );
                     break;
                 }
-                let probe = if addr.ip().is_unspecified() {
-                    SocketAddr::from(([127, 0, 0, 1], addr.port()))
-                } else {
-                    addr
-                };
+                let probe =
+                    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
                 if answers_ldap(probe) {
                     let startup = started.elapsed();
                     return Ok(Slapd {
@@ -278,10 +271,7 @@ impl Slapd {
                 break;
             }
         }
-        Err(LaunchError::Step {
-            step: "starting slapd".into(),
-            detail: last_err,
-        })
+        Err(LaunchError::Step { step: "starting slapd".into(), detail: last_err })
     }
 
     pub fn pid(&self) -> Option<u32> {

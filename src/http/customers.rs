@@ -23,7 +23,11 @@ fn with_etag(mut res: Response, etag: &str) -> Response {
     res
 }
 
-pub async fn create(State(app): State<AppState>, Caller(scope): Caller, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn create(
+    State(app): State<AppState>,
+    Caller(scope): Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let id = app.customers.create(&scope, &body).await?;
     let location = app.customers.location(id);
     let mut res = json_response(StatusCode::CREATED, &json!({"id": id, "location": location}));
@@ -33,7 +37,11 @@ pub async fn create(State(app): State<AppState>, Caller(scope): Caller, JsonBody
     Ok(res)
 }
 
-pub async fn read(State(app): State<AppState>, Caller(scope): Caller, CustomerId(id): CustomerId) -> Result<Response, ApiError> {
+pub async fn read(
+    State(app): State<AppState>,
+    Caller(scope): Caller,
+    CustomerId(id): CustomerId,
+) -> Result<Response, ApiError> {
     let (doc, etag) = app.customers.get(&scope, id).await?;
     Ok(with_etag(json_response(StatusCode::OK, &doc), &etag))
 }

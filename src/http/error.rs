@@ -21,13 +21,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            details: Vec::new(),
-            headers: Vec::new(),
-        }
+        ApiError { status, code, message: message.into(), details: Vec::new(), headers: Vec::new() }
     }
 
     pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {

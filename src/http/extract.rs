@@ -71,9 +71,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CustomerId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::not_found())?;
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::not_found())?;
         parse_id(&raw).map(CustomerId).ok_or_else(ApiError::not_found)
     }
 }

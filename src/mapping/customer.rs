@@ -53,14 +53,7 @@ impl Stored {
             children.push(e.dn);
         }
         children.sort_by_key(|dn| std::cmp::Reverse(layout::depth(dn)));
-        Some(Stored {
-            id,
-            reseller,
-            customer,
-            billing,
-            shipping,
-            children,
-        })
+        Some(Stored { id, reseller, customer, billing, shipping, children })
     }
 
     pub fn entry(&self, part: Part) -> Option<&Entry> {
@@ -92,9 +85,7 @@ impl Stored {
 
     /// The assertion that holds while an entry is unchanged since it was read.
     pub fn unchanged(entry: &Entry) -> Option<String> {
-        entry
-            .first("entrycsn")
-            .map(|csn| format!("(entryCSN={})", crate::directory::escape::filter_value(csn)))
+        entry.first("entrycsn").map(|csn| format!("(entryCSN={})", crate::directory::escape::filter_value(csn)))
     }
 }
 
@@ -188,7 +179,12 @@ fn present(v: Option<&Value>) -> Option<&Value> {
     v.filter(|v| !v.is_null())
 }
 
-fn check_object(fields: &'static [Field], prefix: &str, obj: &Map<String, Value>, problems: &mut Vec<Problem>) -> Attrs {
+fn check_object(
+    fields: &'static [Field],
+    prefix: &str,
+    obj: &Map<String, Value>,
+    problems: &mut Vec<Problem>,
+) -> Attrs {
     let mut out = Attrs::new();
     for key in obj.keys() {
         if table::field(fields, key).is_none() {
@@ -210,7 +206,9 @@ fn check_object(fields: &'static [Field], prefix: &str, obj: &Map<String, Value>
                 });
                 if f.required || conditional {
                     let why = match f.required_if {
-                        Some((other, vals)) if conditional => format!("is required when {other} is {}", vals.join(" or ")),
+                        Some((other, vals)) if conditional => {
+                            format!("is required when {other} is {}", vals.join(" or "))
+                        }
                         _ => "is required".to_string(),
                     };
                     problems.push(Problem::new(path, why));
@@ -301,7 +299,9 @@ pub fn parse(doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
                     if name.as_ref().is_some_and(|n| *n != full) {
                         problems.push(Problem::new(
                             name_field,
-                            format!("of a private customer must be the billing address's givenName and surname: \"{full}\""),
+                            format!(
+                                "of a private customer must be the billing address's givenName and surname: \"{full}\""
+                            ),
                         ));
                     }
                     customer.insert(PERSON_NAME_ATTRS.0, g.clone());
@@ -313,12 +313,7 @@ pub fn parse(doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
     }
 
     if problems.is_empty() {
-        Ok(Desired {
-            reseller: reseller.unwrap_or_default(),
-            customer,
-            billing: billing.unwrap_or_default(),
-            shipping,
-        })
+        Ok(Desired { reseller: reseller.unwrap_or_default(), customer, billing: billing.unwrap_or_default(), shipping })
     } else {
         Err(problems)
     }
@@ -419,7 +414,14 @@ mod tests {
         a["extra"] = json!(1);
         let doc = json!({"isCompany": "yes", "id": 5, "foo": 1, "belongsToResellerID": 4000001, "billingAddress": a});
         let fields: Vec<String> = parse(&doc, Mode::Create).unwrap_err().into_iter().map(|p| p.field).collect();
-        for f in ["foo", "id", "isCompany", "billingAddress.extra", "billingAddress.stateOrProvinceName", "billingAddress.mail"] {
+        for f in [
+            "foo",
+            "id",
+            "isCompany",
+            "billingAddress.extra",
+            "billingAddress.stateOrProvinceName",
+            "billingAddress.mail",
+        ] {
             assert!(fields.contains(&f.to_string()), "{f} missing in {fields:?}");
         }
     }

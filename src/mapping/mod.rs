@@ -18,9 +18,6 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem {
-            field: field.into(),
-            message: message.into(),
-        }
+        Problem { field: field.into(), message: message.into() }
     }
 }

@@ -150,14 +150,39 @@ const BOOLEAN_ORDERING: &str = "caseIgnoreOrderingMatch";
 pub const ADDRESS: &[Field] = &[
     Field::new("organizationName", "o", Kind::Text { max: 64 }).filterable().sortable(CASE_IGNORE_ORDERING),
     Field::new("gender", "sstgender", Kind::Gender).required().filterable(),
-    Field::new("givenName", "givenname", Kind::Text { max: 64 }).required().filterable().sortable(CASE_IGNORE_ORDERING).searchable(),
-    Field::new("surname", "sn", Kind::Text { max: 64 }).required().filterable().sortable(CASE_IGNORE_ORDERING).searchable(),
+    Field::new("givenName", "givenname", Kind::Text { max: 64 })
+        .required()
+        .filterable()
+        .sortable(CASE_IGNORE_ORDERING)
+        .searchable(),
+    Field::new("surname", "sn", Kind::Text { max: 64 })
+        .required()
+        .filterable()
+        .sortable(CASE_IGNORE_ORDERING)
+        .searchable(),
     Field::new("postalAddress", "postaladdress", Kind::Postal).required().filterable().searchable(),
     Field::new("postOfficeBox", "postofficebox", Kind::Text { max: 40 }).filterable(),
-    Field::new("stateOrProvinceName", "st", Kind::Text { max: 128 }).required_if("countryCode", &["US", "CA"]).filterable().sortable(CASE_IGNORE_ORDERING),
-    Field::new("countryCode", "c", Kind::Country).required().filterable().sortable(CASE_IGNORE_ORDERING).in_collection(),
-    Field::new("postalCode", "postalcode", Kind::Text { max: 40 }).required().filterable().sortable(CASE_IGNORE_ORDERING).searchable().in_collection(),
-    Field::new("localityName", "l", Kind::Text { max: 128 }).required().filterable().sortable(CASE_IGNORE_ORDERING).searchable().in_collection(),
+    Field::new("stateOrProvinceName", "st", Kind::Text { max: 128 })
+        .required_if("countryCode", &["US", "CA"])
+        .filterable()
+        .sortable(CASE_IGNORE_ORDERING),
+    Field::new("countryCode", "c", Kind::Country)
+        .required()
+        .filterable()
+        .sortable(CASE_IGNORE_ORDERING)
+        .in_collection(),
+    Field::new("postalCode", "postalcode", Kind::Text { max: 40 })
+        .required()
+        .filterable()
+        .sortable(CASE_IGNORE_ORDERING)
+        .searchable()
+        .in_collection(),
+    Field::new("localityName", "l", Kind::Text { max: 128 })
+        .required()
+        .filterable()
+        .sortable(CASE_IGNORE_ORDERING)
+        .searchable()
+        .in_collection(),
     Field::new("preferredLanguage", "preferredlanguage", Kind::Language).required().filterable(),
     Field::new("mail", "mail", Kind::Mail).required().filterable().sortable(CASE_IGNORE_ORDERING).searchable(),
     Field::new("telephoneNumber", "telephonenumber", Kind::Phone).filterable(),
@@ -169,11 +194,30 @@ pub const ADDRESS: &[Field] = &[
 pub const CUSTOMER: &[Field] = &[
     Field::new("id", "uid", Kind::Id).read_only().filterable().sortable(INTEGER_ORDERING).searchable().in_collection(),
     Field::new("location", "", Kind::Link("")).read_only().in_collection(),
-    Field::new("isCompany", "sstiscompany", Kind::Bool).required().filterable().sortable(BOOLEAN_ORDERING).in_collection(),
-    Field::new("isActive", "sstisactive", Kind::Bool).default_bool(true).filterable().sortable(BOOLEAN_ORDERING).in_collection(),
-    Field::new("customerName", "o", Kind::CustomerName).filterable().sortable(CASE_IGNORE_ORDERING).searchable().in_collection(),
-    Field::new("externalID", "sstexternalid", Kind::Text { max: 256 }).filterable().sortable(CASE_IGNORE_ORDERING).searchable(),
-    Field::new("belongsToResellerID", "sstbelongstoreselleruid", Kind::ResellerRef).required().filterable().sortable(INTEGER_ORDERING).in_collection(),
+    Field::new("isCompany", "sstiscompany", Kind::Bool)
+        .required()
+        .filterable()
+        .sortable(BOOLEAN_ORDERING)
+        .in_collection(),
+    Field::new("isActive", "sstisactive", Kind::Bool)
+        .default_bool(true)
+        .filterable()
+        .sortable(BOOLEAN_ORDERING)
+        .in_collection(),
+    Field::new("customerName", "o", Kind::CustomerName)
+        .filterable()
+        .sortable(CASE_IGNORE_ORDERING)
+        .searchable()
+        .in_collection(),
+    Field::new("externalID", "sstexternalid", Kind::Text { max: 256 })
+        .filterable()
+        .sortable(CASE_IGNORE_ORDERING)
+        .searchable(),
+    Field::new("belongsToResellerID", "sstbelongstoreselleruid", Kind::ResellerRef)
+        .required()
+        .filterable()
+        .sortable(INTEGER_ORDERING)
+        .in_collection(),
     Field::new("billingAddress", "", Kind::Object(ADDRESS)).part(Part::Billing).required(),
     Field::new("shippingAddress", "", Kind::Object(ADDRESS)).part(Part::Shipping),
     Field::new("employees", "", Kind::Link("employees")).read_only(),

@@ -64,7 +64,8 @@ struct Failures {
 
 const CACHE_CAP: usize = 50_000;
 const FAILURES_CAP: usize = 100_000;
-const PERSON_ATTRS: &[&str] = &["uid", "mail", "sstIsActive", "sstBelongsToUID", "sstBelongsToResellerUID", "sstBelongsToCustomerUID"];
+const PERSON_ATTRS: &[&str] =
+    &["uid", "mail", "sstIsActive", "sstBelongsToUID", "sstBelongsToResellerUID", "sstBelongsToCustomerUID"];
 
 pub struct Authenticator {
     dir: Directory,
@@ -140,7 +141,9 @@ impl Authenticator {
         let now = Instant::now();
         let Ok(mut map) = self.failures.lock() else { return };
         if map.len() >= FAILURES_CAP {
-            map.retain(|_, f| now.duration_since(f.first) < self.settings.failure_window || f.blocked_until.is_some_and(|u| u > now));
+            map.retain(|_, f| {
+                now.duration_since(f.first) < self.settings.failure_window || f.blocked_until.is_some_and(|u| u > now)
+            });
         }
         let f = map.entry(user.to_string()).or_insert(Failures { count: 0, first: now, blocked_until: None });
         if now.duration_since(f.first) > self.settings.failure_window {
@@ -196,11 +199,17 @@ impl Authenticator {
     async fn verify(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
         // An empty password would be an unauthenticated bind (RFC 4513 5.1.2), which
         // succeeds without proving anything.
-        if user.is_empty() || password.is_empty() || user.len() > 256 || password.len() > 1024 || user.chars().any(char::is_control) {
+        if user.is_empty()
+            || password.is_empty()
+            || user.len() > 256
+            || password.len() > 1024
+            || user.chars().any(char::is_control)
+        {
             return Err(AuthError::Invalid);
         }
         let filter = format!("(&(objectClass=sstPerson)(mail={}))", filter_value(user));
-        let found = self.dir.search(&layout::people_dn(&self.dir.base_dn), LdapScope::Subtree, &filter, PERSON_ATTRS).await?;
+        let found =
+            self.dir.search(&layout::people_dn(&self.dir.base_dn), LdapScope::Subtree, &filter, PERSON_ATTRS).await?;
         let [person] = found.as_slice() else {
             return Err(AuthError::Invalid);
         };

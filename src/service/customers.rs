@@ -38,11 +38,7 @@ pub struct Customers {
 
 impl Customers {
     pub fn new(dir: Directory, public_url: &str) -> Self {
-        Customers {
-            dir,
-            public_url: public_url.trim_end_matches('/').into(),
-            placement: Default::default(),
-        }
+        Customers { dir, public_url: public_url.trim_end_matches('/').into(), placement: Default::default() }
     }
 
     pub fn directory(&self) -> &Directory {
@@ -88,10 +84,7 @@ impl Customers {
             self.forget(id);
         }
         let filter = format!("(&(objectClass=sstCustomer)(uid={}))", filter_value(&id.to_string()));
-        let found = self
-            .dir
-            .search(&layout::resellers_dn(self.base()), LdapScope::Subtree, &filter, &["1.1"])
-            .await?;
+        let found = self.dir.search(&layout::resellers_dn(self.base()), LdapScope::Subtree, &filter, &["1.1"]).await?;
         for e in found {
             if let Some(s) = self.read_at(&e.dn).await? {
                 if s.id == id {
@@ -125,7 +118,8 @@ impl Customers {
         if !scope.may_use_reseller(reseller) {
             return Err(unknown());
         }
-        let (reseller_dn, container_dn) = (layout::reseller_dn(self.base(), reseller), layout::customers_dn(self.base(), reseller));
+        let (reseller_dn, container_dn) =
+            (layout::reseller_dn(self.base(), reseller), layout::customers_dn(self.base(), reseller));
         let (r, c) = tokio::join!(
             self.dir.search(&reseller_dn, LdapScope::Base, "(objectClass=sstReseller)", &["1.1"]),
             self.dir.search(&container_dn, LdapScope::Base, "(objectClass=*)", &["1.1"]),
@@ -203,7 +197,8 @@ impl Customers {
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let rdn = dn.split(',').next().unwrap_or_default();
         let (attr, value) = rdn.split_once('=').unwrap_or(("ou", "entry"));
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let new_rdn = format!("{attr}={}", crate::directory::escape::dn_value(&format!("{value}-{nanos}-{seq}")));
         let trash = layout::trash_dn(self.base());
@@ -325,7 +320,10 @@ impl Customers {
                 Update::Replace(body) => body.clone(),
                 Update::MergePatch(p) => {
                     if !p.is_object() {
-                        return Err(ServiceError::Invalid(vec![Problem::new("", "a merge patch must be a JSON object")]));
+                        return Err(ServiceError::Invalid(vec![Problem::new(
+                            "",
+                            "a merge patch must be a JSON object",
+                        )]));
                     }
                     let mut d = current.clone();
                     patch::merge(&mut d, p);
@@ -335,7 +333,8 @@ impl Customers {
             let desired = customer::parse(&doc, Mode::Replace { current: &current }).map_err(ServiceError::Invalid)?;
             if let Scope::Customer { .. } = scope {
                 let mut denied = Vec::new();
-                let was_active = s.customer.first("sstisactive").map(str::to_ascii_uppercase).unwrap_or_else(|| "TRUE".into());
+                let was_active =
+                    s.customer.first("sstisactive").map(str::to_ascii_uppercase).unwrap_or_else(|| "TRUE".into());
                 if desired.customer.get("sstisactive") != Some(&was_active) {
                     denied.push("isActive");
                 }
@@ -346,7 +345,8 @@ impl Customers {
                     return Err(ServiceError::Forbidden(format!("customer users cannot change {}", denied.join(", "))));
                 }
             }
-            let retry = |e: &DirError| matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT | rc::ALREADY_EXISTS));
+            let retry =
+                |e: &DirError| matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT | rc::ALREADY_EXISTS));
             // A change of reseller moves the subtree first; the content follows in one
             // transaction on the moved entries, and a failure there moves it back.
             let mut s = s;
@@ -402,7 +402,12 @@ impl Customers {
     }
 
     /// Deletes a customer and every entry under it.
-    pub async fn delete(&self, scope: &Scope, id: u64, precondition: Option<&Precondition>) -> Result<(), ServiceError> {
+    pub async fn delete(
+        &self,
+        scope: &Scope,
+        id: u64,
+        precondition: Option<&Precondition>,
+    ) -> Result<(), ServiceError> {
         for _ in 0..WRITE_ATTEMPTS {
             let s = self.visible(scope, id).await?;
             if !scope.may_create_or_delete() {
@@ -423,9 +428,7 @@ impl Customers {
                     tracing::info!(id, "customer deleted");
                     return Ok(());
                 }
-                Err(e)
-                    if matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT)) =>
-                {
+                Err(e) if matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT)) => {
                     if precondition.is_some() {
                         return Err(ServiceError::PreconditionFailed);
                     }

@@ -106,7 +106,21 @@ impl TestApp {
     /// ldapsearch as the directory's root, one line per attribute (LDIF).
     pub fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
         let out = std::process::Command::new("ldapsearch")
-            .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &self.slapd.url, "-D", &self.slapd.root_dn, "-w", &self.slapd.root_password, "-b", base, filter])
+            .args([
+                "-x",
+                "-LLL",
+                "-o",
+                "ldif-wrap=no",
+                "-H",
+                &self.slapd.url,
+                "-D",
+                &self.slapd.root_dn,
+                "-w",
+                &self.slapd.root_password,
+                "-b",
+                base,
+                filter,
+            ])
             .args(attrs)
             .output()
             .expect("ldapsearch runs");
