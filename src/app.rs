@@ -8,8 +8,12 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::directory::pool::{self, ConnSpec};
+use crate::directory::sync::SyncConsumer;
 use crate::directory::{DirError, Directory};
+use crate::mapping::query::PageLimits;
+use crate::mapping::table;
 use crate::service::auth::{AuthSettings, Authenticator};
+use crate::service::index::CustomerIndex;
 use crate::service::Customers;
 
 #[derive(Clone)]
@@ -18,6 +22,7 @@ pub struct AppState {
     pub directory: Directory,
     pub customers: Customers,
     pub auth: Arc<Authenticator>,
+    pub sync: Arc<SyncConsumer>,
     pub body_limit: usize,
     pub ready_timeout: Duration,
 }
@@ -38,9 +43,26 @@ impl AppState {
             settings.auth.bind_pool_size.max(1),
             Duration::from_millis(l.pool_wait_ms),
         )?;
-        let pool = pool::build(spec, l.pool_size.max(1), Duration::from_millis(l.pool_wait_ms))?;
+        let pool = pool::build(spec.clone(), l.pool_size.max(1), Duration::from_millis(l.pool_wait_ms))?;
         let directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms));
-        let customers = Customers::new(directory.clone(), &settings.public_url());
+        let index = Arc::new(CustomerIndex::new(&l.base_dn));
+        let sync = Arc::new(SyncConsumer::new(
+            spec,
+            l.base_dn.clone(),
+            table::all_attributes().into_iter().map(String::from).collect(),
+            index.restarter(),
+        ));
+        let p = &settings.pagination;
+        let customers = Customers::new(
+            directory.clone(),
+            &settings.public_url(),
+            index,
+            PageLimits {
+                default_per_page: p.default_per_page.max(1) as u64,
+                max_per_page: p.max_per_page.max(1) as u64,
+            },
+            Duration::from_millis(settings.index.catch_up_ms),
+        );
         let a = &settings.auth;
         let auth = Arc::new(Authenticator::new(
             directory.clone(),
@@ -59,6 +81,7 @@ impl AppState {
             directory,
             customers,
             auth,
+            sync,
         })
     }
 }
@@ -69,6 +92,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The customer index follows the directory for as long as the server runs.
+    let sync = tokio::spawn(state.sync.clone().run(state.customers.index().clone()));
     let customers = state.customers.clone();
     tokio::spawn(async move {
         if let Err(e) = customers.sweep_trash().await {
@@ -76,7 +101,9 @@ pub async fn serve(
         }
     });
     let router = crate::http::router(state);
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    let res = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    sync.abort();
+    res
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

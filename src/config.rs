@@ -13,6 +13,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub auth: AuthConfig,
     pub pagination: PageSettings,
+    pub index: IndexSettings,
     pub log: LogSettings,
 }
 
@@ -48,6 +49,11 @@ pub struct AuthConfig {
 pub struct PageSettings {
     pub default_per_page: u32,
     pub max_per_page: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IndexSettings {
+    pub catch_up_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

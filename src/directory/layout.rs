@@ -52,6 +52,52 @@ pub fn reseller_of(customer_dn: &str) -> Option<u64> {
     rdn_value(rdns.next()?, "uid")?.parse().ok()
 }
 
+/// Where an entry sits in the customer tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// `uid=<id>,ou=customers,uid=<reseller>,ou=reseller,<base>`
+    Customer { id: u64, reseller: u64 },
+    /// `ou=<ou>,uid=<id>,ou=customers,...` (`ou` in lower case)
+    Child { ou: String, id: u64, reseller: u64 },
+}
+
+fn rdns(dn: &str) -> Vec<(String, String)> {
+    dn.split(',')
+        .map(|rdn| {
+            let (t, v) = rdn.split_once('=').unwrap_or((rdn, ""));
+            (t.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect()
+}
+
+/// Classifies a DN relative to the base (attribute types and `ou` values compare without
+/// regard to case, as LDAP does); `None` for anything outside the customer tree.
+pub fn placement(dn: &str, base: &str) -> Option<Placement> {
+    let dn = rdns(dn);
+    let base = rdns(base);
+    if dn.len() < base.len() + 4 {
+        return None;
+    }
+    let (head, tail) = dn.split_at(dn.len() - base.len());
+    let same = |a: &(String, String), b: &(String, String)| a.0 == b.0 && a.1.eq_ignore_ascii_case(&b.1);
+    if !tail.iter().zip(&base).all(|(a, b)| same(a, b)) {
+        return None;
+    }
+    let number = |(t, v): &(String, String)| (t == "uid").then(|| v.parse::<u64>().ok()).flatten();
+    let ou = |(t, v): &(String, String), want: &str| t == "ou" && v.eq_ignore_ascii_case(want);
+    let n = head.len();
+    if !ou(&head[n - 1], "reseller") || !ou(&head[n - 3], "customers") {
+        return None;
+    }
+    let reseller = number(&head[n - 2])?;
+    let id = number(&head[n - 4])?;
+    match n {
+        4 => Some(Placement::Customer { id, reseller }),
+        5 if head[0].0 == "ou" => Some(Placement::Child { ou: head[0].1.to_ascii_lowercase(), id, reseller }),
+        _ => None,
+    }
+}
+
 /// How many RDNs deep a DN is (for deleting children before parents).
 pub fn depth(dn: &str) -> usize {
     dn.split(',').count()
@@ -68,5 +114,29 @@ mod tests {
         assert_eq!(reseller_of(&dn), Some(4000001));
         assert_eq!(reseller_of("uid=1,ou=people,dc=x"), None);
         assert_eq!(child_dn(&dn, "address"), format!("ou=address,{dn}"));
+    }
+
+    #[test]
+    fn placements_in_the_customer_tree() {
+        let base = "dc=x,dc=org";
+        assert_eq!(
+            placement("uid=5,ou=customers,uid=4,ou=reseller,dc=x,dc=org", base),
+            Some(Placement::Customer { id: 5, reseller: 4 })
+        );
+        assert_eq!(
+            placement("OU=Shipping, UID=5,OU=Customers,uid=4,ou=reseller,DC=X,dc=org", base),
+            Some(Placement::Child { ou: "shipping".into(), id: 5, reseller: 4 })
+        );
+        for other in [
+            "uid=4,ou=reseller,dc=x,dc=org",
+            "ou=customers,uid=4,ou=reseller,dc=x,dc=org",
+            "ou=address,uid=4,ou=reseller,dc=x,dc=org",
+            "uid=5,ou=people,dc=x,dc=org",
+            "uid=5-1,ou=trash,ou=administration,dc=x,dc=org",
+            "uid=5,ou=customers,uid=4,ou=reseller,dc=y,dc=org",
+            "ou=a,ou=b,uid=5,ou=customers,uid=4,ou=reseller,dc=x,dc=org",
+        ] {
+            assert_eq!(placement(other, base), None, "{other}");
+        }
     }
 }

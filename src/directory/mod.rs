@@ -9,6 +9,7 @@ pub mod layout;
 pub mod ops;
 pub mod pool;
 pub mod slapd;
+pub mod sync;
 
 pub use entry::Entry;
 pub use error::DirError;

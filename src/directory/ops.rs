@@ -259,6 +259,13 @@ impl Directory {
         check(res).map(|_| ())
     }
 
+    /// The `contextCSN` of the base entry: the newest change the directory has committed
+    /// (one CSN per server id). Empty when the directory keeps none (no syncprov).
+    pub async fn context_csn(&self) -> Result<Vec<String>, DirError> {
+        let found = self.search(&self.base_dn, Scope::Base, "(objectClass=*)", &["contextCSN"]).await?;
+        Ok(found.into_iter().next().map(|e| e.values("contextCSN").to_vec()).unwrap_or_default())
+    }
+
     /// Whether the directory answers: a read of the root DSE within the op timeout.
     pub async fn ping(&self) -> Result<(), DirError> {
         self.search("", Scope::Base, "(objectClass=*)", &["1.1"]).await.map(|_| ())

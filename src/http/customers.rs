@@ -1,7 +1,7 @@
 //! Handlers of `/v1/customers`: they parse the request, call the service and shape the
 //! response; they never see LDAP.
 
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -34,6 +34,22 @@ pub async fn create(
     if let Ok(v) = HeaderValue::from_str(&location) {
         res.headers_mut().insert(header::LOCATION, v);
     }
+    Ok(res)
+}
+
+/// `GET /v1/customers`: a page of the collection with `Link` and `X-Total-Count`.
+pub async fn list(
+    State(app): State<AppState>,
+    Caller(scope): Caller,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, ApiError> {
+    let (q, page) = app.customers.list(&scope, uri.query()).await?;
+    let mut res = json_response(StatusCode::OK, &Value::Array(page.items));
+    let links = q.links(&app.customers.collection_url(), page.total);
+    if let Ok(v) = HeaderValue::from_str(&links) {
+        res.headers_mut().insert(header::LINK, v);
+    }
+    res.headers_mut().insert("x-total-count", HeaderValue::from(page.total));
     Ok(res)
 }
 

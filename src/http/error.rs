@@ -59,6 +59,7 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::NotFound => ApiError::not_found(),
+            ServiceError::BadRequest(m) => ApiError::bad_request(m),
             ServiceError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             ServiceError::Invalid(d) => ApiError::validation(d),
             ServiceError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),

@@ -1,4 +1,5 @@
-//! `/health` (the process is up) and `/ready` (the directory answers).
+//! `/health` (the process is up) and `/ready` (the directory answers and the customer
+//! index is loaded).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,6 +17,10 @@ pub async fn health() -> Response {
 pub async fn ready(State(app): State<AppState>) -> Result<Response, ApiError> {
     let timeout = app.ready_timeout;
     match tokio::time::timeout(timeout, app.directory.ping()).await {
+        Ok(Ok(())) if !app.customers.index().is_loaded() => {
+            tracing::info!("not ready: the customer index is loading");
+            Err(ApiError::unavailable())
+        }
         Ok(Ok(())) => Ok(json_response(StatusCode::OK, &json!({"status": "ready"}))),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready");

@@ -50,7 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/v1/auth", get(auth::whoami))
-        .route("/v1/customers", axum::routing::post(customers::create))
+        .route("/v1/customers", get(customers::list).post(customers::create))
         .route(
             "/v1/customers/{id}",
             get(customers::read).put(customers::replace).patch(customers::patch).delete(customers::delete),

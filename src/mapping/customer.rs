@@ -94,7 +94,7 @@ pub fn location(public_url: &str, id: u64) -> String {
     format!("{}/v1/customers/{id}", public_url.trim_end_matches('/'))
 }
 
-fn link(public_url: &str, id: u64, suffix: &str) -> String {
+pub fn link(public_url: &str, id: u64, suffix: &str) -> String {
     if suffix.is_empty() {
         location(public_url, id)
     } else {
@@ -104,14 +104,24 @@ fn link(public_url: &str, id: u64, suffix: &str) -> String {
 
 /// The name a customer is shown with: `o` for companies, "givenName sn" for persons.
 pub fn customer_name(customer: &Entry, billing: Option<&Entry>, is_company: bool) -> Option<String> {
+    customer_name_by(is_company, |a| customer.first(a), |a| billing.and_then(|b| b.first(a)))
+}
+
+/// The same rule over any source of attribute values (canonical names): the customer
+/// entry's, and the billing entry's for a person whose entry lacks the names.
+pub fn customer_name_by<'a>(
+    is_company: bool,
+    customer: impl Fn(&str) -> Option<&'a str>,
+    billing: impl Fn(&str) -> Option<&'a str>,
+) -> Option<String> {
     if is_company {
-        return customer.first("o").map(str::to_string);
+        return customer("o").map(str::to_string);
     }
-    let pick = |e: &Entry| match (e.first(PERSON_NAME_ATTRS.0), e.first(PERSON_NAME_ATTRS.1)) {
+    let pick = |get: &dyn Fn(&str) -> Option<&'a str>| match (get(PERSON_NAME_ATTRS.0), get(PERSON_NAME_ATTRS.1)) {
         (Some(g), Some(s)) => Some(format!("{g} {s}")),
         _ => None,
     };
-    pick(customer).or_else(|| billing.and_then(pick))
+    pick(&customer).or_else(|| pick(&billing))
 }
 
 fn scalar_json(f: &Field, entry: &Entry) -> Option<Value> {

@@ -4,6 +4,8 @@
 
 pub mod customer;
 pub mod patch;
+pub mod query;
+pub mod row;
 pub mod table;
 pub mod values;
 

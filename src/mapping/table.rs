@@ -148,7 +148,10 @@ const BOOLEAN_ORDERING: &str = "caseIgnoreOrderingMatch";
 /// An address object (`billingAddress`, `shippingAddress`); rows take their part from
 /// the object field that holds them.
 pub const ADDRESS: &[Field] = &[
-    Field::new("organizationName", "o", Kind::Text { max: 64 }).filterable().sortable(CASE_IGNORE_ORDERING),
+    Field::new("organizationName", "o", Kind::Text { max: 64 })
+        .filterable()
+        .sortable(CASE_IGNORE_ORDERING)
+        .searchable(),
     Field::new("gender", "sstgender", Kind::Gender).required().filterable(),
     Field::new("givenName", "givenname", Kind::Text { max: 64 })
         .required()

@@ -1,25 +1,26 @@
 //! The customer operations: create, read, replace, patch, delete and move, each all or
 //! nothing, with optimistic concurrency on the entries' change sequence numbers.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::time::Duration;
 
 use ldap3::Scope as LdapScope;
 use serde_json::Value;
 
+use super::index::{CustomerIndex, Page};
 use super::{Precondition, Scope, ServiceError};
 use crate::directory::error::rc;
 use crate::directory::escape::filter_value;
+use crate::directory::sync::Csns;
 use crate::directory::{layout, DirError, Directory, Guarded, Op};
 use crate::mapping::customer::{self, Desired, Mode, Stored};
+use crate::mapping::query::{self, ListQuery, PageLimits, QueryError};
 use crate::mapping::table::{self, Part};
 use crate::mapping::{patch, Problem};
 
 /// How many times a write without `If-Match` is retried when another writer changed the
 /// customer between its read and its write.
 const WRITE_ATTEMPTS: usize = 5;
-/// Upper bound of remembered id → reseller placements.
-const PLACEMENT_CAP: usize = 200_000;
 
 /// How a customer update is given.
 pub enum Update<'a> {
@@ -31,14 +32,28 @@ pub enum Update<'a> {
 pub struct Customers {
     dir: Directory,
     public_url: Arc<str>,
-    /// Which reseller a customer id lives under, so a read is one subtree search. A
-    /// stale placement is harmless: the search finds nothing and the id is looked up.
-    placement: Arc<RwLock<HashMap<u64, u64>>>,
+    /// Every customer's collection data, kept by content synchronisation. It also says
+    /// which reseller an id lives under, so a read is one subtree search; a stale answer
+    /// is harmless: the search finds nothing and the id is looked up.
+    index: Arc<CustomerIndex>,
+    limits: PageLimits,
+    /// How long a list waits for the index to catch up with the directory.
+    catch_up: Duration,
 }
 
 impl Customers {
-    pub fn new(dir: Directory, public_url: &str) -> Self {
-        Customers { dir, public_url: public_url.trim_end_matches('/').into(), placement: Default::default() }
+    pub fn new(
+        dir: Directory,
+        public_url: &str,
+        index: Arc<CustomerIndex>,
+        limits: PageLimits,
+        catch_up: Duration,
+    ) -> Self {
+        Customers { dir, public_url: public_url.trim_end_matches('/').into(), index, limits, catch_up }
+    }
+
+    pub fn index(&self) -> &Arc<CustomerIndex> {
+        &self.index
     }
 
     pub fn directory(&self) -> &Directory {
@@ -53,21 +68,6 @@ impl Customers {
         &self.dir.base_dn
     }
 
-    fn remember(&self, id: u64, reseller: u64) {
-        if let Ok(mut m) = self.placement.write() {
-            if m.len() >= PLACEMENT_CAP {
-                m.clear();
-            }
-            m.insert(id, reseller);
-        }
-    }
-
-    fn forget(&self, id: u64) {
-        if let Ok(mut m) = self.placement.write() {
-            m.remove(&id);
-        }
-    }
-
     async fn read_at(&self, dn: &str) -> Result<Option<Stored>, DirError> {
         let attrs = table::all_attributes();
         let entries = self.dir.search(dn, LdapScope::Subtree, "(objectClass=*)", &attrs).await?;
@@ -76,24 +76,40 @@ impl Customers {
 
     /// Reads a customer with all its entries; `None` when the id does not exist.
     pub async fn read(&self, id: u64) -> Result<Option<Stored>, DirError> {
-        let known = self.placement.read().ok().and_then(|m| m.get(&id).copied());
-        if let Some(reseller) = known {
+        if let Some(reseller) = self.index.reseller_of(id) {
             if let Some(s) = self.read_at(&layout::customer_dn(self.base(), reseller, id)).await? {
                 return Ok(Some(s));
             }
-            self.forget(id);
         }
         let filter = format!("(&(objectClass=sstCustomer)(uid={}))", filter_value(&id.to_string()));
         let found = self.dir.search(&layout::resellers_dn(self.base()), LdapScope::Subtree, &filter, &["1.1"]).await?;
         for e in found {
             if let Some(s) = self.read_at(&e.dn).await? {
                 if s.id == id {
-                    self.remember(id, s.reseller);
                     return Ok(Some(s));
                 }
             }
         }
         Ok(None)
+    }
+
+    /// A page of the collection (SPEC section 6) from the raw query string. The index is
+    /// first brought up to the directory's newest committed change, so every write that
+    /// finished before this request began is in the answer.
+    pub async fn list(&self, scope: &Scope, raw_query: Option<&str>) -> Result<(ListQuery, Page), ServiceError> {
+        let q = query::parse(raw_query, self.limits).map_err(|e| match e {
+            QueryError::Malformed(m) => ServiceError::BadRequest(m),
+            QueryError::Invalid(p) => ServiceError::Invalid(p),
+        })?;
+        let target = Csns::from_values(self.dir.context_csn().await?.iter().map(String::as_str));
+        self.index.wait_for(&target, self.catch_up).await.map_err(|_| ServiceError::Unavailable)?;
+        let page = self.index.query(scope, &q, &self.public_url);
+        Ok((q, page))
+    }
+
+    /// The URL of the collection (what `Link` URLs start with).
+    pub fn collection_url(&self) -> String {
+        format!("{}/v1/customers", self.public_url)
     }
 
     async fn visible(&self, scope: &Scope, id: u64) -> Result<Stored, ServiceError> {
@@ -172,7 +188,6 @@ impl Customers {
             }
         }
         self.dir.apply(ops).await.map_err(|e| Self::conflict(e, &desired))?;
-        self.remember(id, desired.reseller);
         tracing::info!(id, reseller = desired.reseller, "customer created");
         Ok(id)
     }
@@ -298,7 +313,6 @@ impl Customers {
         };
         let assertion = if guard { Stored::unchanged(&s.customer) } else { None };
         self.dir.apply(vec![Guarded { op, assertion }]).await?;
-        self.remember(s.id, reseller);
         Ok(())
     }
 
@@ -366,7 +380,6 @@ impl Customers {
                         if precondition.is_some() {
                             return Err(ServiceError::PreconditionFailed);
                         }
-                        self.forget(id);
                         continue;
                     }
                     Err(e) => return Err(e.into()),
@@ -384,7 +397,6 @@ impl Customers {
             }
             match result {
                 Ok(()) => {
-                    self.remember(id, desired.reseller);
                     let now = self.read(id).await?.ok_or(ServiceError::NotFound)?;
                     return Ok(now.etag());
                 }
@@ -393,7 +405,6 @@ impl Customers {
                     if precondition.is_some() {
                         return Err(ServiceError::PreconditionFailed);
                     }
-                    self.forget(id);
                 }
                 Err(e) => return Err(Self::conflict(e, &desired)),
             }
@@ -423,7 +434,6 @@ impl Customers {
             let ops = vec![op];
             match self.dir.apply(ops).await {
                 Ok(()) => {
-                    self.forget(id);
                     self.purge(&[trashed]).await;
                     tracing::info!(id, "customer deleted");
                     return Ok(());
@@ -432,7 +442,6 @@ impl Customers {
                     if precondition.is_some() {
                         return Err(ServiceError::PreconditionFailed);
                     }
-                    self.forget(id);
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod customers;
+pub mod index;
 pub mod scope;
 
 pub use customers::Customers;
@@ -16,6 +17,9 @@ pub enum ServiceError {
     /// Unknown id, or one outside the caller's scope: the two look the same.
     #[error("not found")]
     NotFound,
+    /// The request cannot be read (a broken query string).
+    #[error("bad request: {0}")]
+    BadRequest(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("validation failed")]

@@ -57,10 +57,17 @@ pub async fn spawn_app_with(opts: SlapdOptions, tweak: impl FnOnce(&mut Settings
     tokio::spawn(app::serve(listener, state.clone(), async move {
         let _ = rx.await;
     }));
+    let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    // Ready once the directory answers and the customer index is loaded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while client.get(format!("http://{addr}/ready")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+        assert!(std::time::Instant::now() < deadline, "the gateway did not get ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     TestApp {
         addr,
         base: format!("http://{addr}"),
-        client: Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        client,
         slapd,
         state,
         user: (ADMIN.0.into(), ADMIN.1.into()),

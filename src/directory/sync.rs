@@ -1,0 +1,278 @@
+//! A content synchronisation consumer (RFC 4533, refreshAndPersist) of slapd's syncprov:
+//! it follows every change below a base and hands them on as events, resuming with the
+//! last cookie after a reconnect. It also reads the directory's `contextCSN`, which says
+//! how far a consumer must have got to have seen every committed change.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::Manager;
+use ldap3::controls::{parse_syncinfo, Control, ControlType, EntryState, MakeCritical, RefreshMode, SyncInfo};
+use ldap3::controls::{SyncRequest, SyncState};
+use ldap3::{Scope, SearchEntry};
+use tokio::sync::Notify;
+
+use super::pool::{ConnSpec, LdapManager};
+use super::{DirError, Entry};
+
+/// An entryUUID, as the 16 bytes the Sync State control carries.
+pub type Uuid = [u8; 16];
+
+/// A set of change sequence numbers, one per server id (multi-provider replication has
+/// one per provider). CSNs of one server compare as strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Csns(pub BTreeMap<String, String>);
+
+impl Csns {
+    /// Reads CSNs (`20261124184611.093516Z#000000#000#000000`) keyed by their server id.
+    pub fn from_values<'a>(values: impl IntoIterator<Item = &'a str>) -> Csns {
+        let mut out = BTreeMap::new();
+        for csn in values {
+            let csn = csn.trim();
+            if let Some(sid) = csn.split('#').nth(2) {
+                let e: &mut String = out.entry(sid.to_string()).or_default();
+                if csn > e.as_str() {
+                    *e = csn.to_string();
+                }
+            }
+        }
+        Csns(out)
+    }
+
+    /// The CSNs of a sync cookie (`rid=000,sid=001,csn=<csn>;<csn>`).
+    pub fn from_cookie(cookie: &[u8]) -> Csns {
+        let text = String::from_utf8_lossy(cookie);
+        let list = text.split(',').find_map(|p| p.trim().strip_prefix("csn=")).unwrap_or_default();
+        Csns::from_values(list.split(';'))
+    }
+
+    /// Takes the newer CSN of each server id.
+    pub fn merge(&mut self, other: &Csns) {
+        for (sid, csn) in &other.0 {
+            let e = self.0.entry(sid.clone()).or_default();
+            if csn > e {
+                *e = csn.clone();
+            }
+        }
+    }
+
+    /// Whether every CSN of `target` has been reached.
+    pub fn covers(&self, target: &Csns) -> bool {
+        target.0.iter().all(|(sid, csn)| self.0.get(sid).is_some_and(|have| have >= csn))
+    }
+}
+
+/// What the consumer reports, in the order the directory sent it.
+#[derive(Debug, Clone)]
+pub enum SyncEvent {
+    /// A refresh starts; `reload` means from nothing (no cookie), so everything held
+    /// before is void.
+    RefreshBegin { reload: bool },
+    /// An entry was added or changed (or is sent in full during a refresh).
+    Entry { uuid: Uuid, entry: Entry },
+    /// An entry was deleted, or left the synchronised content.
+    Delete { uuid: Uuid },
+    /// These entries exist unchanged (present phase of a refresh).
+    Present(Vec<Uuid>),
+    /// The refresh is over and notifications follow. With `present`, the refresh used a
+    /// present phase: entries that were neither sent nor named present are gone.
+    RefreshEnd { present: bool },
+    /// Everything up to these CSNs has been reported.
+    Cookie(Csns),
+}
+
+/// Receives the events of a consumer.
+pub trait SyncSink: Send + Sync + 'static {
+    fn apply(&self, event: SyncEvent);
+}
+
+/// A consumer of the content below `base`.
+pub struct SyncConsumer {
+    manager: LdapManager,
+    base: String,
+    attrs: Vec<String>,
+    /// Wakes the consumer to drop its session and resume it on a new connection.
+    restart: Arc<Notify>,
+}
+
+fn uuid(bytes: &[u8]) -> Option<Uuid> {
+    bytes.try_into().ok()
+}
+
+enum Ended {
+    /// Asked to restart.
+    Restart,
+    /// The server wants a full reload (e-syncRefreshRequired).
+    Reload,
+}
+
+impl SyncConsumer {
+    /// `restart` wakes the consumer to drop its session and resume on a new connection.
+    pub fn new(spec: ConnSpec, base: String, attrs: Vec<String>, restart: Arc<Notify>) -> Self {
+        SyncConsumer { manager: LdapManager::new(spec), base, attrs, restart }
+    }
+
+    /// Follows the directory until the task is dropped: reconnects with growing pauses
+    /// (100 ms to 5 s) and resumes from the last cookie. A session that fails in a way the
+    /// cookie cannot recover from (the server asks for a reload, or a malformed answer)
+    /// starts again from nothing.
+    pub async fn run(self: Arc<Self>, sink: Arc<dyn SyncSink>) {
+        let mut cookie: Option<Vec<u8>> = None;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let me = self.clone();
+            let sink2 = sink.clone();
+            let start = cookie.clone();
+            let session = tokio::spawn(async move {
+                let mut cookie = start;
+                let mut refreshed = false;
+                let res = me.session(&*sink2, &mut cookie, &mut refreshed).await;
+                (res, cookie, refreshed)
+            });
+            match session.await {
+                Ok((res, c, refreshed)) => {
+                    cookie = c;
+                    if refreshed {
+                        pause = Duration::from_millis(100);
+                    }
+                    match res {
+                        Ok(Ended::Restart) => continue,
+                        Ok(Ended::Reload) => {
+                            tracing::warn!("the directory asks for a full reload of the customer index");
+                            cookie = None;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "content synchronisation interrupted; resuming"),
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "content synchronisation failed; reloading from nothing");
+                    cookie = None;
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn session(
+        &self,
+        sink: &dyn SyncSink,
+        cookie: &mut Option<Vec<u8>>,
+        refreshed: &mut bool,
+    ) -> Result<Ended, DirError> {
+        let mut ldap = self.manager.create().await?;
+        let req = SyncRequest { mode: RefreshMode::RefreshAndPersist, cookie: cookie.clone(), reload_hint: false };
+        let attrs: Vec<&str> = self.attrs.iter().map(String::as_str).collect();
+        // No operation timeout: the search lasts as long as the session.
+        let mut stream = ldap
+            .with_controls(req.critical())
+            .streaming_search(&self.base, Scope::Subtree, "(objectClass=*)", attrs)
+            .await?;
+        sink.apply(SyncEvent::RefreshBegin { reload: cookie.is_none() });
+        let mut present_phase = false;
+        let mut note_cookie = |c: Option<Vec<u8>>, sink: &dyn SyncSink| {
+            if let Some(c) = c.filter(|c| !c.is_empty()) {
+                sink.apply(SyncEvent::Cookie(Csns::from_cookie(&c)));
+                *cookie = Some(c);
+            }
+        };
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                _ = self.restart.notified() => {
+                    let _ = stream.finish().await;
+                    let id = stream.ldap_handle().last_id();
+                    let _ = ldap.abandon(id).await;
+                    let _ = ldap.unbind().await;
+                    return Ok(Ended::Restart);
+                }
+            };
+            let Some(re) = item? else { break };
+            if re.is_intermediate() {
+                let info = catch_unwind(AssertUnwindSafe(|| parse_syncinfo(re)))
+                    .map_err(|_| DirError::Other("malformed Sync Info message".into()))?;
+                match info {
+                    SyncInfo::NewCookie(c) => note_cookie(Some(c), sink),
+                    SyncInfo::RefreshDelete { cookie: c, refresh_done } => {
+                        if refresh_done {
+                            sink.apply(SyncEvent::RefreshEnd { present: present_phase });
+                            *refreshed = true;
+                        }
+                        note_cookie(c, sink);
+                    }
+                    SyncInfo::RefreshPresent { cookie: c, refresh_done } => {
+                        present_phase = true;
+                        if refresh_done {
+                            sink.apply(SyncEvent::RefreshEnd { present: true });
+                            *refreshed = true;
+                        }
+                        note_cookie(c, sink);
+                    }
+                    SyncInfo::SyncIdSet { cookie: c, refresh_deletes, sync_uuids } => {
+                        let uuids: Vec<Uuid> = sync_uuids.iter().filter_map(|u| uuid(u)).collect();
+                        if refresh_deletes {
+                            for u in uuids {
+                                sink.apply(SyncEvent::Delete { uuid: u });
+                            }
+                        } else {
+                            present_phase = true;
+                            sink.apply(SyncEvent::Present(uuids));
+                        }
+                        note_cookie(c, sink);
+                    }
+                }
+                continue;
+            }
+            let state = re.1.iter().find_map(|c| match c {
+                Control(Some(ControlType::SyncState), raw) => {
+                    Some(catch_unwind(AssertUnwindSafe(|| raw.parse::<SyncState>())))
+                }
+                _ => None,
+            });
+            let Some(Ok(state)) = state else {
+                return Err(DirError::Other("an entry without a valid Sync State control".into()));
+            };
+            let Some(u) = uuid(&state.entry_uuid) else {
+                return Err(DirError::Other("a Sync State control with a malformed entryUUID".into()));
+            };
+            let entry = Entry::from_search(SearchEntry::construct(re));
+            match state.state {
+                EntryState::Delete => sink.apply(SyncEvent::Delete { uuid: u }),
+                EntryState::Present if entry.attrs.is_empty() => sink.apply(SyncEvent::Present(vec![u])),
+                _ => sink.apply(SyncEvent::Entry { uuid: u, entry }),
+            }
+            note_cookie(state.cookie, sink);
+        }
+        let res = stream.finish().await;
+        if res.rc == 4096 {
+            return Ok(Ended::Reload);
+        }
+        Err(DirError::Other(format!("the synchronisation search ended: result {} {}", res.rc, res.text)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csns_compare_per_server_id() {
+        let a = Csns::from_cookie(b"rid=000,csn=20261124184611.093516Z#000000#000#000000");
+        let b = Csns::from_values(["20261124184612.000000Z#000000#000#000000"]);
+        assert!(!a.covers(&b));
+        assert!(b.covers(&a));
+        let mut m = a.clone();
+        m.merge(&b);
+        assert_eq!(m, b);
+        let two = Csns::from_cookie(
+            b"rid=001,sid=002,csn=20261124184611.000000Z#000000#001#000000;20261124184615.000000Z#000000#002#000000",
+        );
+        assert_eq!(two.0.len(), 2);
+        assert!(two.covers(&Csns::from_values(["20261124184615.000000Z#000000#002#000000"])));
+        assert!(!two.covers(&Csns::from_values(["20261124184612.000000Z#000000#001#000000"])));
+        assert!(two.covers(&Csns::default()));
+        assert!(!Csns::default().covers(&two));
+    }
+}

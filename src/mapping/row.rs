@@ -1,0 +1,499 @@
+//! A customer as the collection sees it: the mapped values of its entries kept compactly,
+//! the collection item built from them, and the value semantics of lists (matching of
+//! filter patterns, collation for sorting, the text `q=` searches), all by the tables.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value};
+use unicode_normalization::UnicodeNormalization;
+
+use super::customer;
+use super::table::{self, Field, Kind, Part, ADDRESS, CUSTOMER, PERSON_NAME_ATTRS};
+use super::values;
+use crate::directory::Entry;
+
+/// Attributes kept for one part, with the kind that says how their values read in JSON
+/// (`None`: not a field of its own, e.g. a private customer's names on the customer entry).
+fn layout(part: Part) -> &'static [(&'static str, Option<Kind>)] {
+    static CUSTOMER_LAYOUT: OnceLock<Vec<(&'static str, Option<Kind>)>> = OnceLock::new();
+    static ADDRESS_LAYOUT: OnceLock<Vec<(&'static str, Option<Kind>)>> = OnceLock::new();
+    match part {
+        Part::Customer => CUSTOMER_LAYOUT.get_or_init(|| {
+            let mut out: Vec<(&'static str, Option<Kind>)> = CUSTOMER
+                .iter()
+                // The id and the reseller come from the DN.
+                .filter(|f| !f.attr.is_empty() && !matches!(f.kind, Kind::Id | Kind::ResellerRef))
+                .map(|f| (f.attr, Some(f.kind)))
+                .collect();
+            for a in [PERSON_NAME_ATTRS.0, PERSON_NAME_ATTRS.1] {
+                if !out.iter().any(|(x, _)| *x == a) {
+                    out.push((a, None));
+                }
+            }
+            out
+        }),
+        Part::Billing | Part::Shipping => {
+            ADDRESS_LAYOUT.get_or_init(|| ADDRESS.iter().map(|f| (f.attr, Some(f.kind))).collect())
+        }
+    }
+}
+
+/// The values of one entry, in the order of its part's layout, in one allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartValues {
+    text: Box<str>,
+    ends: Box<[u32]>,
+}
+
+impl PartValues {
+    /// Takes what the mapping knows of an entry, each value in its JSON reading (postal
+    /// addresses with line breaks, booleans as `true`/`false`); other attributes are dropped.
+    pub fn from_entry(part: Part, entry: &Entry) -> PartValues {
+        let mut text = String::new();
+        let mut ends = Vec::new();
+        for (attr, kind) in layout(part) {
+            if let Some(raw) = entry.first(attr) {
+                match kind.and_then(|k| values::from_ldap(k, raw)) {
+                    Some(Value::String(s)) => text.push_str(&s),
+                    Some(Value::Bool(b)) => text.push_str(if b { "true" } else { "false" }),
+                    Some(other) => text.push_str(&other.to_string()),
+                    None if kind.is_none() => text.push_str(raw),
+                    None => {}
+                }
+            }
+            ends.push(text.len() as u32);
+        }
+        PartValues { text: text.into(), ends: ends.into() }
+    }
+
+    /// The value of an attribute (canonical name) when the entry has one.
+    pub fn get(&self, part: Part, attr: &str) -> Option<&str> {
+        self.at(slot_of(part, attr)?)
+    }
+
+    /// The value in a slot of the part's layout (see [`slot_of`]).
+    pub fn at(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)? as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let s = &self.text[start..end];
+        (!s.is_empty()).then_some(s)
+    }
+}
+
+/// Where a part keeps an attribute, to look it up once for many rows.
+pub fn slot_of(part: Part, attr: &str) -> Option<usize> {
+    layout(part).iter().position(|(a, _)| *a == attr)
+}
+
+/// A column of the collection: a field of the table and the entry it is read from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Column {
+    pub part: Part,
+    pub field: &'static Field,
+}
+
+impl Column {
+    pub fn kind(&self) -> Kind {
+        self.field.kind
+    }
+}
+
+/// The entries of one customer as the collection keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Row {
+    pub customer: Option<PartValues>,
+    pub billing: Option<PartValues>,
+    pub shipping: Option<PartValues>,
+}
+
+impl Row {
+    pub fn part(&self, part: Part) -> Option<&PartValues> {
+        match part {
+            Part::Customer => self.customer.as_ref(),
+            Part::Billing => self.billing.as_ref(),
+            Part::Shipping => self.shipping.as_ref(),
+        }
+    }
+
+    pub fn part_mut(&mut self, part: Part) -> &mut Option<PartValues> {
+        match part {
+            Part::Customer => &mut self.customer,
+            Part::Billing => &mut self.billing,
+            Part::Shipping => &mut self.shipping,
+        }
+    }
+
+    fn get(&self, part: Part, attr: &str) -> Option<&str> {
+        self.part(part).and_then(|v| v.get(part, attr))
+    }
+
+    pub fn is_company(&self) -> bool {
+        self.get(Part::Customer, "sstiscompany") == Some("true")
+    }
+
+    pub fn customer_name(&self) -> Option<String> {
+        customer::customer_name_by(self.is_company(), |a| self.get(Part::Customer, a), |a| self.get(Part::Billing, a))
+    }
+
+    /// The value of a column as JSON shows it (numbers in decimal).
+    pub fn value(&self, col: Column, id: u64, reseller: u64) -> Option<Cow<'_, str>> {
+        match col.field.kind {
+            Kind::Id => Some(Cow::Owned(id.to_string())),
+            Kind::ResellerRef => Some(Cow::Owned(reseller.to_string())),
+            Kind::CustomerName => self.customer_name().map(Cow::Owned),
+            Kind::Object(_) | Kind::Link(_) => None,
+            _ => self.get(col.part, col.field.attr).map(Cow::Borrowed),
+        }
+    }
+
+    /// The text `q=` searches: every searchable column, lower-cased, kept apart by NUL
+    /// (which no query contains) so that no match spans two values.
+    pub fn search_text(&self, id: u64) -> Box<str> {
+        let mut out = String::new();
+        for col in searchable_columns() {
+            if let Some(v) = self.value(*col, id, 0) {
+                out.push_str(&v.to_lowercase());
+                out.push('\0');
+            }
+        }
+        out.into()
+    }
+}
+
+/// The columns `q=` searches: the searchable customer fields and the searchable fields of
+/// the billing address.
+pub fn searchable_columns() -> &'static [Column] {
+    static COLS: OnceLock<Vec<Column>> = OnceLock::new();
+    COLS.get_or_init(|| {
+        let mut out: Vec<Column> =
+            CUSTOMER.iter().filter(|f| f.searchable).map(|f| Column { part: Part::Customer, field: f }).collect();
+        out.extend(ADDRESS.iter().filter(|f| f.searchable).map(|f| Column { part: Part::Billing, field: f }));
+        out
+    })
+}
+
+/// The columns of a collection item, in the order of the item: the customer's own
+/// fields, then the billing address's.
+pub fn item_columns() -> &'static [Column] {
+    static COLS: OnceLock<Vec<Column>> = OnceLock::new();
+    COLS.get_or_init(|| {
+        let mut out: Vec<Column> =
+            CUSTOMER.iter().filter(|f| f.in_collection).map(|f| Column { part: Part::Customer, field: f }).collect();
+        out.extend(ADDRESS.iter().filter(|f| f.in_collection).map(|f| Column { part: Part::Billing, field: f }));
+        out
+    })
+}
+
+/// A column by the name a list query uses: a field of the element (`isActive`), a dotted
+/// address field (`billingAddress.localityName`) or the collection item's shorthand for a
+/// billing field (`localityName`).
+pub fn column(name: &str) -> Option<Column> {
+    if let Some((part, field)) = table::resolve(name) {
+        return Some(Column { part, field });
+    }
+    ADDRESS.iter().find(|f| f.in_collection && f.name == name).map(|field| Column { part: Part::Billing, field })
+}
+
+/// One collection item (`GET /v1/customers`).
+pub fn item(id: u64, reseller: u64, row: &Row, public_url: &str) -> Value {
+    let mut m = Map::new();
+    for col in item_columns() {
+        let v = match col.field.kind {
+            Kind::Id => Some(Value::from(id)),
+            Kind::ResellerRef => Some(Value::from(reseller)),
+            Kind::Link(suffix) => Some(Value::String(customer::link(public_url, id, suffix))),
+            Kind::Bool => row.value(*col, id, reseller).map(|v| Value::Bool(v == "true")),
+            _ => row.value(*col, id, reseller).map(|v| Value::String(v.into_owned())),
+        };
+        if let Some(v) = v {
+            m.insert(col.field.name.to_string(), v);
+        }
+    }
+    Value::Object(m)
+}
+
+// ---------------------------------------------------------------------------------------
+// Matching: `?attr=value` follows the attribute's LDAP matching rule.
+
+/// Folds a value the way its matching rule compares: case and repeated inner white space
+/// do not count (caseIgnoreMatch); telephone numbers also ignore spaces and hyphens
+/// (telephoneNumberMatch).
+fn fold_for_match(kind: Kind, s: &str, out: &mut String) {
+    out.clear();
+    let phone = kind == Kind::Phone;
+    let mut space = false;
+    for c in s.trim().chars() {
+        if phone && (c.is_whitespace() || c == '-') {
+            continue;
+        }
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.extend(c.to_lowercase());
+    }
+}
+
+/// A filter value: `*` alone asks for presence; other `*` are wildcards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    Present,
+    Equals(String),
+    /// `initial*any*…*final`, each piece folded; empty initial or final means unanchored.
+    Substrings {
+        initial: String,
+        any: Vec<String>,
+        last: String,
+    },
+}
+
+impl Pattern {
+    /// Checks a filter value against the column's kind.
+    pub fn parse(kind: Kind, raw: &str) -> Result<Pattern, String> {
+        if raw.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        if raw.chars().count() > 256 {
+            return Err("must be at most 256 characters".into());
+        }
+        if raw.trim() == "*" {
+            return Ok(Pattern::Present);
+        }
+        match kind {
+            Kind::Bool => {
+                return match raw.trim().to_ascii_lowercase().as_str() {
+                    v @ ("true" | "false") => Ok(Pattern::Equals(v.to_string())),
+                    _ => Err("must be true or false".into()),
+                };
+            }
+            Kind::Id | Kind::ResellerRef
+                if raw.trim().is_empty() || !raw.trim().chars().all(|c| c.is_ascii_digit() || c == '*') =>
+            {
+                return Err("must be a number (digits, * as a wildcard)".into());
+            }
+            _ => {}
+        }
+        let mut buf = String::new();
+        if !raw.contains('*') {
+            fold_for_match(kind, raw, &mut buf);
+            return Ok(Pattern::Equals(buf));
+        }
+        let pieces: Vec<&str> = raw.split('*').collect();
+        let mut fold = |s: &str| {
+            fold_for_match(kind, s, &mut buf);
+            buf.clone()
+        };
+        let initial = fold(pieces[0]);
+        let last = fold(pieces[pieces.len() - 1]);
+        let any = pieces[1..pieces.len() - 1].iter().map(|p| fold(p)).filter(|p| !p.is_empty()).collect();
+        Ok(Pattern::Substrings { initial, any, last })
+    }
+
+    /// Whether a value (absent: `None`) matches; `scratch` is reused between calls.
+    pub fn matches(&self, kind: Kind, value: Option<&str>, scratch: &mut String) -> bool {
+        let Some(value) = value else { return false };
+        match self {
+            Pattern::Present => true,
+            Pattern::Equals(want) => {
+                fold_for_match(kind, value, scratch);
+                scratch == want
+            }
+            Pattern::Substrings { initial, any, last } => {
+                fold_for_match(kind, value, scratch);
+                let s = scratch.as_str();
+                if s.len() < initial.len() + last.len()
+                    || !s.starts_with(initial.as_str())
+                    || !s.ends_with(last.as_str())
+                {
+                    return false;
+                }
+                let mut rest = &s[initial.len()..s.len() - last.len()];
+                for piece in any {
+                    match rest.find(piece.as_str()) {
+                        Some(at) => rest = &rest[at + piece.len()..],
+                        None => return false,
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Collation: how `sort=` orders values.
+
+/// A sort key. Text sorts by its folded form: lower case, without diacritics (`Ä` sorts
+/// with `A`, `ß` as `ss`), inner white space collapsed; numbers numerically; `false`
+/// before `true`. A missing value sorts after every value (as in RFC 2891).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SortKey {
+    Int(u64),
+    Bool(bool),
+    Text(Box<str>),
+}
+
+/// The folded form of text for sorting.
+pub fn collate(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut space = false;
+    for c in s.trim().nfd() {
+        if ('\u{300}'..='\u{36f}').contains(&c) {
+            continue;
+        }
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        match c {
+            'ß' | 'ẞ' => out.push_str("ss"),
+            'æ' | 'Æ' => out.push_str("ae"),
+            'œ' | 'Œ' => out.push_str("oe"),
+            'ø' | 'Ø' => out.push('o'),
+            'ł' | 'Ł' => out.push('l'),
+            'đ' | 'Đ' => out.push('d'),
+            'þ' | 'Þ' => out.push_str("th"),
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    out
+}
+
+/// The sort key of a value of a kind.
+pub fn sort_key(kind: Kind, value: &str) -> SortKey {
+    match kind {
+        Kind::Id | Kind::ResellerRef => SortKey::Int(value.trim().parse().unwrap_or(u64::MAX)),
+        Kind::Bool => SortKey::Bool(value == "true"),
+        _ => SortKey::Text(collate(value).into()),
+    }
+}
+
+/// Compares two optional keys, missing after present; `descending` reverses the order of
+/// present keys (missing ones stay last).
+pub fn compare_keys(a: Option<&SortKey>, b: Option<&SortKey>, descending: bool) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) if descending => b.cmp(a),
+        (Some(a), Some(b)) => a.cmp(b),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(pairs: &[(&str, &str)]) -> Entry {
+        let mut e = Entry::default();
+        for (k, v) in pairs {
+            e.attrs.entry(crate::directory::entry::canonical_attr(k)).or_default().push(v.to_string());
+        }
+        e
+    }
+
+    #[test]
+    fn part_values_keep_the_mapped_attributes_in_their_json_reading() {
+        let e = entry(&[
+            ("localityName", "Bern"),
+            ("postalAddress", "a\\24b$Line 2"),
+            ("description", "not mapped"),
+            ("c", "ch"),
+        ]);
+        let v = PartValues::from_entry(Part::Billing, &e);
+        assert_eq!(v.get(Part::Billing, "l"), Some("Bern"));
+        assert_eq!(v.get(Part::Billing, "postaladdress"), Some("a$b\nLine 2"));
+        assert_eq!(v.get(Part::Billing, "c"), Some("CH"));
+        assert_eq!(v.get(Part::Billing, "mail"), None);
+        assert_eq!(v.get(Part::Billing, "description"), None);
+    }
+
+    #[test]
+    fn customer_name_and_items_come_from_the_rows() {
+        let row = Row {
+            customer: Some(PartValues::from_entry(
+                Part::Customer,
+                &entry(&[("sstIsCompany", "FALSE"), ("sstIsActive", "TRUE"), ("givenName", "Zoë"), ("sn", "Müller")]),
+            )),
+            billing: Some(PartValues::from_entry(
+                Part::Billing,
+                &entry(&[("c", "CH"), ("postalCode", "3011"), ("l", "Bern")]),
+            )),
+            shipping: None,
+        };
+        assert_eq!(row.customer_name().as_deref(), Some("Zoë Müller"));
+        let item = item(5000001, 4000001, &row, "http://gw");
+        assert_eq!(
+            item,
+            serde_json::json!({"id": 5000001, "location": "http://gw/v1/customers/5000001", "isCompany": false,
+                "isActive": true, "customerName": "Zoë Müller", "belongsToResellerID": 4000001,
+                "countryCode": "CH", "postalCode": "3011", "localityName": "Bern"})
+        );
+        assert_eq!(&*row.search_text(5000001), "5000001\0zoë müller\u{0}3011\0bern\0");
+    }
+
+    #[test]
+    fn columns_resolve_by_element_dotted_and_shorthand_names() {
+        assert_eq!(column("isActive").map(|c| c.part), Some(Part::Customer));
+        let c = column("billingAddress.mail").unwrap();
+        assert_eq!((c.part, c.field.attr), (Part::Billing, "mail"));
+        let c = column("shippingAddress.localityName").unwrap();
+        assert_eq!((c.part, c.field.attr), (Part::Shipping, "l"));
+        let c = column("localityName").unwrap();
+        assert_eq!((c.part, c.field.attr), (Part::Billing, "l"));
+        assert!(column("mail").is_none(), "only collection fields have a shorthand");
+        assert!(column("billingAddress").is_none());
+        assert!(column("nope").is_none());
+    }
+
+    #[test]
+    fn patterns_follow_the_matching_rules() {
+        let mut s = String::new();
+        let text = Kind::Text { max: 64 };
+        let m =
+            |p: &str, v: &str, kind: Kind, s: &mut String| Pattern::parse(kind, p).unwrap().matches(kind, Some(v), s);
+        assert!(m("bern", "Bern", text, &mut s));
+        assert!(m("  New   York ", "new york", text, &mut s));
+        assert!(!m("Bern", "Bern-Bümpliz", text, &mut s));
+        assert!(m("B*n", "Bern", text, &mut s));
+        assert!(m("*bümp*", "Bern-Bümpliz", text, &mut s));
+        assert!(m("Be*rn*z", "Bern-Bümpliz", text, &mut s));
+        assert!(!m("Bern*x", "Bern-Bümpliz", text, &mut s));
+        assert!(!m("ab*ba", "aba", text, &mut s), "pieces may not overlap");
+        assert!(m("*", "anything", text, &mut s));
+        assert!(!Pattern::Present.matches(text, None, &mut s));
+        assert!(m("+41 31-123 45 67", "+41311234567", Kind::Phone, &mut s));
+        assert!(m("TRUE", "true", Kind::Bool, &mut s));
+        assert!(Pattern::parse(Kind::Bool, "yes").is_err());
+        assert!(Pattern::parse(Kind::Id, "5000*").is_ok());
+        assert!(Pattern::parse(Kind::Id, "abc").is_err());
+        assert!(Pattern::parse(text, "a\u{0}b").is_err());
+        // Filter metacharacters are plain characters here.
+        assert!(m("a)(uid=*", "a)(uid=x", text, &mut s));
+        assert!(!m("*)(uid=*", "Bern", text, &mut s));
+    }
+
+    #[test]
+    fn collation_ignores_case_and_diacritics() {
+        assert_eq!(collate("Ärzte  AG"), "arzte ag");
+        assert_eq!(collate("Straße"), "strasse");
+        assert_eq!(collate("Zoë"), "zoe");
+        assert!(sort_key(Kind::Id, "9") < sort_key(Kind::Id, "10"));
+        assert!(sort_key(Kind::Bool, "false") < sort_key(Kind::Bool, "true"));
+        let (a, b) = (SortKey::Int(1), SortKey::Int(2));
+        assert_eq!(compare_keys(Some(&a), Some(&b), false), Ordering::Less);
+        assert_eq!(compare_keys(Some(&a), Some(&b), true), Ordering::Greater);
+        assert_eq!(compare_keys(None, Some(&a), false), Ordering::Greater);
+        assert_eq!(compare_keys(None, Some(&a), true), Ordering::Greater);
+    }
+}
