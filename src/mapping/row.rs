@@ -40,20 +40,24 @@ fn layout(part: Part) -> &'static [(&'static str, Option<Kind>)] {
     }
 }
 
-/// The values of one entry, in the order of its part's layout, in one allocation.
+/// The values of one entry, in the order of its part's layout, in one allocation: the
+/// end offsets of the values (u16, little-endian), then the values' UTF-8 bytes. One
+/// allocation is one cache miss when a list looks at many customers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartValues {
-    text: Box<str>,
-    ends: Box<[u32]>,
+    data: Box<[u8]>,
 }
 
 impl PartValues {
     /// Takes what the mapping knows of an entry, each value in its JSON reading (postal
-    /// addresses with line breaks, booleans as `true`/`false`); other attributes are dropped.
+    /// addresses with line breaks, booleans as `true`/`false`); other attributes are
+    /// dropped, and so is what would take the values past 64 KiB.
     pub fn from_entry(part: Part, entry: &Entry) -> PartValues {
+        let slots = layout(part);
         let mut text = String::new();
-        let mut ends = Vec::new();
-        for (attr, kind) in layout(part) {
+        let mut ends = Vec::with_capacity(slots.len());
+        for (attr, kind) in slots {
+            let before = text.len();
             if let Some(raw) = entry.first(attr) {
                 match kind.and_then(|k| values::from_ldap(k, raw)) {
                     Some(Value::String(s)) => text.push_str(&s),
@@ -63,22 +67,37 @@ impl PartValues {
                     None => {}
                 }
             }
-            ends.push(text.len() as u32);
+            if text.len() > u16::MAX as usize {
+                text.truncate(before);
+            }
+            ends.push(text.len() as u16);
         }
-        PartValues { text: text.into(), ends: ends.into() }
+        let mut data = Vec::with_capacity(ends.len() * 2 + text.len());
+        for e in ends {
+            data.extend_from_slice(&e.to_le_bytes());
+        }
+        data.extend_from_slice(text.as_bytes());
+        PartValues { data: data.into() }
     }
 
     /// The value of an attribute (canonical name) when the entry has one.
     pub fn get(&self, part: Part, attr: &str) -> Option<&str> {
-        self.at(slot_of(part, attr)?)
+        self.at(part, slot_of(part, attr)?)
+    }
+
+    fn end(&self, i: usize) -> usize {
+        u16::from_le_bytes([self.data[2 * i], self.data[2 * i + 1]]) as usize
     }
 
     /// The value in a slot of the part's layout (see [`slot_of`]).
-    pub fn at(&self, i: usize) -> Option<&str> {
-        let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        let s = &self.text[start..end];
-        (!s.is_empty()).then_some(s)
+    pub fn at(&self, part: Part, i: usize) -> Option<&str> {
+        let n = layout(part).len();
+        if i >= n {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.end(i - 1) };
+        let bytes = self.data.get(2 * n + start..2 * n + self.end(i))?;
+        std::str::from_utf8(bytes).ok().filter(|s| !s.is_empty())
     }
 }
 
@@ -223,8 +242,31 @@ pub fn item(id: u64, reseller: u64, row: &Row, public_url: &str) -> Value {
 fn fold_for_match(kind: Kind, s: &str, out: &mut String) {
     out.clear();
     let phone = kind == Kind::Phone;
+    let s = s.trim();
+    if s.is_ascii() {
+        // Most values: byte by byte, without Unicode case tables.
+        let mut space = false;
+        let mut buf = std::mem::take(out).into_bytes();
+        for &b in s.as_bytes() {
+            if phone && (b.is_ascii_whitespace() || b == b'-') {
+                continue;
+            }
+            if b.is_ascii_whitespace() {
+                space = true;
+                continue;
+            }
+            if space && !buf.is_empty() {
+                buf.push(b' ');
+            }
+            space = false;
+            buf.push(b.to_ascii_lowercase());
+        }
+        // Only ASCII bytes were pushed; the buffer's allocation is kept for the next value.
+        *out = String::from_utf8(buf).unwrap_or_default();
+        return;
+    }
     let mut space = false;
-    for c in s.trim().chars() {
+    for c in s.chars() {
         if phone && (c.is_whitespace() || c == '-') {
             continue;
         }
@@ -238,6 +280,30 @@ fn fold_for_match(kind: Kind, s: &str, out: &mut String) {
         space = false;
         out.extend(c.to_lowercase());
     }
+}
+
+/// A value folded as its matching rule compares it.
+pub fn fold(kind: Kind, s: &str) -> String {
+    let mut out = String::new();
+    fold_for_match(kind, s, &mut out);
+    out
+}
+
+/// The columns a list may filter on: the filterable fields of the element, with the
+/// address fields once for each address.
+pub fn filter_columns() -> &'static [Column] {
+    static COLS: OnceLock<Vec<Column>> = OnceLock::new();
+    COLS.get_or_init(|| {
+        let mut out: Vec<Column> = CUSTOMER
+            .iter()
+            .filter(|f| f.filterable && !f.is_object())
+            .map(|f| Column { part: Part::Customer, field: f })
+            .collect();
+        for part in [Part::Billing, Part::Shipping] {
+            out.extend(ADDRESS.iter().filter(|f| f.filterable).map(|field| Column { part, field }));
+        }
+        out
+    })
 }
 
 /// A filter value: `*` alone asks for presence; other `*` are wildcards.
@@ -298,15 +364,20 @@ impl Pattern {
     /// Whether a value (absent: `None`) matches; `scratch` is reused between calls.
     pub fn matches(&self, kind: Kind, value: Option<&str>, scratch: &mut String) -> bool {
         let Some(value) = value else { return false };
+        if *self == Pattern::Present {
+            return true;
+        }
+        fold_for_match(kind, value, scratch);
+        self.matches_folded(Some(scratch))
+    }
+
+    /// Whether a value already folded by [`fold`] matches.
+    pub fn matches_folded(&self, folded: Option<&str>) -> bool {
+        let Some(s) = folded else { return false };
         match self {
             Pattern::Present => true,
-            Pattern::Equals(want) => {
-                fold_for_match(kind, value, scratch);
-                scratch == want
-            }
+            Pattern::Equals(want) => s == want,
             Pattern::Substrings { initial, any, last } => {
-                fold_for_match(kind, value, scratch);
-                let s = scratch.as_str();
                 if s.len() < initial.len() + last.len()
                     || !s.starts_with(initial.as_str())
                     || !s.ends_with(last.as_str())

@@ -5,6 +5,7 @@
 //! and a list first makes sure the index has seen every change the directory has
 //! committed (its `contextCSN`).
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -39,8 +40,6 @@ struct Record {
     reseller: u64,
     row: Row,
     uuids: [Option<Uuid>; 3],
-    /// One per sort column (`query::sort_columns()`).
-    keys: Box<[Option<SortKey>]>,
     /// What `q=` searches.
     text: Box<str>,
 }
@@ -51,40 +50,146 @@ impl Record {
         self.row.customer.is_some()
     }
 
-    fn refresh_derived(&mut self) {
-        self.keys = query::sort_columns()
-            .iter()
-            .map(|c| self.row.value(*c, self.id, self.reseller).map(|v| row::sort_key(c.kind(), &v)))
-            .collect();
-        self.text = self.row.search_text(self.id);
+    /// The sort key of a column (computed: keys are needed where orders change and for
+    /// the few customers of a page, never for a whole pass).
+    fn key(&self, col: Column) -> Option<SortKey> {
+        self.row.value(col, self.id, self.reseller).map(|v| row::sort_key(col.kind(), &v))
     }
+}
+
+/// The listed customers ascending by one column's key (missing keys last), ties by id;
+/// `same[i]` says that position `i` has the same key as position `i - 1`, so the runs of
+/// equal keys are known without looking at the customers.
+#[derive(Default, Clone)]
+struct Order {
+    slots: Vec<u32>,
+    same: Vec<bool>,
 }
 
 #[derive(Default)]
 struct State {
     records: Vec<Option<Record>>,
+    /// The reseller of each slot, apart from the records so that a pass that only checks
+    /// the scope stays in a small array.
+    resellers: Vec<u64>,
     free: Vec<u32>,
     by_id: HashMap<u64, u32>,
     by_uuid: HashMap<Uuid, (u32, Part, u32)>,
-    /// Per sort column, the listed records ascending by (key, id), missing keys last.
-    orders: Vec<Vec<u32>>,
+    /// One per sort column (`query::sort_columns()`).
+    orders: Vec<Order>,
+    /// One per filter column (`row::filter_columns()`): its values dictionary-encoded,
+    /// while it has few distinct values.
+    dicts: Vec<Option<Dict>>,
     /// Generation of the current refresh, for the sweep after a present phase.
     gen: u32,
     /// Loading from nothing: orders are built once at the end of the refresh.
     bulk: bool,
 }
 
-fn order_cmp(records: &[Option<Record>], c: usize, a: u32, b: u32) -> std::cmp::Ordering {
-    let (ra, rb) = (records[a as usize].as_ref(), records[b as usize].as_ref());
-    match (ra, rb) {
-        (Some(ra), Some(rb)) => compare_keys(ra.keys[c].as_ref(), rb.keys[c].as_ref(), false).then(ra.id.cmp(&rb.id)),
-        _ => std::cmp::Ordering::Equal,
+/// Above this many distinct values a column is not kept dictionary-encoded; filters on
+/// it look into the records instead.
+const DICT_CAP: usize = 4096;
+
+/// A filter column's values, folded as its matching rule compares them, one id per
+/// customer (0: none), so that a filter is decided once per distinct value and then
+/// checked for every customer in a small array.
+#[derive(Default, Clone)]
+struct Dict {
+    ids: Vec<u32>,
+    values: Vec<Box<str>>,
+    lookup: HashMap<Box<str>, u32>,
+    refs: Vec<u32>,
+    free: Vec<u32>,
+}
+
+impl Dict {
+    fn set(&mut self, slot: usize, value: Option<String>) {
+        if self.ids.len() <= slot {
+            self.ids.resize(slot + 1, 0);
+        }
+        let old = self.ids[slot];
+        let new = match value {
+            None => 0,
+            Some(v) => match self.lookup.get(v.as_str()) {
+                Some(&id) => id,
+                None => {
+                    let v: Box<str> = v.into();
+                    let id = match self.free.pop() {
+                        Some(id) => {
+                            self.values[id as usize - 1] = v.clone();
+                            id
+                        }
+                        None => {
+                            self.values.push(v.clone());
+                            self.refs.push(0);
+                            self.values.len() as u32
+                        }
+                    };
+                    self.lookup.insert(v, id);
+                    id
+                }
+            },
+        };
+        if new != 0 {
+            self.refs[new as usize - 1] += 1;
+        }
+        if old != 0 {
+            let r = &mut self.refs[old as usize - 1];
+            *r -= 1;
+            if *r == 0 {
+                self.lookup.remove(&self.values[old as usize - 1]);
+                self.free.push(old);
+            }
+        }
+        self.ids[slot] = new;
+    }
+
+    fn distinct(&self) -> usize {
+        self.lookup.len()
     }
 }
 
+fn dictionary_column(col: Column) -> bool {
+    // Ids are unique and the reseller has its own array.
+    !matches!(col.kind(), Kind::Id | Kind::ResellerRef)
+}
+
+fn column(c: usize) -> Column {
+    query::sort_columns()[c]
+}
+
+fn cmp_keyed(a: (&Option<SortKey>, u64), b: (&Option<SortKey>, u64)) -> Ordering {
+    compare_keys(a.0.as_ref(), b.0.as_ref(), false).then(a.1.cmp(&b.1))
+}
+
 impl State {
+    fn new() -> State {
+        State {
+            orders: vec![Order::default(); query::sort_columns().len()],
+            dicts: row::filter_columns().iter().map(|c| dictionary_column(*c).then(Dict::default)).collect(),
+            ..Default::default()
+        }
+    }
+
     fn rec(&self, slot: u32) -> &Record {
         self.records[slot as usize].as_ref().expect("a live slot")
+    }
+
+    /// Where a record with this key and id sits (or would sit) in order `c`.
+    fn position(&self, c: usize, key: &Option<SortKey>, id: u64) -> Result<usize, usize> {
+        let col = column(c);
+        self.orders[c].slots.binary_search_by(|&s| {
+            let r = self.rec(s);
+            cmp_keyed((&r.key(col), r.id), (key, id))
+        })
+    }
+
+    fn same_at(&self, c: usize, i: usize) -> bool {
+        let o = &self.orders[c];
+        i > 0 && i < o.slots.len() && {
+            let col = column(c);
+            self.rec(o.slots[i - 1]).key(col) == self.rec(o.slots[i]).key(col)
+        }
     }
 
     fn unlist(&mut self, slot: u32) {
@@ -92,9 +197,13 @@ impl State {
             return;
         }
         for c in 0..self.orders.len() {
-            let records = &self.records;
-            if let Ok(i) = self.orders[c].binary_search_by(|&s| order_cmp(records, c, s, slot)) {
-                self.orders[c].remove(i);
+            let rec = self.rec(slot);
+            if let Ok(i) = self.position(c, &rec.key(column(c)), rec.id) {
+                self.orders[c].slots.remove(i);
+                self.orders[c].same.remove(i);
+                if i < self.orders[c].slots.len() {
+                    self.orders[c].same[i] = self.same_at(c, i);
+                }
             }
         }
     }
@@ -104,35 +213,57 @@ impl State {
             return;
         }
         for c in 0..self.orders.len() {
-            let records = &self.records;
-            let i = self.orders[c].binary_search_by(|&s| order_cmp(records, c, s, slot)).unwrap_or_else(|i| i);
-            self.orders[c].insert(i, slot);
+            let rec = self.rec(slot);
+            let i = self.position(c, &rec.key(column(c)), rec.id).unwrap_or_else(|i| i);
+            self.orders[c].slots.insert(i, slot);
+            self.orders[c].same.insert(i, false);
+            self.orders[c].same[i] = self.same_at(c, i);
+            if i + 1 < self.orders[c].slots.len() {
+                self.orders[c].same[i + 1] = self.same_at(c, i + 1);
+            }
         }
     }
 
-    /// Changes a record, keeping the orders right.
-    fn modify(&mut self, slot: u32, f: impl FnOnce(&mut Record)) {
+    /// Changes a part of a record, keeping the orders and dictionaries right.
+    fn modify(&mut self, slot: u32, part: Part, f: impl FnOnce(&mut Record)) {
         self.unlist(slot);
         let rec = self.records[slot as usize].as_mut().expect("a live slot");
         f(rec);
-        rec.refresh_derived();
+        rec.text = rec.row.search_text(rec.id);
+        self.resellers[slot as usize] = rec.reseller;
         self.list(slot);
+        self.encode(slot, Some(part));
+    }
+
+    /// Brings the dictionaries up to date for a slot: the columns of `part` (and the
+    /// customer name, which depends on two parts), or all columns for `None`.
+    fn encode(&mut self, slot: u32, part: Option<Part>) {
+        let rec = self.records[slot as usize].as_ref();
+        for (c, col) in row::filter_columns().iter().enumerate() {
+            let touched = part.is_none_or(|p| p == col.part || col.kind() == Kind::CustomerName);
+            let Some(dict) = self.dicts[c].as_mut().filter(|_| touched) else { continue };
+            let value = rec.and_then(|r| r.row.value(*col, r.id, r.reseller).map(|v| row::fold(col.kind(), &v)));
+            dict.set(slot as usize, value);
+            if dict.distinct() > DICT_CAP {
+                self.dicts[c] = None;
+            }
+        }
     }
 
     fn slot_for(&mut self, id: u64, reseller: u64) -> u32 {
         if let Some(&slot) = self.by_id.get(&id) {
             return slot;
         }
-        let mut rec =
-            Record { id, reseller, row: Row::default(), uuids: [None; 3], keys: Box::new([]), text: "".into() };
-        rec.refresh_derived();
+        let rec = Record { id, reseller, row: Row::default(), uuids: [None; 3], text: "".into() };
         let slot = match self.free.pop() {
             Some(s) => {
                 self.records[s as usize] = Some(rec);
+                self.resellers[s as usize] = reseller;
                 s
             }
             None => {
                 self.records.push(Some(rec));
+                self.resellers.push(reseller);
                 (self.records.len() - 1) as u32
             }
         };
@@ -143,6 +274,7 @@ impl State {
     fn drop_record(&mut self, slot: u32) {
         self.unlist(slot);
         if let Some(rec) = self.records[slot as usize].take() {
+            self.encode(slot, None);
             for u in rec.uuids.iter().flatten() {
                 self.by_uuid.remove(u);
             }
@@ -159,7 +291,7 @@ impl State {
             self.drop_record(slot);
             return;
         }
-        self.modify(slot, |rec| {
+        self.modify(slot, part, |rec| {
             *rec.row.part_mut(part) = None;
             rec.uuids[part_index(part)] = None;
         });
@@ -189,7 +321,7 @@ impl State {
             self.by_uuid.remove(&old);
         }
         let values = PartValues::from_entry(part, entry);
-        self.modify(slot, |rec| {
+        self.modify(slot, part, |rec| {
             *rec.row.part_mut(part) = Some(values);
             rec.uuids[pi] = Some(uuid);
             if part == Part::Customer {
@@ -209,10 +341,17 @@ impl State {
             .collect();
         self.orders = (0..query::sort_columns().len())
             .map(|c| {
-                let mut o = listed.clone();
-                let records = &self.records;
-                o.sort_unstable_by(|&a, &b| order_cmp(records, c, a, b));
-                o
+                let col = column(c);
+                let mut keyed: Vec<(Option<SortKey>, u64, u32)> = listed
+                    .iter()
+                    .map(|&s| {
+                        let r = self.rec(s);
+                        (r.key(col), r.id, s)
+                    })
+                    .collect();
+                keyed.sort_unstable_by(|a, b| cmp_keyed((&a.0, a.1), (&b.0, b.1)));
+                let same = (0..keyed.len()).map(|i| i > 0 && keyed[i - 1].0 == keyed[i].0).collect();
+                Order { slots: keyed.into_iter().map(|k| k.2).collect(), same }
             })
             .collect();
     }
@@ -257,7 +396,7 @@ impl CustomerIndex {
     pub fn new(base: &str) -> Self {
         CustomerIndex {
             base: base.to_string(),
-            state: RwLock::new(State { orders: vec![Vec::new(); query::sort_columns().len()], ..Default::default() }),
+            state: RwLock::new(State::new()),
             progress: watch::channel(Progress::default()).0,
             restart: Arc::new(Notify::new()),
         }
@@ -297,7 +436,7 @@ impl CustomerIndex {
 
     /// Number of customers listed (for metrics and tests).
     pub fn len(&self) -> usize {
-        self.state.read().map(|s| s.orders.first().map_or(0, Vec::len)).unwrap_or(0)
+        self.state.read().map(|s| s.orders.first().map_or(0, |o| o.slots.len())).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -307,76 +446,110 @@ impl CustomerIndex {
     /// Answers a list query within the caller's scope.
     pub fn query(&self, scope: &Scope, q: &ListQuery, public_url: &str) -> Page {
         let Ok(state) = self.state.read() else { return Page { total: 0, items: Vec::new() } };
-        let matcher = Matcher::new(scope, q);
-        let offset = q.offset();
-        let end = offset.saturating_add(q.per_page);
+        let sorts = query::sort_columns();
         let (primary, descending) = match q.sort.first() {
             Some(s) => (s.column, s.descending),
-            None => (query::sort_columns().iter().copied().find(|c| c.kind() == Kind::Id).expect("id sorts"), false),
+            None => (sorts.iter().copied().find(|c| c.kind() == Kind::Id).expect("id sorts"), false),
         };
-        let c = query::sort_columns().iter().position(|x| *x == primary).expect("a sort column");
-        let secondary = if q.sort.is_empty() { &[][..] } else { &q.sort[1..] };
-        let secondary: Vec<(usize, bool)> = secondary
-            .iter()
-            .map(|s| (query::sort_columns().iter().position(|x| *x == s.column).expect("a sort column"), s.descending))
-            .collect();
+        let c = sorts.iter().position(|x| *x == primary).expect("a sort column");
+        let secondary: Vec<(Column, bool)> = q.sort.iter().skip(1).map(|s| (s.column, s.descending)).collect();
+        let matcher = Matcher::new(&state, scope, q);
+        let offset = q.offset();
+        let end = offset.saturating_add(q.per_page);
 
         // A customer user's scope is one customer: no need to walk the others.
-        let order: &[u32] = &state.orders[c];
-        let own: Vec<u32>;
+        let own: Order;
         let order = match scope {
             Scope::Customer { customer, .. } => {
-                own = state.by_id.get(customer).copied().into_iter().filter(|s| state.rec(*s).listed()).collect();
-                &own[..]
+                let slots: Vec<u32> =
+                    state.by_id.get(customer).copied().into_iter().filter(|s| state.rec(*s).listed()).collect();
+                own = Order { same: vec![false; slots.len()], slots };
+                &own
             }
-            _ => order,
+            _ => &state.orders[c],
         };
-        // Ascending: the order as kept. Descending: present keys from the top, then the
-        // missing ones (they stay last either way).
-        let missing_from = order.partition_point(|&s| state.rec(s).keys[c].is_some());
-        let walk: Box<dyn Iterator<Item = u32>> = if descending {
-            Box::new(order[..missing_from].iter().rev().chain(order[missing_from..].iter()).copied())
-        } else {
-            Box::new(order.iter().copied())
+        // Runs of equal primary keys, in the order asked for: ascending as kept;
+        // descending from the top of the present keys, then the missing ones (last
+        // either way).
+        let n = order.slots.len();
+        let missing_from = order.slots.partition_point(|&s| state.rec(s).key(primary).is_some());
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        let mut start = 0;
+        for i in 1..=n {
+            if i == n || !order.same[i] || i == missing_from {
+                runs.push((start, i));
+                start = i;
+            }
+        }
+        if descending {
+            let split = runs.partition_point(|r| r.1 <= missing_from);
+            runs[..split].reverse();
+        }
+
+        let mut scratch = String::new();
+        // Filters and q look into the records: test them all in slot order first (the
+        // records lie in memory roughly in that order), then walk the sort order.
+        let matched: Option<Vec<u64>> = (matcher.needs_records() && n > 1).then(|| {
+            let mut bits = vec![0u64; state.records.len().div_ceil(64)];
+            for (slot, rec) in state.records.iter().enumerate() {
+                if rec.as_ref().is_some_and(Record::listed) && matcher.matches(&state, slot as u32, &mut scratch) {
+                    bits[slot / 64] |= 1 << (slot % 64);
+                }
+            }
+            bits
+        });
+        let hit = |s: u32, scratch: &mut String| match &matched {
+            Some(bits) => bits[s as usize / 64] & (1 << (s % 64)) != 0,
+            None => matcher.matches(&state, s, scratch),
         };
 
         let mut total = 0u64;
         let mut window: Vec<u32> = Vec::new();
-        let mut run: Vec<u32> = Vec::new();
-        let mut run_key: Option<&Option<SortKey>> = None;
-        let mut scratch = String::new();
-        let flush = |run: &mut Vec<u32>, total: &mut u64, window: &mut Vec<u32>| {
-            let n = run.len() as u64;
-            if n > 0 && *total < end && *total + n > offset {
+        let mut hits: Vec<u32> = Vec::new();
+        for (from, to) in runs {
+            let slots = &order.slots[from..to];
+            let wanted = total < end && total + slots.len() as u64 > offset;
+            if matcher.everything() {
+                if wanted {
+                    hits.clear();
+                    hits.extend_from_slice(slots);
+                } else {
+                    total += slots.len() as u64;
+                    continue;
+                }
+            } else {
+                hits.clear();
+                for &s in slots {
+                    if hit(s, &mut scratch) {
+                        hits.push(s);
+                    }
+                }
+            }
+            let m = hits.len() as u64;
+            if m > 0 && total < end && total + m > offset {
                 // Within a run of equal primary keys: the other keys, then the id.
-                run.sort_by(|&a, &b| {
-                    let (ra, rb) = (state.rec(a), state.rec(b));
+                let mut keyed: Vec<(Vec<Option<SortKey>>, u64, u32)> = hits
+                    .iter()
+                    .map(|&s| {
+                        let r = state.rec(s);
+                        (secondary.iter().map(|(col, _)| r.key(*col)).collect(), r.id, s)
+                    })
+                    .collect();
+                keyed.sort_by(|a, b| {
                     secondary
                         .iter()
-                        .map(|&(k, desc)| compare_keys(ra.keys[k].as_ref(), rb.keys[k].as_ref(), desc))
+                        .enumerate()
+                        .map(|(k, (_, desc))| compare_keys(a.0[k].as_ref(), b.0[k].as_ref(), *desc))
                         .find(|o| o.is_ne())
-                        .unwrap_or(std::cmp::Ordering::Equal)
-                        .then(ra.id.cmp(&rb.id))
+                        .unwrap_or(Ordering::Equal)
+                        .then(a.1.cmp(&b.1))
                 });
-                let from = offset.saturating_sub(*total) as usize;
-                let to = (end - *total).min(n) as usize;
-                window.extend_from_slice(&run[from..to]);
+                let lo = offset.saturating_sub(total) as usize;
+                let hi = (end - total).min(m) as usize;
+                window.extend(keyed[lo..hi].iter().map(|k| k.2));
             }
-            *total += n;
-            run.clear();
-        };
-        for slot in walk {
-            let rec = state.rec(slot);
-            let key = &rec.keys[c];
-            if run_key != Some(key) {
-                flush(&mut run, &mut total, &mut window);
-                run_key = Some(key);
-            }
-            if matcher.matches(rec, &mut scratch) {
-                run.push(slot);
-            }
+            total += m;
         }
-        flush(&mut run, &mut total, &mut window);
         let items = window
             .into_iter()
             .map(|s| {
@@ -388,40 +561,98 @@ impl CustomerIndex {
     }
 }
 
+/// How one filter is checked.
+enum Check<'a> {
+    /// Decided per distinct value of a dictionary column.
+    Dict { ids: &'a [u32], allowed: Vec<bool> },
+    /// Read from the record (slot in the part's values, or a derived value).
+    Record { col: Column, slot: Option<usize>, pattern: &'a row::Pattern },
+}
+
 /// Scope, filters and `q` of one query, prepared for many records.
 struct Matcher<'a> {
     scope: Scope,
-    filters: Vec<(Column, Option<usize>, &'a row::Pattern)>,
+    checks: Vec<Check<'a>>,
     q: Option<&'a str>,
 }
 
 impl<'a> Matcher<'a> {
-    fn new(scope: &Scope, q: &'a ListQuery) -> Self {
-        let filters = q
+    fn new(state: &'a State, scope: &Scope, q: &'a ListQuery) -> Self {
+        let checks = q
             .filters
             .iter()
             .map(|f| {
-                let slot = match f.column.kind() {
-                    Kind::Id | Kind::ResellerRef | Kind::CustomerName => None,
-                    _ => row::slot_of(f.column.part, f.column.field.attr),
-                };
-                (f.column, slot, &f.pattern)
+                let c = row::filter_columns().iter().position(|x| *x == f.column);
+                match c.and_then(|c| state.dicts[c].as_ref()) {
+                    Some(dict) => {
+                        let mut allowed = vec![false; dict.values.len() + 1];
+                        for (i, v) in dict.values.iter().enumerate() {
+                            allowed[i + 1] = f.pattern.matches_folded(Some(v));
+                        }
+                        Check::Dict { ids: &dict.ids, allowed }
+                    }
+                    None => {
+                        let slot = match f.column.kind() {
+                            Kind::Id | Kind::ResellerRef | Kind::CustomerName => None,
+                            _ => row::slot_of(f.column.part, f.column.field.attr),
+                        };
+                        Check::Record { col: f.column, slot, pattern: &f.pattern }
+                    }
+                }
             })
             .collect();
-        Matcher { scope: *scope, filters, q: q.q.as_deref() }
+        Matcher { scope: *scope, checks, q: q.q.as_deref() }
     }
 
-    fn matches(&self, rec: &Record, scratch: &mut String) -> bool {
+    /// Whether every listed customer matches (then a pass need not look at them).
+    fn everything(&self) -> bool {
+        self.scope == Scope::Provider && !self.looks_into_records()
+    }
+
+    fn looks_into_records(&self) -> bool {
+        !self.checks.is_empty() || self.q.is_some()
+    }
+
+    /// Whether checking needs the records themselves (not only the small arrays).
+    fn needs_records(&self) -> bool {
+        self.q.is_some() || self.checks.iter().any(|c| matches!(c, Check::Record { .. }))
+    }
+
+    fn matches(&self, state: &State, slot: u32, scratch: &mut String) -> bool {
+        match self.scope {
+            Scope::Reseller(r) if state.resellers[slot as usize] != r => return false,
+            _ => {}
+        }
+        let mut record_checks = false;
+        for check in &self.checks {
+            match check {
+                Check::Dict { ids, allowed } => {
+                    let id = ids.get(slot as usize).copied().unwrap_or(0) as usize;
+                    if !allowed.get(id).copied().unwrap_or(false) {
+                        return false;
+                    }
+                }
+                Check::Record { .. } => record_checks = true,
+            }
+        }
+        if !record_checks && self.q.is_none() && !matches!(self.scope, Scope::Customer { .. }) {
+            return true;
+        }
+        let rec = state.rec(slot);
         if !self.scope.sees(rec.id, rec.reseller) {
             return false;
         }
-        for (col, slot, pattern) in &self.filters {
-            let ok = match slot {
-                Some(i) => pattern.matches(col.kind(), rec.row.part(col.part).and_then(|v| v.at(*i)), scratch),
-                None => pattern.matches(col.kind(), rec.row.value(*col, rec.id, rec.reseller).as_deref(), scratch),
-            };
-            if !ok {
-                return false;
+        for check in &self.checks {
+            if let Check::Record { col, slot, pattern } = check {
+                let ok = match slot {
+                    Some(i) => {
+                        pattern.matches(col.kind(), rec.row.part(col.part).and_then(|v| v.at(col.part, *i)), scratch)
+                    }
+                    None => pattern.matches(col.kind(), rec.row.value(*col, rec.id, rec.reseller).as_deref(), scratch),
+                };
+                if !ok {
+                    return false;
+                }
             }
         }
         self.q.is_none_or(|q| rec.text.contains(q))
@@ -436,7 +667,7 @@ impl SyncSink for CustomerIndex {
                 state.gen = state.gen.wrapping_add(1);
                 if reload {
                     let gen = state.gen;
-                    *state = State { gen, bulk: true, ..Default::default() };
+                    *state = State { gen, bulk: true, ..State::new() };
                     self.progress.send_modify(|p| p.loaded = false);
                 }
             }
@@ -458,8 +689,9 @@ impl SyncSink for CustomerIndex {
                     state.bulk = false;
                     state.rebuild_orders();
                 }
-                let n = state.orders.first().map_or(0, Vec::len);
+                let n = state.orders.first().map_or(0, |o| o.slots.len());
                 drop(state);
+                release_free_memory();
                 tracing::info!(customers = n, "customer index loaded");
                 self.progress.send_modify(|p| p.loaded = true);
             }
@@ -468,6 +700,15 @@ impl SyncSink for CustomerIndex {
                 self.progress.send_modify(|p| p.csns.merge(&csns));
             }
         }
+    }
+}
+
+/// Hands memory freed after a load (the entries as they came in) back to the system.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -571,6 +812,7 @@ mod tests {
         index.apply(SyncEvent::Delete { uuid: u(3) });
         assert_eq!(ids(&index, Scope::Provider, ""), (0, vec![]));
         assert!(index.state.read().unwrap().by_uuid.is_empty());
+        assert!(index.state.read().unwrap().orders.iter().all(|o| o.slots.is_empty() && o.same.is_empty()));
     }
 
     #[test]
@@ -585,6 +827,40 @@ mod tests {
         index.apply(SyncEvent::Entry { uuid: u(3), entry: customer(3, 1, "Drei") });
         index.apply(SyncEvent::RefreshEnd { present: true });
         assert_eq!(ids(&index, Scope::Provider, ""), (2, vec![1, 3]));
+    }
+
+    #[test]
+    fn filters_work_with_and_without_a_dictionary() {
+        let mut events = Vec::new();
+        for i in 0..(DICT_CAP as u64 + 100) {
+            events.push(SyncEvent::Entry {
+                uuid: u128::from(i + 1).to_le_bytes(),
+                entry: customer(i + 1, 1, &format!("N{i}")),
+            });
+            events.push(SyncEvent::Entry {
+                uuid: u128::from(i + 1_000_000).to_le_bytes(),
+                entry: billing(i + 1, 1, if i % 2 == 0 { "Bern" } else { "Thun" }),
+            });
+        }
+        let index = loaded(events);
+        {
+            let state = index.state.read().unwrap();
+            let c = |name: &str| {
+                row::filter_columns().iter().position(|c| c.field.name == name && c.part == Part::Customer)
+            };
+            assert!(state.dicts[c("customerName").unwrap()].is_none(), "too many names for a dictionary");
+            assert!(state.dicts[c("isActive").unwrap()].is_some());
+        }
+        let n = DICT_CAP as u64 + 100;
+        assert_eq!(ids(&index, Scope::Provider, "localityName=bern&per_page=1").0, n / 2);
+        assert_eq!(ids(&index, Scope::Provider, "customerName=n4*&customerName=*7&per_page=100").0, 1 + 10 + 10 + 9);
+        // A changed value moves between the dictionary's values.
+        index.apply(SyncEvent::Entry { uuid: u128::from(1_000_000u64).to_le_bytes(), entry: billing(1, 1, "Aarau") });
+        assert_eq!(ids(&index, Scope::Provider, "localityName=aarau"), (1, vec![1]));
+        assert_eq!(ids(&index, Scope::Provider, "localityName=bern&per_page=1").0, n / 2 - 1);
+        index.apply(SyncEvent::Delete { uuid: u128::from(1_000_000u64).to_le_bytes() });
+        assert_eq!(ids(&index, Scope::Provider, "localityName=aarau").0, 0);
+        assert_eq!(ids(&index, Scope::Provider, "localityName=*&per_page=1").0, n - 1);
     }
 
     #[tokio::test]

@@ -1,268 +1,24 @@
-//! Benchmarks: the gateway next to a raw-LDAP baseline that does the same LDAP work with
-//! ldap3 directly, in the same run, on a private slapd from the launcher. The figures go
-//! into docs/BENCHMARKS.md (a section per benchmark, between markers).
-//!
-//!     cargo run --release --features bench --bin stoney-bench -- element
+//! GET and POST of one customer through the gateway, with and without authentication,
+//! next to the same LDAP work done with ldap3 directly.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
 use ldap3::controls::{PostRead, TxnSpec};
 use ldap3::exop::{EndTxn, StartTxn};
-use ldap3::{Ldap, LdapConnAsync, Mod, Scope};
+use ldap3::{Ldap, Mod, Scope};
 use serde_json::{json, Value};
 use stoney_gateway::directory::layout;
 use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
 use stoney_gateway::mapping::table;
 
-#[derive(Parser)]
-struct Cli {
-    #[command(subcommand)]
-    command: Cmd,
-    /// The Markdown file the figures are written into.
-    #[arg(long, default_value = "docs/BENCHMARKS.md", global = true)]
-    out: PathBuf,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// GET and POST of one customer, with and without authentication, vs raw LDAP.
-    Element {
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-    },
-}
-
-type BoxFut = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
-
-#[derive(Default, Clone)]
-struct Stats {
-    ops: u64,
-    errors: u64,
-    secs: f64,
-    micros: Vec<u32>,
-}
-
-impl Stats {
-    fn rate(&self) -> f64 {
-        self.ops as f64 / self.secs
-    }
-    fn pct(&self, p: f64) -> f64 {
-        if self.micros.is_empty() {
-            return f64::NAN;
-        }
-        let mut v = self.micros.clone();
-        v.sort_unstable();
-        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-        v[i] as f64 / 1000.0
-    }
-}
-
-/// Runs `concurrency` workers for `duration`; each calls `op(worker, iteration)`.
-async fn load<F>(concurrency: usize, duration: Duration, op: F) -> Stats
-where
-    F: Fn(usize, u64) -> BoxFut + Send + Sync + 'static,
-{
-    let op = Arc::new(op);
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut tasks = Vec::new();
-    for w in 0..concurrency {
-        let op = op.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut s = Stats::default();
-            let mut i = 0u64;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                // A request that hangs counts as an error instead of stalling the run.
-                let res = tokio::time::timeout(Duration::from_secs(10), op(w, i))
-                    .await
-                    .unwrap_or_else(|_| Err("no answer within 10 s".into()));
-                match res {
-                    Ok(()) => {
-                        s.ops += 1;
-                        s.micros.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    }
-                    Err(e) => {
-                        if s.errors == 0 {
-                            eprintln!("worker {w}: {e}");
-                        }
-                        s.errors += 1;
-                    }
-                }
-                i += 1;
-            }
-            s
-        }));
-    }
-    let mut all = Stats::default();
-    for t in tasks {
-        let s = t.await.expect("worker");
-        all.ops += s.ops;
-        all.errors += s.errors;
-        all.micros.extend(s.micros);
-    }
-    all.secs = start.elapsed().as_secs_f64();
-    all
-}
-
-/// Several rounds of one workload: the median throughput and the latencies of all rounds.
-struct Series {
-    rates: Vec<f64>,
-    all: Stats,
-}
-
-impl Series {
-    fn new() -> Self {
-        Series { rates: Vec::new(), all: Stats::default() }
-    }
-    fn add(&mut self, s: Stats) {
-        self.rates.push(s.rate());
-        self.all.ops += s.ops;
-        self.all.errors += s.errors;
-        self.all.micros.extend(s.micros);
-    }
-    fn median_rate(&self) -> f64 {
-        let mut r = self.rates.clone();
-        r.sort_by(|a, b| a.total_cmp(b));
-        r[r.len() / 2]
-    }
-}
-
-struct Gateway {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn gateway_binary() -> PathBuf {
-    let me = std::env::current_exe().expect("current exe");
-    me.parent().expect("bin dir").join("stoney-gateway")
-}
-
-async fn start_gateway(slapd: &Slapd, no_auth: bool) -> Gateway {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut cmd = Command::new(gateway_binary());
-    cmd.arg("serve")
-        .env("STONEY__LISTEN", format!("127.0.0.1:{port}"))
-        .env("STONEY__LDAP__URLS", &slapd.url)
-        .env("STONEY__LDAP__BIND_DN", &slapd.gateway_dn)
-        .env("STONEY__LDAP__BIND_PASSWORD", &slapd.gateway_password)
-        .env("STONEY__LDAP__BASE_DN", &slapd.suffix)
-        .env("STONEY__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    if no_auth {
-        cmd.env("STONEY_BENCH_NO_AUTH", "1");
-    }
-    // Owned by the guard at once, so a gateway that never gets ready is still stopped.
-    let gateway = Gateway {
-        child: cmd.spawn().expect("gateway starts (build it with --features bench --bins)"),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let client = reqwest::Client::new();
-    for _ in 0..500 {
-        if let Ok(r) = client.get(format!("{}/ready", gateway.base)).send().await {
-            if r.status() == 200 {
-                return gateway;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("gateway did not become ready");
-}
-
-async fn bind(slapd: &Slapd) -> Ldap {
-    let (conn, mut ldap) = LdapConnAsync::new(&slapd.url).await.expect("connect");
-    ldap3::drive!(conn);
-    ldap.simple_bind(&slapd.gateway_dn, &slapd.gateway_password).await.expect("bind").success().expect("bind ok");
-    ldap
-}
+use crate::common::*;
 
 fn demo_customer(i: u64) -> (u64, u64) {
     let id = 5_000_001 + i % 60;
     (id, 4_000_001 + (id - 5_000_001) / 20)
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .next()
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024 / 1024)
-        })
-        .unwrap_or(0);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let slapd = Command::new("/usr/sbin/slapd").arg("-VV").output().ok().map(|o| {
-        String::from_utf8_lossy(&o.stderr)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .trim_start_matches("@(#) $OpenLDAP: ")
-            .trim_end_matches('$')
-            .trim()
-            .to_string()
-    });
-    format!("{cores} cores ({cpu}), {mem} GiB RAM; {}", slapd.unwrap_or_default())
-}
-
-fn now() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-/// Replaces the section between `<!-- name:begin -->` and `<!-- name:end -->`.
-fn write_section(path: &Path, name: &str, body: &str) {
-    let begin = format!("<!-- {name}:begin -->");
-    let end = format!("<!-- {name}:end -->");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let section = format!("{begin}\n{body}\n{end}");
-    let new = match (text.find(&begin), text.find(&end)) {
-        (Some(a), Some(b)) if b > a => format!("{}{}{}", &text[..a], section, &text[b + end.len()..]),
-        _ => format!("{}\n{}\n", text.trim_end(), section),
-    };
-    std::fs::write(path, new).expect("write benchmarks");
-}
-
-fn row(name: &str, s: &Series, base: Option<&Series>) -> String {
-    let ratio =
-        base.map(|b| format!("{:.0}%", 100.0 * s.median_rate() / b.median_rate())).unwrap_or_else(|| "—".into());
-    format!(
-        "| {name} | {:.0} | {:.2} | {:.2} | {ratio} | {} |",
-        s.median_rate(),
-        s.all.pct(0.5),
-        s.all.pct(0.99),
-        s.all.errors
-    )
 }
 
 fn customer_body(i: u64) -> Value {
@@ -274,7 +30,7 @@ fn customer_body(i: u64) -> Value {
     })
 }
 
-async fn element(out: &Path, concurrency: usize, seconds: u64, rounds: usize) {
+pub async fn element(out: &Path, concurrency: usize, seconds: u64, rounds: usize) {
     let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
         .await
         .unwrap()
@@ -387,16 +143,7 @@ async fn element(out: &Path, concurrency: usize, seconds: u64, rounds: usize) {
             );
         }
     }
-    let rss = |g: &Gateway| {
-        std::fs::read_to_string(format!("/proc/{}/status", g.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM"))
-                    .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024)
-            })
-            .unwrap_or(0)
-    };
+    let rss = |g: &Gateway| memory_mib(g.child.id()).0;
     let body = format!(
         "## Customer element: GET and POST (`stoney-bench element`)\n\n\
          {date}; {machine}. slapd, gateway and load generator share the machine. \
@@ -489,12 +236,4 @@ async fn raw_create(ldap: &mut Ldap, base: &str, n: u64) -> Result<(), String> {
         return Err(format!("txn rc {}", res.rc));
     }
     Ok(())
-}
-
-fn main() {
-    let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    match cli.command {
-        Cmd::Element { concurrency, seconds, rounds } => rt.block_on(element(&cli.out, concurrency, seconds, rounds)),
-    }
 }

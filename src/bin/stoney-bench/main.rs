@@ -1,0 +1,59 @@
+//! Benchmarks: the gateway next to a raw-LDAP baseline that does the same LDAP work with
+//! ldap3 directly, in the same run, on a private slapd from the launcher. The figures go
+//! into docs/BENCHMARKS.md (a section per benchmark, between markers).
+//!
+//!     scripts/bench element
+//!     scripts/bench collection
+
+mod collection;
+mod common;
+mod element;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    /// The Markdown file the figures are written into.
+    #[arg(long, default_value = "docs/BENCHMARKS.md", global = true)]
+    out: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// GET and POST of one customer, with and without authentication, vs raw LDAP.
+    Element {
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// List queries over a large directory (sort, deep pages, filter, q), vs raw LDAP
+    /// server-side sort + VLV.
+    Collection {
+        #[arg(long, default_value_t = 100_000)]
+        customers: u64,
+        #[arg(long, default_value_t = 4)]
+        seconds: u64,
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    match cli.command {
+        Cmd::Element { concurrency, seconds, rounds } => {
+            rt.block_on(element::element(&cli.out, concurrency, seconds, rounds))
+        }
+        Cmd::Collection { customers, seconds, rounds } => {
+            rt.block_on(collection::collection(&cli.out, customers, seconds, rounds))
+        }
+    }
+}
