@@ -645,3 +645,41 @@ async fn changes_by_an_admin_with_ldap_tools_show_within_a_second() {
     assert_eq!(got.ids, vec![FIRST], "the customer stays, without a billing address");
     assert!(got.body[0].get("localityName").is_none());
 }
+
+#[tokio::test]
+async fn after_a_directory_restart_the_index_resumes_and_catches_up() {
+    let (mut app, models) = spawn().await;
+    let victim = models.iter().find(|m| m.mail.is_some() && m.shipping_country.is_none()).unwrap().id;
+    let changed = models.iter().find(|m| m.mail.is_some() && m.id != victim).unwrap().id;
+    let dn_of = |app: &TestApp, id: u64| {
+        let out = app.ldapsearch("ou=reseller,dc=stoney-cloud,dc=org", &format!("(uid={id})"), &["dn"]);
+        out.lines().find_map(|l| l.strip_prefix("dn: ")).expect("a DN").to_string()
+    };
+    let (victim_dn, changed_dn) = (dn_of(&app, victim), dn_of(&app, changed));
+
+    app.slapd.stop();
+    let res = app.req(Method::GET, "/v1/customers").send().await.unwrap();
+    assert_eq!(res.status(), 503, "no list while the directory is down");
+    assert!(res.headers().contains_key("retry-after"));
+    app.slapd.restart().expect("slapd starts again");
+    // Changes right after the restart, most likely before the gateway has reconnected:
+    // they reach it in the resumed refresh (the session log did not survive the restart).
+    let out = app.ldapmodify(&format!(
+        "dn: ou=address,{victim_dn}\nchangetype: delete\n\ndn: {victim_dn}\nchangetype: delete\n\n\
+         dn: ou=address,{changed_dn}\nchangetype: modify\nreplace: l\nl: Neustadt\n"
+    ));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let started = Instant::now();
+    let got = loop {
+        let res = app.req(Method::GET, &format!("/v1/customers?id={victim}")).send().await.unwrap();
+        if res.status() == 200 {
+            break res.headers()["x-total-count"].to_str().unwrap().to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "lists answer again: {}", res.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(got, "0", "the customer deleted meanwhile is gone");
+    assert_eq!(fetch(&app, ADMIN_LOGIN, "localityName=Neustadt").await.ids, vec![changed]);
+    assert_eq!(fetch(&app, ADMIN_LOGIN, "per_page=1").await.total, N - 1);
+}

@@ -66,6 +66,8 @@ pub struct Slapd {
     pub dir: PathBuf,
     pub url: String,
     pub port: u16,
+    /// The address it listens on.
+    pub listen: SocketAddr,
     pub suffix: String,
     pub root_dn: String,
     pub root_password: String,
@@ -162,6 +164,47 @@ fn answers_ldap(addr: SocketAddr) -> bool {
     }
 }
 
+/// Runs slapd on `addr` and waits until it answers LDAP; the inner error says why it did
+/// not (it exited, e.g. because the port is taken, or it stayed silent for 10 s).
+fn spawn(
+    slapd: &Path,
+    dir: &Path,
+    config_dir: &Path,
+    addr: SocketAddr,
+) -> Result<Result<(Child, Duration), String>, LaunchError> {
+    let url = format!("ldap://{addr}/");
+    let log = fs::File::create(dir.join("slapd.log"))?;
+    let started = Instant::now();
+    // STONEY_SLAPD_DEBUG=stats keeps slapd's log (slapd.log in its folder).
+    let level = std::env::var("STONEY_SLAPD_DEBUG").unwrap_or_else(|_| "0".into());
+    let mut child = Command::new(slapd)
+        .args(["-d", level.as_str(), "-F"])
+        .arg(config_dir)
+        .arg("-h")
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let deadline = started + Duration::from_secs(10);
+    let probe = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = fs::read_to_string(dir.join("slapd.log")).unwrap_or_default();
+            return Ok(Err(format!("slapd exited with {status}: {}", log.trim())));
+        }
+        if answers_ldap(probe) {
+            return Ok(Ok((child, started.elapsed())));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Err("slapd did not answer within 10 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 impl Slapd {
     /// Builds the configuration and database and starts the server; returns once it answers.
     pub fn start(opts: SlapdOptions) -> Result<Slapd, LaunchError> {
@@ -218,60 +261,41 @@ impl Slapd {
             } else {
                 opts.listen
             };
-            let url = format!("ldap://{addr}/");
-            let log = fs::File::create(dir.join("slapd.log"))?;
-            let started = Instant::now();
-            // STONEY_SLAPD_DEBUG=stats keeps slapd's log (slapd.log in its folder).
-            let level = std::env::var("STONEY_SLAPD_DEBUG").unwrap_or_else(|_| "0".into());
-            let mut child = Command::new(&slapd)
-                .args(["-d", level.as_str(), "-F"])
-                .arg(&config_dir)
-                .arg("-h")
-                .arg(&url)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()?;
-            let deadline = started + Duration::from_secs(10);
-            loop {
-                if let Some(status) = child.try_wait()? {
-                    last_err = format!(
-                        "slapd exited with {status}: {}",
-                        fs::read_to_string(dir.join("slapd.log")).unwrap_or_default().trim()
-                    );
-                    break;
-                }
-                let probe =
-                    if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
-                if answers_ldap(probe) {
-                    let startup = started.elapsed();
+            match spawn(&slapd, &dir, &config_dir, addr)? {
+                Ok((child, startup)) => {
                     return Ok(Slapd {
                         child: Some(child),
                         _temp: temp,
                         dir,
-                        url,
+                        url: format!("ldap://{addr}/"),
                         port: addr.port(),
+                        listen: addr,
                         suffix: opts.suffix.clone(),
                         root_dn: format!("cn=Manager,{}", opts.suffix),
                         root_password,
                         gateway_dn,
                         gateway_password: GATEWAY_PASSWORD.into(),
                         startup,
-                    });
+                    })
                 }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last_err = "slapd did not answer within 10 s".into();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
+                Err(e) => last_err = e,
             }
             if opts.listen.port() != 0 {
                 break;
             }
         }
         Err(LaunchError::Step { step: "starting slapd".into(), detail: last_err })
+    }
+
+    /// Starts the stopped server again on the same address with the same database.
+    pub fn restart(&mut self) -> Result<(), LaunchError> {
+        self.stop();
+        let slapd = find_binary("slapd")?;
+        let (child, startup) = spawn(&slapd, &self.dir, &self.dir.join("slapd.d"), self.listen)?
+            .map_err(|detail| LaunchError::Step { step: "restarting slapd".into(), detail })?;
+        self.child = Some(child);
+        self.startup = startup;
+        Ok(())
     }
 
     pub fn pid(&self) -> Option<u32> {
