@@ -167,6 +167,90 @@ async fn the_access_matrix_over_rest() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The ids of the customers under each demo reseller, read with ldapsearch as the root.
+fn customers_by_reseller(app: &TestApp) -> std::collections::BTreeMap<u64, Vec<u64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in [4000001u64, 4000002, 4000003] {
+        let ldif = app.ldapsearch(
+            &format!("ou=customers,uid={r},ou=reseller,{}", app.suffix()),
+            "(objectClass=sstCustomer)",
+            &["uid"],
+        );
+        let mut ids: Vec<u64> =
+            ldif.lines().filter_map(|l| l.strip_prefix("uid: ")).map(|v| v.parse().unwrap()).collect();
+        ids.sort();
+        out.insert(r, ids);
+    }
+    out
+}
+
+async fn listed(app: &TestApp, role: Role, query: &str) -> Result<Vec<u64>, u16> {
+    let mut req = app.client.get(app.url(&format!("/v1/customers?per_page=100&{query}")));
+    if let Some((u, p)) = role.creds() {
+        req = req.basic_auth(u, Some(p));
+    }
+    let res = req.send().await.unwrap();
+    if res.status() != 200 {
+        return Err(res.status().as_u16());
+    }
+    let total: usize = res.headers()["x-total-count"].to_str().unwrap().parse().unwrap();
+    let body: Value = res.json().await.unwrap();
+    let mut ids: Vec<u64> = body.as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()).collect();
+    assert_eq!(total, ids.len(), "{role:?} {query}: the total counts only what the caller sees");
+    ids.sort();
+    Ok(ids)
+}
+
+#[tokio::test]
+async fn lists_filters_and_q_show_exactly_the_callers_customers() {
+    use Role::*;
+    let app = spawn_app().await;
+    let by = customers_by_reseller(&app);
+    let all: Vec<u64> = by.values().flatten().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    assert_eq!(all.len(), 60);
+    let (a, b) = (by[&4000001].clone(), by[&4000002].clone());
+    let other_tenant = b[0];
+    let none: Vec<u64> = Vec::new();
+    let cases: Vec<(Role, String, Result<Vec<u64>, u16>)> = vec![
+        (Provider, "".into(), Ok(all.clone())),
+        (ResellerA, "".into(), Ok(a.clone())),
+        (ResellerB, "".into(), Ok(b.clone())),
+        (CustomerOfA, "".into(), Ok(vec![5000001])),
+        // Filters that match everything still stop at the caller's scope.
+        (ResellerA, "customerName=*".into(), Ok(a.clone())),
+        (ResellerA, "belongsToResellerID=*".into(), Ok(a.clone())),
+        (ResellerA, "belongsToResellerID=4000002".into(), Ok(none.clone())),
+        (ResellerA, format!("id={other_tenant}"), Ok(none.clone())),
+        (Provider, format!("id={other_tenant}"), Ok(vec![other_tenant])),
+        (CustomerOfA, "id=5000002".into(), Ok(none.clone())),
+        (CustomerOfA, "id=5000001".into(), Ok(vec![5000001])),
+        // q over ids: "500" is in every id.
+        (Provider, "q=500".into(), Ok(all.clone())),
+        (ResellerB, "q=500".into(), Ok(b.clone())),
+        (CustomerOfA, "q=500".into(), Ok(vec![5000001])),
+        // Injection attempts in filter values and q widen nothing.
+        (ResellerA, "customerName=*)(uid=*".into(), Ok(none.clone())),
+        (ResellerA, "q=*)(|(uid=*".into(), Ok(none.clone())),
+        (ResellerA, "belongsToResellerID=4000001)(uid=*".into(), Err(422)),
+    ];
+    let mut failures = Vec::new();
+    for (role, query, want) in cases {
+        let got = listed(&app, role, &query).await;
+        if got != want {
+            failures.push(format!("{role:?} {query:?}: want {want:?}, got {got:?}"));
+        }
+    }
+    for role in [WrongPassword, Unknown, Inactive, Anonymous] {
+        for query in ["", "customerName=*", "q=500"] {
+            let got = listed(&app, role, query).await;
+            if got != Err(401) {
+                failures.push(format!("{role:?} {query:?}: want 401, got {got:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[tokio::test]
 async fn creating_customers_depends_on_the_role() {
     let app = spawn_app().await;
