@@ -43,6 +43,20 @@ pub struct SlapdOptions {
     pub state_dir: Option<PathBuf>,
     /// Password of `cn=Manager,<suffix>`; random if not set.
     pub root_password: Option<String>,
+    /// Multi-provider replication with other servers.
+    pub replication: Option<Replication>,
+}
+
+/// One server of a multi-provider (mirror mode) set: OpenLDAP's own replication, each
+/// server a syncprov provider and a syncrepl consumer of every other one.
+#[derive(Debug, Clone)]
+pub struct Replication {
+    /// This server's id, 1 to 4095, different for every server.
+    pub server_id: u32,
+    /// The URLs of the other servers.
+    pub peers: Vec<String>,
+    /// Loads the data here; a server without starts empty and replicates everything.
+    pub load_data: bool,
 }
 
 impl Default for SlapdOptions {
@@ -54,6 +68,7 @@ impl Default for SlapdOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             state_dir: None,
             root_password: None,
+            replication: None,
         }
     }
 }
@@ -143,6 +158,31 @@ fn random_password() -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos() ^ std::process::id() as u128);
     format!("{:016x}", h.finish())
+}
+
+fn global_extra(opts: &SlapdOptions) -> String {
+    match &opts.replication {
+        Some(r) => format!("olcServerID: {}\n", r.server_id),
+        None => String::new(),
+    }
+}
+
+/// The syncrepl consumers of a replicated server, bound as the root DN of the peers
+/// (they share the root password), and multi-provider mode.
+fn database_extra(opts: &SlapdOptions, root_password: &str) -> String {
+    let Some(r) = &opts.replication else { return String::new() };
+    let mut out = String::new();
+    for (i, peer) in r.peers.iter().enumerate() {
+        out.push_str(&format!(
+            "olcSyncrepl: {{{i}}}rid={:03} provider={peer} bindmethod=simple binddn=\"cn=Manager,{suffix}\" \
+             credentials=\"{root_password}\" searchbase=\"{suffix}\" type=refreshAndPersist \
+             retry=\"1 +\" timeout=3 network-timeout=3\n",
+            i + 1,
+            suffix = opts.suffix,
+        ));
+    }
+    out.push_str("olcMultiProvider: TRUE\n");
+    out
 }
 
 /// Sends an anonymous bind and reads the answer: the server is up only when it answers
@@ -240,17 +280,26 @@ impl Slapd {
                 .replace("{{ROOTPW}}", &root_password)
                 .replace("{{GATEWAY_DN}}", &gateway_dn)
                 .replace("{{MODULEPATH}}", module_path())
-                .replace("{{SCHEMADIR}}", schema_dir());
+                .replace("{{SCHEMADIR}}", schema_dir())
+                .replace("{{GLOBAL_EXTRA}}\n", &global_extra(&opts))
+                .replace("{{DATABASE_EXTRA}}\n", &database_extra(&opts, &root_password));
             fs::write(dir.join("config.ldif"), config)?;
             fs::write(dir.join("data.ldif"), data_ldif(&opts))?;
             run(
                 "slapadd (cn=config)",
                 Command::new(&slapadd).arg("-n0").arg("-F").arg(&config_dir).arg("-l").arg(dir.join("config.ldif")),
             )?;
-            run(
-                "slapadd (data)",
-                Command::new(&slapadd).args(["-q", "-n1", "-F"]).arg(&config_dir).arg("-l").arg(dir.join("data.ldif")),
-            )?;
+            let load = opts.replication.as_ref().is_none_or(|r| r.load_data);
+            if load {
+                run(
+                    "slapadd (data)",
+                    Command::new(&slapadd)
+                        .args(["-q", "-n1", "-F"])
+                        .arg(&config_dir)
+                        .arg("-l")
+                        .arg(dir.join("data.ldif")),
+                )?;
+            }
         }
 
         let mut last_err = String::new();
@@ -285,6 +334,41 @@ impl Slapd {
             }
         }
         Err(LaunchError::Step { step: "starting slapd".into(), detail: last_err })
+    }
+
+    /// Starts `n` servers that replicate each other (multi-provider); the first one is
+    /// loaded with the data, the others get it by replication. They share the root
+    /// password (`opts.root_password`, random if unset).
+    pub fn start_replicated(n: usize, opts: SlapdOptions) -> Result<Vec<Slapd>, LaunchError> {
+        let mut addrs = Vec::new();
+        let mut holds = Vec::new();
+        for _ in 0..n {
+            let l = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            addrs.push(l.local_addr()?);
+            holds.push(l);
+        }
+        drop(holds);
+        let root_password = opts.root_password.clone().unwrap_or_else(random_password);
+        let urls: Vec<String> = addrs.iter().map(|a| format!("ldap://{a}/")).collect();
+        let mut out = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let peers = urls.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, u)| u.clone()).collect();
+            out.push(Slapd::start(SlapdOptions {
+                listen: *addr,
+                root_password: Some(root_password.clone()),
+                replication: Some(Replication { server_id: i as u32 + 1, peers, load_data: i == 0 }),
+                ..opts.clone()
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Stops the server at once, as a crash would (SIGKILL), and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Starts the stopped server again on the same address with the same database.
