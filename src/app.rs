@@ -32,11 +32,13 @@ impl AppState {
         let l = &settings.ldap;
         let spec = ConnSpec {
             urls: l.urls.clone(),
+            base_dn: l.base_dn.clone(),
             bind_dn: l.bind_dn.clone(),
             bind_password: l.bind_password.clone(),
             connect_timeout: Duration::from_millis(l.connect_timeout_ms),
             starttls: l.starttls,
             tls_verify: l.tls_verify,
+            failback_after: Duration::from_millis(l.failback_after_ms),
         };
         let binds = pool::build(
             ConnSpec { bind_dn: String::new(), bind_password: String::new(), ..spec.clone() },
@@ -44,7 +46,8 @@ impl AppState {
             Duration::from_millis(l.pool_wait_ms),
         )?;
         let pool = pool::build(spec.clone(), l.pool_size.max(1), Duration::from_millis(l.pool_wait_ms))?;
-        let directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms));
+        let directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms))
+            .with_failover_id_gap(l.failover_id_gap);
         let index = Arc::new(CustomerIndex::new(&l.base_dn));
         let sync = Arc::new(SyncConsumer::new(
             spec,
@@ -94,6 +97,18 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // The customer index follows the directory for as long as the server runs.
     let sync = tokio::spawn(state.sync.clone().run(state.customers.index().clone()));
+    // With several servers: move back to a preferred one once it answers again.
+    let pools = [state.directory.pool().clone(), state.auth.pool().clone()];
+    let every = Duration::from_millis(state.settings.ldap.failback_interval_ms.max(100));
+    let failback = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            for p in &pools {
+                p.manager().probe_failback().await;
+            }
+        }
+    });
     let customers = state.customers.clone();
     tokio::spawn(async move {
         if let Err(e) = customers.sweep_trash().await {
@@ -103,6 +118,7 @@ pub async fn serve(
     let router = crate::http::router(state);
     let res = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
     sync.abort();
+    failback.abort();
     res
 }
 

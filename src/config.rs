@@ -29,6 +29,9 @@ pub struct LdapSettings {
     pub pool_wait_ms: u64,
     pub starttls: bool,
     pub tls_verify: bool,
+    pub failback_interval_ms: u64,
+    pub failback_after_ms: u64,
+    pub failover_id_gap: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

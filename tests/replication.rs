@@ -10,7 +10,21 @@ use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
 
 fn ldapsearch(s: &Slapd, base: &str, filter: &str, attrs: &[&str]) -> String {
     let out = std::process::Command::new("ldapsearch")
-        .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &s.url, "-D", &s.root_dn, "-w", &s.root_password, "-b", base, filter])
+        .args([
+            "-x",
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            "-H",
+            &s.url,
+            "-D",
+            &s.root_dn,
+            "-w",
+            &s.root_password,
+            "-b",
+            base,
+            filter,
+        ])
         .args(attrs)
         .output()
         .expect("ldapsearch runs");
@@ -19,13 +33,280 @@ fn ldapsearch(s: &Slapd, base: &str, filter: &str, attrs: &[&str]) -> String {
 
 #[test]
 fn two_launched_servers_replicate_each_other() {
-    let servers = Slapd::start_replicated(2, SlapdOptions { demo_data: true, ..Default::default() }).expect("two servers");
+    let servers =
+        Slapd::start_replicated(2, SlapdOptions { demo_data: true, ..Default::default() }).expect("two servers");
     let (a, b) = (&servers[0], &servers[1]);
-    let count = |s: &Slapd| ldapsearch(s, &s.suffix, "(objectClass=sstCustomer)", &["1.1"]).lines().filter(|l| l.starts_with("dn:")).count();
+    let count = |s: &Slapd| {
+        ldapsearch(s, &s.suffix, "(objectClass=sstCustomer)", &["1.1"]).lines().filter(|l| l.starts_with("dn:")).count()
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     while count(b) != 60 {
         assert!(Instant::now() < deadline, "the second server got the data: {}", count(b));
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(count(a), 60);
+}
+
+/// Customer uid → (organisation name, billing locality), and uids seen more than once.
+fn customers(s: &Slapd) -> (std::collections::BTreeMap<u64, (String, String)>, Vec<u64>) {
+    let base = format!("ou=reseller,{}", s.suffix);
+    let mut names = std::collections::BTreeMap::new();
+    let mut dups = Vec::new();
+    let mut current: Option<u64> = None;
+    for line in ldapsearch(s, &base, "(objectClass=sstCustomer)", &["uid", "o"]).lines() {
+        if let Some(v) = line.strip_prefix("uid: ") {
+            let id: u64 = v.parse().unwrap();
+            if names.insert(id, (String::new(), String::new())).is_some() {
+                dups.push(id);
+            }
+            current = Some(id);
+        } else if let (Some(v), Some(id)) = (line.strip_prefix("o: "), current) {
+            names.get_mut(&id).unwrap().0 = v.to_string();
+        } else if line.is_empty() {
+            current = None;
+        }
+    }
+    let mut dn_id: Option<u64> = None;
+    for line in ldapsearch(s, &base, "(&(objectClass=sstAddress)(ou=address))", &["l"]).lines() {
+        if let Some(dn) = line.strip_prefix("dn: ") {
+            dn_id = dn.split(',').nth(1).and_then(|r| r.strip_prefix("uid=")).and_then(|v| v.parse().ok());
+        } else if let (Some(v), Some(id)) = (line.strip_prefix("l: "), dn_id) {
+            if let Some(e) = names.get_mut(&id) {
+                e.1 = v.to_string();
+            }
+        }
+    }
+    (names, dups)
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    /// Acknowledged creates: id and name.
+    created: Vec<(u64, String)>,
+    /// Per customer, the localities tried in order, with whether the gateway said 200.
+    updates: std::collections::BTreeMap<u64, Vec<(String, bool)>>,
+    statuses: std::collections::BTreeMap<u16, usize>,
+    /// Bodies of the answers that were not 2xx.
+    errors: Vec<String>,
+    /// Names of creates whose answer was lost (503): they may or may not have happened.
+    unacknowledged: Vec<String>,
+}
+
+/// Four writers creating customers and changing their localities until stopped.
+fn start_load(
+    gw: &common::Gateway,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Log>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let log = Arc::new(Mutex::new(Log::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (client, base, log, stop) = (gw.client.clone(), gw.base.clone(), log.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine: Vec<u64> = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let name = format!("Task {t} Write {n} AG");
+                let res = client
+                    .post(format!("{base}/v1/customers"))
+                    .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+                    .json(&common::company(&name))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status().as_u16();
+                *log.lock().unwrap().statuses.entry(status).or_default() += 1;
+                if status >= 300 {
+                    let body = res.text().await.unwrap_or_default();
+                    let mut l = log.lock().unwrap();
+                    l.errors.push(format!("POST {status} {body}"));
+                    l.unacknowledged.push(name);
+                    continue;
+                }
+                if status == 201 {
+                    let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap();
+                    log.lock().unwrap().created.push((id, name));
+                    mine.push(id);
+                }
+                if let Some(&id) = mine.get(n % 3) {
+                    let place = format!("Ort {t}-{n}");
+                    let res = client
+                        .patch(format!("{base}/v1/customers/{id}"))
+                        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+                        .json(&serde_json::json!({"billingAddress": {"localityName": place}}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = res.status().as_u16();
+                    let body = if status >= 300 { res.text().await.unwrap_or_default() } else { String::new() };
+                    let mut l = log.lock().unwrap();
+                    *l.statuses.entry(status).or_default() += 1;
+                    if status >= 300 {
+                        l.errors.push(format!("PATCH {id} {status} {body}"));
+                    }
+                    l.updates.entry(id).or_default().push((place, status == 200));
+                }
+            }
+        }));
+    }
+    (log, stop, tasks)
+}
+
+async fn replicated_gateway() -> (Vec<Slapd>, common::Gateway) {
+    let servers = tokio::task::spawn_blocking(|| {
+        Slapd::start_replicated(2, SlapdOptions { demo_data: true, ..Default::default() })
+    })
+    .await
+    .unwrap()
+    .expect("two servers");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while customers(&servers[1]).0.len() != 60 {
+        assert!(Instant::now() < deadline, "the second server got the data");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut settings = common::settings_for(&servers[0]);
+    settings.ldap.urls = vec![servers[0].url.clone(), servers[1].url.clone()];
+    settings.ldap.failback_interval_ms = 200;
+    settings.ldap.failback_after_ms = 2000;
+    let gw = common::start_gateway(settings).await;
+    assert_eq!(gw.state.directory.current_server(), 0);
+    (servers, gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_server_dies_writes_go_on_against_the_other_with_unique_ids() {
+    use std::sync::atomic::Ordering;
+    let (mut servers, gw) = replicated_gateway().await;
+    let (log, stop, tasks) = start_load(&gw);
+    let written = || log.lock().unwrap().created.len();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::task::block_in_place(|| servers[0].kill());
+    let at_kill = written();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while written() < at_kill + 40 {
+        assert!(Instant::now() < deadline, "writes go on after the failover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gw.state.directory.current_server(), 1);
+    assert_eq!(gw.state.directory.failovers(), 1);
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = std::sync::Arc::try_unwrap(log).unwrap().into_inner().unwrap();
+    let unexpected: Vec<_> = log.statuses.iter().filter(|(s, _)| ![200, 201, 503].contains(*s)).collect();
+    assert!(unexpected.is_empty(), "only in-flight failures (503): {:?} {:#?}", log.statuses, log.errors);
+    let mut ids: Vec<u64> = log.created.iter().map(|(id, _)| *id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), log.created.len(), "every acknowledged create got its own id");
+    // What was acknowledged after the failover is on the surviving server (what the
+    // dead one acknowledged just before may not have reached it yet; the four writers may
+    // each have had one answer from it in flight when it died).
+    let (b, dups) = customers(&servers[1]);
+    assert!(dups.is_empty(), "no uid twice: {dups:?}");
+    for (id, name) in &log.created[at_kill + 4..] {
+        assert_eq!(b.get(id).map(|e| &e.0), Some(name), "customer {id} acknowledged after the failover");
+    }
+    let _ = gw.stop.send(());
+}
+
+/// The whole cycle: a server dies in the middle of a write load, comes back, the gateway
+/// moves back to it, and every acknowledged write is on both servers, once, with unique
+/// ids. Not run by default: with slapd 2.5.13 (plain syncrepl between the providers;
+/// delta-syncrepl deadlocks with RFC 5805 transactions in that version, and so does a
+/// syncprov checkpoint) about one run in five loses or strands a write made on the
+/// surviving server while the other restarts, in the servers' own replication.
+#[ignore = "slapd 2.5.13 multi-provider replication loses writes across a provider restart in about 1 run of 5"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_keeps_every_acknowledged_write_once_on_both_servers() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let (mut servers, gw) = replicated_gateway().await;
+    let (log, stop, tasks) = start_load(&gw);
+    let written = || log.lock().unwrap().created.len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_kill = written();
+    tokio::task::block_in_place(|| servers[0].kill());
+    assert!(std::net::TcpStream::connect(servers[0].listen).is_err(), "the first server is down");
+    // Writes go on against the other server.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while written() < before_kill + 20 {
+        assert!(Instant::now() < deadline, "writes go on after the failover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gw.state.directory.current_server(), 1);
+    tokio::task::block_in_place(|| servers[0].restart()).expect("the first server comes back");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while gw.state.directory.current_server() != 0 {
+        assert!(Instant::now() < deadline, "the gateway moves back to the first server");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after_failback = written();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while written() < after_failback + 20 {
+        assert!(Instant::now() < deadline, "writes go on after the fail-back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = Arc::try_unwrap(log).unwrap().into_inner().unwrap();
+    let unexpected: Vec<_> = log.statuses.iter().filter(|(s, _)| ![200, 201, 503].contains(*s)).collect();
+    assert!(unexpected.is_empty(), "only in-flight failures (503): {:?} {:#?}", log.statuses, log.errors);
+    assert!(gw.state.directory.failovers() >= 2);
+
+    // Both servers converge on the same customers, except for creates whose answer was
+    // lost: slapd 2.5 hands a transaction's operations to its syncrepl consumers as they
+    // run, before the commit, so a server that dies in the middle of a commit can leave
+    // its peer with a customer it never committed itself (and never acknowledged).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (a, b) = loop {
+        let (a, b) = (customers(&servers[0]), customers(&servers[1]));
+        let only_a: Vec<_> = a.0.iter().filter(|(k, v)| b.0.get(k) != Some(v)).collect();
+        let only_b: Vec<_> = b.0.iter().filter(|(k, v)| a.0.get(k) != Some(v)).collect();
+        let unexplained: Vec<_> =
+            only_a.iter().chain(&only_b).filter(|(_, (name, _))| !log.unacknowledged.contains(name)).collect();
+        if unexplained.is_empty() {
+            if !only_a.is_empty() || !only_b.is_empty() {
+                eprintln!("on one server only, from creates whose answer was lost: {only_a:?} {only_b:?}");
+            }
+            break (a, b);
+        }
+        if Instant::now() > deadline {
+            panic!("the servers converge: only on the first {only_a:?}, only on the second {only_b:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(a.1.is_empty() && b.1.is_empty(), "no uid twice: {:?} {:?}", a.1, b.1);
+    let mut ids: Vec<u64> = log.created.iter().map(|(id, _)| *id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), log.created.len(), "every acknowledged create got its own id");
+    for (id, name) in &log.created {
+        assert_eq!(a.0.get(id), b.0.get(id), "acknowledged customer {id} is the same on both servers");
+        let (o, l) = a.0.get(id).unwrap_or_else(|| panic!("acknowledged customer {id} is missing"));
+        assert_eq!(o, name, "customer {id} is the one that was created");
+        if let Some(tries) = log.updates.get(id) {
+            // The last acknowledged locality, or one tried after it whose answer was lost.
+            let last_ok = tries.iter().rposition(|(_, ok)| *ok);
+            let mut allowed: Vec<String> = match last_ok {
+                Some(i) => tries[i..].iter().map(|(p, _)| p.clone()).collect(),
+                None => tries.iter().map(|(p, _)| p.clone()).collect(),
+            };
+            if last_ok.is_none() {
+                allowed.push("Bern".into());
+            }
+            assert!(allowed.iter().any(|p| p == l), "customer {id}: locality {l}, expected one of {allowed:?}");
+        }
+    }
+    let _ = gw.stop.send(());
 }

@@ -2,6 +2,8 @@
 //! writes (RFC 5805 transactions, each operation optionally guarded by an assertion).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{Object, PoolError};
@@ -67,6 +69,13 @@ pub struct Directory {
     pool: Pool,
     pub base_dn: String,
     op_timeout: Duration,
+    /// The server the last id was allocated on (`usize::MAX`: none yet), and how far the
+    /// counter jumps when the next one is allocated on another server.
+    last_allocation: Arc<AtomicUsize>,
+    id_gap: u64,
+    /// The highest id this gateway has handed out from each server: a server whose
+    /// counter is behind another's (it has not yet replicated those ids) skips past them.
+    highest_ids: Arc<std::sync::Mutex<std::collections::HashMap<usize, u64>>>,
 }
 
 type Conn = Object<LdapManager>;
@@ -89,7 +98,31 @@ fn check(res: ldap3::LdapResult) -> Result<ldap3::LdapResult, DirError> {
 
 impl Directory {
     pub fn new(pool: Pool, base_dn: String, op_timeout: Duration) -> Self {
-        Directory { pool, base_dn, op_timeout }
+        Directory {
+            pool,
+            base_dn,
+            op_timeout,
+            last_allocation: Arc::new(AtomicUsize::new(usize::MAX)),
+            id_gap: 0,
+            highest_ids: Default::default(),
+        }
+    }
+
+    /// After a failover the first id is allocated `gap` above the counter: ids that the
+    /// previous server handed out but had not yet replicated cannot come again.
+    pub fn with_failover_id_gap(mut self, gap: u64) -> Self {
+        self.id_gap = gap;
+        self
+    }
+
+    /// Index (in the configured URLs) of the server in use.
+    pub fn current_server(&self) -> usize {
+        self.pool.manager().current_server()
+    }
+
+    /// How often the server in use changed.
+    pub fn failovers(&self) -> u64 {
+        self.pool.manager().failovers()
     }
 
     pub fn pool(&self) -> &Pool {
@@ -160,34 +193,64 @@ impl Directory {
     /// the Post-Read control, so concurrent callers can never get the same number.
     pub async fn next_uid(&self, counter_dn: &str) -> Result<u64, DirError> {
         let mut conn = self.conn().await?;
+        let server = conn.server;
+        let previous = self.last_allocation.swap(server, Ordering::Relaxed);
+        let mut step = if previous != usize::MAX && previous != server {
+            tracing::warn!(gap = self.id_gap, "first id on another server: the counter skips ahead");
+            1 + self.id_gap
+        } else {
+            1
+        };
         let res = async {
             let ldap: &mut Ldap = &mut conn;
-            let res = ldap
-                .with_controls(PostRead::new(vec!["uidNumber"]))
-                .with_timeout(self.op_timeout)
-                .modify(counter_dn, vec![Mod::Increment("uidNumber", "1")])
-                .await?;
-            let res = check(res)?;
-            let read = res
-                .ctrls
-                .iter()
-                .find(|c| c.1.ctype == POST_READ_OID)
-                .map(|c| c.1.parse::<PostReadResp>())
-                .ok_or_else(|| DirError::Other("no post-read control in the counter answer".into()))?;
-            let value = read
-                .attrs
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("uidNumber"))
-                .and_then(|(_, v)| v.first())
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| DirError::Other("counter has no numeric uidNumber".into()))?;
-            Ok(value)
+            loop {
+                let value = self.increment(ldap, counter_dn, step).await?;
+                let elsewhere = {
+                    let Ok(mut seen) = self.highest_ids.lock() else { return Ok(value) };
+                    let elsewhere = seen.iter().filter(|(s, _)| **s != server).map(|(_, v)| *v).max().unwrap_or(0);
+                    if value > elsewhere {
+                        let mine = seen.entry(server).or_default();
+                        *mine = (*mine).max(value);
+                    }
+                    elsewhere
+                };
+                if value > elsewhere {
+                    return Ok(value);
+                }
+                // This server's counter is behind ids handed out from another one (not yet
+                // replicated here): jump past them.
+                tracing::warn!(value, elsewhere, "the id counter is behind; it skips ahead");
+                step = elsewhere - value + 1 + self.id_gap;
+            }
         }
         .await;
         if let Err(e) = &res {
             Self::discard_if_broken(conn, e);
         }
         res
+    }
+
+    /// One Modify-Increment of the counter with Post-Read; the new value.
+    async fn increment(&self, ldap: &mut Ldap, counter_dn: &str, step: u64) -> Result<u64, DirError> {
+        let step = step.to_string();
+        let res = ldap
+            .with_controls(PostRead::new(vec!["uidNumber"]))
+            .with_timeout(self.op_timeout)
+            .modify(counter_dn, vec![Mod::Increment("uidNumber", step.as_str())])
+            .await?;
+        let res = check(res)?;
+        let read = res
+            .ctrls
+            .iter()
+            .find(|c| c.1.ctype == POST_READ_OID)
+            .map(|c| c.1.parse::<PostReadResp>())
+            .ok_or_else(|| DirError::Other("no post-read control in the counter answer".into()))?;
+        read.attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("uidNumber"))
+            .and_then(|(_, v)| v.first())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| DirError::Other("counter has no numeric uidNumber".into()))
     }
 
     /// Applies every operation or none. One operation goes as itself; several go in one

@@ -185,6 +185,45 @@ fn database_extra(opts: &SlapdOptions, root_password: &str) -> String {
     out
 }
 
+/// syncprov's session log (the recent deletes a resuming consumer is told about): in
+/// memory; on a replicated server loaded from its write log, so that a peer resuming
+/// after a restart of this server gets the deletes instead of a present phase, which
+/// would make it drop the entries it has and this server does not have yet.
+fn session_log(opts: &SlapdOptions) -> &'static str {
+    if opts.replication.is_some() {
+        "olcSpSessionlogSource: cn=accesslog\n"
+    } else {
+        "olcSpSessionlog: 10000\n"
+    }
+}
+
+/// The database of a replicated server's write log.
+fn replication_logdb(opts: &SlapdOptions, dir: &Path) -> String {
+    if opts.replication.is_none() {
+        return String::new();
+    }
+    format!(
+        "dn: olcDatabase={{2}}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\n\
+         olcDatabase: {{2}}mdb\nolcSuffix: cn=accesslog\nolcRootDN: cn=Manager,{suffix}\n\
+         olcDbDirectory: {log}\nolcDbMaxSize: 1073741824\n\
+         olcDbIndex: default eq\nolcDbIndex: entryCSN,objectClass,reqEnd,reqResult,reqStart,reqDN eq\n\
+         olcAccess: {{0}}to * by dn.exact=\"cn=Manager,{suffix}\" read by * none\n\n",
+        suffix = opts.suffix,
+        log = dir.join("accesslog").display(),
+    )
+}
+
+/// The accesslog overlay that writes a replicated server's write log.
+fn replication_extra(opts: &SlapdOptions) -> String {
+    if opts.replication.is_none() {
+        return String::new();
+    }
+    "dn: olcOverlay={3}accesslog,olcDatabase={1}mdb,cn=config\nobjectClass: olcOverlayConfig\n\
+     objectClass: olcAccessLogConfig\nolcOverlay: {3}accesslog\nolcAccessLogDB: cn=accesslog\n\
+     olcAccessLogOps: delete modrdn\nolcAccessLogSuccess: TRUE\nolcAccessLogPurge: 07+00:00 01+00:00\n"
+        .to_string()
+}
+
 /// Sends an anonymous bind and reads the answer: the server is up only when it answers
 /// LDAP, not merely when its port accepts.
 fn answers_ldap(addr: SocketAddr) -> bool {
@@ -272,6 +311,7 @@ impl Slapd {
         let config_dir = dir.join("slapd.d");
         if !config_dir.join("cn=config.ldif").exists() {
             fs::create_dir_all(dir.join("db"))?;
+            fs::create_dir_all(dir.join("accesslog"))?;
             fs::create_dir_all(&config_dir)?;
             fs::write(dir.join("sst-schema.ldif"), SCHEMA_LDIF)?;
             let config = CONFIG_LDIF
@@ -282,7 +322,10 @@ impl Slapd {
                 .replace("{{MODULEPATH}}", module_path())
                 .replace("{{SCHEMADIR}}", schema_dir())
                 .replace("{{GLOBAL_EXTRA}}\n", &global_extra(&opts))
-                .replace("{{DATABASE_EXTRA}}\n", &database_extra(&opts, &root_password));
+                .replace("{{DATABASE_EXTRA}}\n", &database_extra(&opts, &root_password))
+                .replace("{{REPLICATION_LOGDB}}\n", &replication_logdb(&opts, &dir))
+                .replace("{{SESSIONLOG}}\n", session_log(&opts))
+                .replace("{{REPLICATION_EXTRA}}\n", &replication_extra(&opts));
             fs::write(dir.join("config.ldif"), config)?;
             fs::write(dir.join("data.ldif"), data_ldif(&opts))?;
             run(
@@ -294,7 +337,7 @@ impl Slapd {
                 run(
                     "slapadd (data)",
                     Command::new(&slapadd)
-                        .args(["-q", "-n1", "-F"])
+                        .args(["-q", "-b", &opts.suffix, "-F"])
                         .arg(&config_dir)
                         .arg("-l")
                         .arg(dir.join("data.ldif")),
@@ -359,6 +402,31 @@ impl Slapd {
                 replication: Some(Replication { server_id: i as u32 + 1, peers, load_data: i == 0 }),
                 ..opts.clone()
             })?);
+        }
+        // One delete at the start, so that every server's write log reaches back before
+        // any cookie a peer can hold: a server that restarts then answers a resuming
+        // peer with the deletes since its cookie rather than with a present phase.
+        let first = &out[0];
+        let marker = format!("cn=replication-start,ou=administration,{}", first.suffix);
+        let ldif = format!(
+            "dn: {marker}\nchangetype: add\nobjectClass: applicationProcess\ncn: replication-start\n\n\
+             dn: {marker}\nchangetype: delete\n"
+        );
+        let mut child = Command::new(find_binary("ldapmodify")?)
+            .args(["-x", "-H", &first.url, "-D", &first.root_dn, "-w", &first.root_password])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(ldif.as_bytes())?;
+        }
+        let done = child.wait_with_output()?;
+        if !done.status.success() {
+            return Err(LaunchError::Step {
+                step: "marking the start of replication".into(),
+                detail: String::from_utf8_lossy(&done.stderr).trim().to_string(),
+            });
         }
         Ok(out)
     }

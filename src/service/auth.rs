@@ -117,6 +117,11 @@ impl Authenticator {
         }
     }
 
+    /// The connections used to check passwords.
+    pub fn pool(&self) -> &Pool {
+        &self.binds
+    }
+
     fn key(&self, user: &str, password: &str) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.salt);

@@ -43,36 +43,52 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(opts: SlapdOptions, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let slapd = tokio::task::spawn_blocking(move || Slapd::start(opts)).await.unwrap().expect("slapd starts");
+    let mut settings = settings_for(&slapd);
+    tweak(&mut settings);
+    let gw = start_gateway(settings).await;
+    TestApp {
+        addr: gw.addr,
+        base: gw.base,
+        client: gw.client,
+        slapd,
+        state: gw.state,
+        user: (ADMIN.0.into(), ADMIN.1.into()),
+        _stop: gw.stop,
+    }
+}
+
+/// A gateway serving on a free port, stopped when `stop` is dropped or sent.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: Client,
+    pub state: AppState,
+    pub stop: oneshot::Sender<()>,
+    pub served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts the gateway with these settings and waits until it is ready (the directory
+/// answers and the customer index is loaded).
+pub async fn start_gateway(mut settings: Settings) -> Gateway {
     if std::env::var_os("RUST_LOG").is_some() {
         stoney_gateway::telemetry::init("text", "info");
     }
-    let slapd = tokio::task::spawn_blocking(move || Slapd::start(opts)).await.unwrap().expect("slapd starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut settings = settings_for(&slapd);
     settings.listen = addr.to_string();
-    tweak(&mut settings);
     let state = AppState::new(settings).expect("app state");
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(app::serve(listener, state.clone(), async move {
+    let served = tokio::spawn(app::serve(listener, state.clone(), async move {
         let _ = rx.await;
     }));
     let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    // Ready once the directory answers and the customer index is loaded.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while client.get(format!("http://{addr}/ready")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
         assert!(std::time::Instant::now() < deadline, "the gateway did not get ready");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    TestApp {
-        addr,
-        base: format!("http://{addr}"),
-        client,
-        slapd,
-        state,
-        user: (ADMIN.0.into(), ADMIN.1.into()),
-        _stop: tx,
-    }
+    Gateway { addr, base: format!("http://{addr}"), client, state, stop: tx, served }
 }
 
 impl TestApp {
