@@ -37,6 +37,8 @@ pub struct LdapSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct HttpSettings {
     pub body_limit_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,5 +9,6 @@ pub mod config;
 pub mod directory;
 pub mod http;
 pub mod mapping;
+pub mod metrics;
 pub mod service;
 pub mod telemetry;

@@ -96,6 +96,36 @@ fn check(res: ldap3::LdapResult) -> Result<ldap3::LdapResult, DirError> {
     }
 }
 
+/// A pooled connection in the middle of a write; dropped before the write finished, it
+/// is closed instead of returned to the pool.
+struct Unfinished(Option<Conn>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            let _ = Object::take(conn);
+        }
+    }
+}
+
+/// The outcome label of an operation in the metrics.
+fn outcome(err: Option<&DirError>) -> &'static str {
+    match err {
+        None => "ok",
+        Some(DirError::Unavailable(_)) => "unavailable",
+        Some(DirError::Timeout) => "timeout",
+        Some(DirError::Result { .. }) => "refused",
+        Some(DirError::Other(_)) => "error",
+    }
+}
+
+/// Records an operation (and its error, if any) in the metrics and the debug log.
+pub(crate) fn observe(op: &'static str, started: Instant, err: Option<&DirError>) {
+    let took = started.elapsed();
+    crate::metrics::ldap_operation(op, outcome(err), took);
+    tracing::debug!(op, elapsed_us = took.as_micros() as u64, outcome = outcome(err), "ldap");
+}
+
 impl Directory {
     pub fn new(pool: Pool, base_dn: String, op_timeout: Duration) -> Self {
         Directory {
@@ -153,8 +183,8 @@ impl Directory {
         attrs: &[&str],
         controls: Vec<RawControl>,
     ) -> Result<Vec<Entry>, DirError> {
-        let mut conn = self.conn().await?;
         let started = Instant::now();
+        let mut conn = self.conn().await.inspect_err(|e| observe("search", started, Some(e)))?;
         let res = async {
             let ldap: &mut Ldap = &mut conn;
             let (entries, res) = ldap
@@ -175,14 +205,8 @@ impl Directory {
             )
         }
         .await;
-        tracing::debug!(
-            op = "search",
-            base,
-            filter,
-            elapsed_us = started.elapsed().as_micros() as u64,
-            ok = res.is_ok(),
-            "ldap"
-        );
+        tracing::trace!(base, filter, "search");
+        observe("search", started, res.as_ref().err());
         if let Err(e) = &res {
             Self::discard_if_broken(conn, e);
         }
@@ -192,7 +216,8 @@ impl Directory {
     /// Allocates a new uid: one Modify-Increment of `uidNumber` on the counter entry with
     /// the Post-Read control, so concurrent callers can never get the same number.
     pub async fn next_uid(&self, counter_dn: &str) -> Result<u64, DirError> {
-        let mut conn = self.conn().await?;
+        let started = Instant::now();
+        let mut conn = self.conn().await.inspect_err(|e| observe("increment", started, Some(e)))?;
         let server = conn.server;
         let previous = self.last_allocation.swap(server, Ordering::Relaxed);
         let mut step = if previous != usize::MAX && previous != server {
@@ -224,6 +249,7 @@ impl Directory {
             }
         }
         .await;
+        observe("increment", started, res.as_ref().err());
         if let Err(e) = &res {
             Self::discard_if_broken(conn, e);
         }
@@ -261,23 +287,24 @@ impl Directory {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn().await?;
         let started = Instant::now();
         let n = ops.len();
+        // A single operation is named as itself; several are one transaction.
+        let op = if n == 1 { ops[0].op.name() } else { "transaction" };
+        let conn = self.conn().await.inspect_err(|e| observe(op, started, Some(e)))?;
+        // If the caller gives up half-way (a request timeout drops this future), the
+        // connection may hold an open transaction: it is closed, not pooled again.
+        let mut guard = Unfinished(Some(conn));
         tracing::trace!(?ops, "apply");
+        let conn = guard.0.as_mut().expect("a connection");
         let res = if n == 1 {
             let g = ops.into_iter().next().expect("one op");
-            self.send(&mut conn, &g, None).await
+            self.send(conn, &g, None).await
         } else {
-            self.apply_txn(&mut conn, ops).await
+            self.apply_txn(conn, ops).await
         };
-        tracing::debug!(
-            op = "write",
-            ops = n,
-            elapsed_us = started.elapsed().as_micros() as u64,
-            ok = res.is_ok(),
-            "ldap"
-        );
+        observe(op, started, res.as_ref().err());
+        let conn = guard.0.take().expect("a connection");
         if let Err(e) = &res {
             Self::discard_if_broken(conn, e);
         }

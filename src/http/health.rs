@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::customers::json_response;
@@ -28,4 +28,62 @@ pub async fn ready(State(app): State<AppState>) -> Result<Response, ApiError> {
         }
         Err(_) => Err(ApiError::unavailable()),
     }
+}
+
+/// `/metrics`: Prometheus text format.
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    use crate::metrics::Sampled;
+    let mut pools = Vec::new();
+    let mut failovers = Vec::new();
+    let mut servers = Vec::new();
+    for (name, pool) in [("directory", app.directory.pool()), ("bind", app.auth.pool())] {
+        let st = pool.status();
+        for (state, v) in [
+            ("max", st.max_size),
+            ("open", st.size),
+            ("idle", st.available),
+            ("in_use", st.size.saturating_sub(st.available)),
+            ("waiting", st.waiting),
+        ] {
+            pools.push((vec![("pool", name.to_string()), ("state", state.to_string())], v as f64));
+        }
+        failovers.push((vec![("pool", name.to_string())], pool.manager().failovers() as f64));
+        let url = pool.manager().urls().get(pool.manager().current_server()).cloned().unwrap_or_default();
+        servers.push((vec![("pool", name.to_string()), ("url", url)], 1.0));
+    }
+    let index = app.customers.index();
+    let text = crate::metrics::render(&[
+        Sampled {
+            name: "stoney_ldap_pool_connections",
+            kind: "gauge",
+            help: "LDAP connections of each pool by state (waiting: callers waiting for one).",
+            series: pools,
+        },
+        Sampled {
+            name: "stoney_ldap_failovers_total",
+            kind: "counter",
+            help: "Changes of the directory server in use (failovers and fail-backs).",
+            series: failovers,
+        },
+        Sampled {
+            name: "stoney_ldap_server_in_use",
+            kind: "gauge",
+            help: "The directory server each pool uses (1).",
+            series: servers,
+        },
+        Sampled {
+            name: "stoney_index_customers",
+            kind: "gauge",
+            help: "Customers in the collection index.",
+            series: vec![(vec![], index.len() as f64)],
+        },
+        Sampled {
+            name: "stoney_index_loaded",
+            kind: "gauge",
+            help: "1 once the collection index is loaded.",
+            series: vec![(vec![], if index.is_loaded() { 1.0 } else { 0.0 })],
+        },
+    ]);
+    (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+        .into_response()
 }

@@ -6,15 +6,17 @@ pub mod error;
 pub mod extract;
 pub mod health;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{header, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use tokio::sync::Semaphore;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -40,8 +42,43 @@ async fn error_bodies(req: Request<Body>, next: Next) -> Response {
     res
 }
 
+/// Limits every request: at most `max_concurrent` at once (more are answered 503 at
+/// once, not queued) and at most `timeout` each (then 503); and counts it in the
+/// metrics by route, method and status.
+async fn limits_and_metrics(State(limits): State<Arc<Limits>>, req: Request<Body>, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let res = match limits.slots.clone().try_acquire_owned() {
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests at once; try again")
+            .with_header(header::RETRY_AFTER, "1")
+            .into_response(),
+        Ok(_permit) => match tokio::time::timeout(limits.timeout, next.run(req)).await {
+            Ok(res) => res,
+            Err(_) => {
+                tracing::warn!(route = %route, "request timed out");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long; try again")
+                    .with_header(header::RETRY_AFTER, "2")
+                    .into_response()
+            }
+        },
+    };
+    crate::metrics::http_request(&route, method.as_str(), res.status().as_u16(), started.elapsed());
+    res
+}
+
+pub struct Limits {
+    slots: Arc<Semaphore>,
+    timeout: Duration,
+}
+
 pub fn router(state: AppState) -> Router {
     let body_limit = state.body_limit;
+    let limits = Arc::new(Limits {
+        slots: Arc::new(Semaphore::new(state.settings.http.max_concurrent_requests.max(1))),
+        timeout: Duration::from_millis(state.settings.http.request_timeout_ms.max(1)),
+    });
     let request_span = |req: &Request<Body>| {
         let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
         tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
@@ -49,6 +86,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .route("/v1/auth", get(auth::whoami))
         .route("/v1/customers", get(customers::list).post(customers::create))
         .route(
@@ -58,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state)
         .layer(middleware::from_fn(error_bodies))
+        .layer(middleware::from_fn_with_state(limits, limits_and_metrics))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
             |res: &Response, latency: Duration, _: &tracing::Span| {

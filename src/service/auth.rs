@@ -222,8 +222,18 @@ impl Authenticator {
             return Err(AuthError::Invalid);
         }
         let uid = first_number(person, "uid").ok_or(AuthError::Invalid)?;
-        let mut conn = self.binds.get().await.map_err(|_| AuthError::Unavailable)?;
+        let started = std::time::Instant::now();
+        let mut conn = self.binds.get().await.map_err(|_| {
+            crate::directory::ops::observe("bind", started, Some(&DirError::Unavailable("no connection".into())));
+            AuthError::Unavailable
+        })?;
         let res = conn.simple_bind(&person.dn, password).await;
+        let failed = match &res {
+            Ok(r) if r.rc == 0 || r.rc == rc::INVALID_CREDENTIALS => None,
+            Ok(r) => Some(DirError::Result { rc: r.rc, text: r.text.clone() }),
+            Err(e) => Some(DirError::Unavailable(e.to_string())),
+        };
+        crate::directory::ops::observe("bind", started, failed.as_ref());
         match res {
             Ok(r) if r.rc == 0 => {}
             Ok(r) if r.rc == rc::INVALID_CREDENTIALS => return Err(AuthError::Invalid),

@@ -1,0 +1,144 @@
+//! What an operator relies on: metrics that count, limits that answer (request timeout,
+//! concurrency cap), and a graceful shutdown on SIGTERM that finishes in-flight requests.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::Method;
+use serde_json::Value;
+use stoney_gateway::directory::slapd::SlapdOptions;
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a process of ours has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// The value of one series of the exposition (0 when absent).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_requests_ldap_operations_and_show_the_pools() {
+    let app = spawn_app().await;
+    let before = app.get("/metrics").await.text().await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(app.get("/v1/customers/5000001").await.status(), 200);
+    }
+    assert_eq!(app.get("/v1/customers/99").await.status(), 404);
+    let res = app.get("/metrics").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let after = res.text().await.unwrap();
+    let ok = r#"stoney_http_requests_total{route="/v1/customers/{id}",method="GET",status="200"}"#;
+    let missing = r#"stoney_http_requests_total{route="/v1/customers/{id}",method="GET",status="404"}"#;
+    assert!(sample(&after, ok) - sample(&before, ok) >= 5.0, "{after}");
+    assert!(sample(&after, missing) - sample(&before, missing) >= 1.0);
+    let latency = r#"stoney_http_request_duration_seconds_count{route="/v1/customers/{id}",method="GET"}"#;
+    assert!(sample(&after, latency) >= 6.0);
+    let searches = r#"stoney_ldap_operations_total{op="search",outcome="ok"}"#;
+    assert!(sample(&after, searches) > sample(&before, searches));
+    assert!(after.contains("# TYPE stoney_ldap_operation_duration_seconds histogram"));
+    assert_eq!(sample(&after, r#"stoney_ldap_pool_connections{pool="directory",state="max"}"#), 16.0);
+    assert!(sample(&after, r#"stoney_ldap_pool_connections{pool="directory",state="open"}"#) >= 1.0);
+    assert_eq!(sample(&after, r#"stoney_ldap_failovers_total{pool="directory"}"#), 0.0);
+    assert_eq!(sample(&after, "stoney_index_customers"), 60.0);
+    assert_eq!(sample(&after, "stoney_index_loaded"), 1.0);
+}
+
+#[tokio::test]
+async fn a_request_over_the_timeout_gets_503_and_the_gateway_recovers() {
+    let app = spawn_app_with(SlapdOptions { demo_data: true, ..Default::default() }, |s| {
+        s.http.request_timeout_ms = 300;
+    })
+    .await;
+    assert_eq!(app.get("/v1/customers/5000001").await.status(), 200);
+    let pid = app.slapd.pid().unwrap();
+    signal(pid, libc::SIGSTOP);
+    let started = Instant::now();
+    let res = app.get("/v1/customers/5000002").await;
+    let took = started.elapsed();
+    signal(pid, libc::SIGCONT);
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "timeout");
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    assert_eq!(app.get("/v1/customers/5000002").await.status(), 200, "works again once the directory answers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_concurrency_cap_get_503_at_once() {
+    let app = spawn_app_with(SlapdOptions { demo_data: true, ..Default::default() }, |s| {
+        s.http.max_concurrent_requests = 2;
+    })
+    .await;
+    assert_eq!(app.get("/v1/customers/5000001").await.status(), 200);
+    let pid = app.slapd.pid().unwrap();
+    signal(pid, libc::SIGSTOP);
+    let mut slow = Vec::new();
+    for id in [5000002, 5000003] {
+        let req = app.req(Method::GET, &format!("/v1/customers/{id}"));
+        slow.push(tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let res = app.get("/v1/customers/5000004").await;
+    assert_eq!(res.status(), 503);
+    assert!(started.elapsed() < Duration::from_millis(500), "not queued");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "overloaded");
+    signal(pid, libc::SIGCONT);
+    for s in slow {
+        assert_eq!(s.await.unwrap(), 200, "the requests in flight finish");
+    }
+    assert_eq!(app.get("/v1/customers/5000004").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_request_in_flight_finish() {
+    let slapd = stoney_gateway::directory::slapd::Slapd::start(SlapdOptions { demo_data: true, ..Default::default() })
+        .expect("slapd");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut gateway = std::process::Command::new(env!("CARGO_BIN_EXE_stoney-gateway"))
+        .arg("serve")
+        .env("STONEY__LISTEN", format!("127.0.0.1:{port}"))
+        .env("STONEY__LDAP__URLS", &slapd.url)
+        .env("STONEY__LDAP__BIND_DN", &slapd.gateway_dn)
+        .env("STONEY__LDAP__BIND_PASSWORD", &slapd.gateway_password)
+        .env("STONEY__LOG__LEVEL", "warn")
+        .spawn()
+        .expect("the gateway starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/ready")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The directory stalls, a request is in flight, then the gateway is told to stop.
+    signal(slapd.pid().unwrap(), libc::SIGSTOP);
+    let req = client.get(format!("{base}/v1/customers/5000001")).basic_auth(ADMIN.0, Some(ADMIN.1));
+    let in_flight = tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(gateway.id(), libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(gateway.try_wait().unwrap().is_none(), "still finishing the request in flight");
+    signal(slapd.pid().unwrap(), libc::SIGCONT);
+    assert_eq!(in_flight.await.unwrap().expect("an answer"), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = gateway.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the gateway exits after the request");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    // New connections are refused once it has stopped.
+    assert!(client.get(format!("{base}/health")).send().await.is_err());
+}
