@@ -142,3 +142,49 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     // New connections are refused once it has stopped.
     assert!(client.get(format!("{base}/health")).send().await.is_err());
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_exactly_the_routes_of_the_router() {
+    let app = spawn_app().await;
+    let res = app.client.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let doc: Value = res.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["servers"][0]["url"], app.base);
+    let documented: std::collections::BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let served: std::collections::BTreeSet<String> =
+        stoney_gateway::http::paths().into_iter().map(String::from).collect();
+    assert_eq!(documented, served, "every route documented, every documented route served");
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let mut methods: Vec<String> =
+            item.as_object().unwrap().keys().filter(|k| *k != "parameters").map(|m| m.to_uppercase()).collect();
+        methods.sort();
+        // An unsupported method gets 405 with the methods the router has for the path.
+        let url = app.url(&path.replace("{id}", "5000001"));
+        let res = app.client.request(Method::TRACE, url).basic_auth(ADMIN.0, Some(ADMIN.1)).send().await.unwrap();
+        assert_eq!(res.status(), 405, "{path}");
+        let mut allowed: Vec<String> = res.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .filter(|m| m != "HEAD")
+            .collect();
+        allowed.sort();
+        assert_eq!(allowed, methods, "methods of {path}");
+        for (method, op) in item.as_object().unwrap().iter().filter(|(k, _)| *k != "parameters") {
+            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has responses");
+        }
+    }
+    // Every reference points at a schema that exists.
+    let text = doc.to_string();
+    for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = r.split('"').next().unwrap();
+        assert!(doc["components"]["schemas"].get(name).is_some(), "schema {name}");
+    }
+    // The customer schema is the mapping table.
+    let props = doc["components"]["schemas"]["Customer"]["properties"].as_object().unwrap();
+    for f in stoney_gateway::mapping::table::CUSTOMER {
+        assert!(props.contains_key(f.name), "{}", f.name);
+    }
+}

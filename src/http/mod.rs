@@ -5,6 +5,7 @@ pub mod customers;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod openapi;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{header, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use tokio::sync::Semaphore;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -68,6 +69,28 @@ async fn limits_and_metrics(State(limits): State<Arc<Limits>>, req: Request<Body
     res
 }
 
+/// Every route of the API. The OpenAPI document describes exactly these (a test holds
+/// the two together).
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/health", get(health::health)),
+        ("/ready", get(health::ready)),
+        ("/metrics", get(health::metrics)),
+        ("/openapi.json", get(openapi::document)),
+        ("/v1/auth", get(auth::whoami)),
+        ("/v1/customers", get(customers::list).post(customers::create)),
+        (
+            "/v1/customers/{id}",
+            get(customers::read).put(customers::replace).patch(customers::patch).delete(customers::delete),
+        ),
+    ]
+}
+
+/// The paths the router serves.
+pub fn paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(p, _)| p).collect()
+}
+
 pub struct Limits {
     slots: Arc<Semaphore>,
     timeout: Duration,
@@ -83,16 +106,11 @@ pub fn router(state: AppState) -> Router {
         let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
         tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
     };
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        .route("/v1/auth", get(auth::whoami))
-        .route("/v1/customers", get(customers::list).post(customers::create))
-        .route(
-            "/v1/customers/{id}",
-            get(customers::read).put(customers::replace).patch(customers::patch).delete(customers::delete),
-        )
+    let mut router = Router::new();
+    for (path, methods) in routes() {
+        router = router.route(path, methods);
+    }
+    router
         .fallback(not_found)
         .with_state(state)
         .layer(middleware::from_fn(error_bodies))
