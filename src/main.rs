@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use stoney_gateway::app::{self, AppState};
 use stoney_gateway::config::Settings;
-use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
+use stoney_gateway::directory::slapd::{Replication, Slapd, SlapdOptions};
 use stoney_gateway::telemetry;
 
 #[derive(Parser)]
@@ -48,9 +48,15 @@ enum Command {
         /// Base DN of the directory.
         #[arg(long, default_value = "dc=stoney-cloud,dc=org")]
         suffix: String,
-        /// Password of cn=Manager,<suffix>.
+        /// Password of cn=Manager,<suffix> (the same on every server of a replicated set).
         #[arg(long, env = "STONEY_SLAPD_ROOT_PASSWORD")]
         root_password: Option<String>,
+        /// Multi-provider replication: this server's id (1 to 4095, unique in the set).
+        #[arg(long, requires = "peer")]
+        server_id: Option<u32>,
+        /// Multi-provider replication: the URL of another server of the set (repeat for more).
+        #[arg(long, requires = "server_id")]
+        peer: Vec<String>,
     },
 }
 
@@ -74,13 +80,17 @@ fn main() -> ExitCode {
             Err(e) => Err(format!("configuration: {e}")),
         },
         Command::Dev { listen, ldap_listen } => dev(listen, ldap_listen),
-        Command::Slapd { listen, state_dir, demo, suffix, root_password } => {
+        Command::Slapd { listen, state_dir, demo, suffix, root_password, server_id, peer } => {
+            // In a replicated set the server started with --demo loads the data; the
+            // others start empty and replicate it.
+            let replication = server_id.map(|id| Replication { server_id: id, peers: peer, load_data: demo });
             let opts = SlapdOptions {
                 suffix,
                 demo_data: demo,
                 listen,
                 state_dir: Some(state_dir),
                 root_password,
+                replication,
                 ..Default::default()
             };
             match Slapd::start(opts) {

@@ -309,7 +309,8 @@ impl Slapd {
         let root_password = opts.root_password.clone().unwrap_or_else(random_password);
         let gateway_dn = format!("{GATEWAY_RDN},{}", opts.suffix);
         let config_dir = dir.join("slapd.d");
-        if !config_dir.join("cn=config.ldif").exists() {
+        let fresh = !config_dir.join("cn=config.ldif").exists();
+        if fresh {
             fs::create_dir_all(dir.join("db"))?;
             fs::create_dir_all(dir.join("accesslog"))?;
             fs::create_dir_all(&config_dir)?;
@@ -355,7 +356,7 @@ impl Slapd {
             };
             match spawn(&slapd, &dir, &config_dir, addr)? {
                 Ok((child, startup)) => {
-                    return Ok(Slapd {
+                    let slapd = Slapd {
                         child: Some(child),
                         _temp: temp,
                         dir,
@@ -368,7 +369,13 @@ impl Slapd {
                         gateway_dn,
                         gateway_password: GATEWAY_PASSWORD.into(),
                         startup,
-                    })
+                    };
+                    if fresh {
+                        if let Some(r) = &opts.replication {
+                            slapd.mark_replication_start(r.server_id)?;
+                        }
+                    }
+                    return Ok(slapd);
                 }
                 Err(e) => last_err = e,
             }
@@ -403,32 +410,43 @@ impl Slapd {
                 ..opts.clone()
             })?);
         }
-        // One delete at the start, so that every server's write log reaches back before
-        // any cookie a peer can hold: a server that restarts then answers a resuming
-        // peer with the deletes since its cookie rather than with a present phase.
-        let first = &out[0];
-        let marker = format!("cn=replication-start,ou=administration,{}", first.suffix);
+        Ok(out)
+    }
+
+    /// One delete in a new replicated server's write log, so that the log reaches back
+    /// before any cookie a peer can hold: when this server restarts, a resuming peer
+    /// gets the deletes since its cookie rather than a present phase (which made the
+    /// peer drop entries it had written meanwhile).
+    fn mark_replication_start(&self, server_id: u32) -> Result<(), LaunchError> {
+        let marker = format!("cn=replication-start-{server_id},ou=administration,{}", self.suffix);
         let ldif = format!(
-            "dn: {marker}\nchangetype: add\nobjectClass: applicationProcess\ncn: replication-start\n\n\
+            "dn: {marker}\nchangetype: add\nobjectClass: applicationProcess\ncn: replication-start-{server_id}\n\n\
              dn: {marker}\nchangetype: delete\n"
         );
-        let mut child = Command::new(find_binary("ldapmodify")?)
-            .args(["-x", "-H", &first.url, "-D", &first.root_dn, "-w", &first.root_password])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(ldif.as_bytes())?;
+        // A server that starts empty gets ou=administration by replication: try until then.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut child = Command::new(find_binary("ldapmodify")?)
+                .args(["-x", "-c", "-H", &self.url, "-D", &self.root_dn, "-w", &self.root_password])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(ldif.as_bytes())?;
+            }
+            let done = child.wait_with_output()?;
+            if done.status.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(LaunchError::Step {
+                    step: "marking the start of replication".into(),
+                    detail: String::from_utf8_lossy(&done.stderr).trim().to_string(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        let done = child.wait_with_output()?;
-        if !done.status.success() {
-            return Err(LaunchError::Step {
-                step: "marking the start of replication".into(),
-                detail: String::from_utf8_lossy(&done.stderr).trim().to_string(),
-            });
-        }
-        Ok(out)
     }
 
     /// Stops the server at once, as a crash would (SIGKILL), and waits for it.
