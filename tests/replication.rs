@@ -8,28 +8,7 @@ use std::time::{Duration, Instant};
 
 use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
 
-fn ldapsearch(s: &Slapd, base: &str, filter: &str, attrs: &[&str]) -> String {
-    let out = std::process::Command::new("ldapsearch")
-        .args([
-            "-x",
-            "-LLL",
-            "-o",
-            "ldif-wrap=no",
-            "-H",
-            &s.url,
-            "-D",
-            &s.root_dn,
-            "-w",
-            &s.root_password,
-            "-b",
-            base,
-            filter,
-        ])
-        .args(attrs)
-        .output()
-        .expect("ldapsearch runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::ldapsearch_on as ldapsearch;
 
 #[test]
 fn two_launched_servers_replicate_each_other() {

@@ -265,11 +265,15 @@ fn fold_for_match(kind: Kind, s: &str, out: &mut String) {
         *out = String::from_utf8(buf).unwrap_or_default();
         return;
     }
+    let chars = s.chars().filter(|c| !(phone && (c.is_whitespace() || *c == '-')));
+    push_collapsed(out, chars, |out, c| out.extend(c.to_lowercase()));
+}
+
+/// Pushes characters with every run of inner white space as one space (leading white
+/// space dropped); `push` writes each other character.
+fn push_collapsed(out: &mut String, chars: impl Iterator<Item = char>, mut push: impl FnMut(&mut String, char)) {
     let mut space = false;
-    for c in s.chars() {
-        if phone && (c.is_whitespace() || c == '-') {
-            continue;
-        }
+    for c in chars {
         if c.is_whitespace() {
             space = true;
             continue;
@@ -278,7 +282,7 @@ fn fold_for_match(kind: Kind, s: &str, out: &mut String) {
             out.push(' ');
         }
         space = false;
-        out.extend(c.to_lowercase());
+        push(out, c);
     }
 }
 
@@ -413,30 +417,17 @@ pub enum SortKey {
 /// The folded form of text for sorting.
 pub fn collate(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut space = false;
-    for c in s.trim().nfd() {
-        if ('\u{300}'..='\u{36f}').contains(&c) {
-            continue;
-        }
-        if c.is_whitespace() {
-            space = true;
-            continue;
-        }
-        if space && !out.is_empty() {
-            out.push(' ');
-        }
-        space = false;
-        match c {
-            'ß' | 'ẞ' => out.push_str("ss"),
-            'æ' | 'Æ' => out.push_str("ae"),
-            'œ' | 'Œ' => out.push_str("oe"),
-            'ø' | 'Ø' => out.push('o'),
-            'ł' | 'Ł' => out.push('l'),
-            'đ' | 'Đ' => out.push('d'),
-            'þ' | 'Þ' => out.push_str("th"),
-            c => out.extend(c.to_lowercase()),
-        }
-    }
+    let letters = s.trim().nfd().filter(|c| !('\u{300}'..='\u{36f}').contains(c));
+    push_collapsed(&mut out, letters, |out, c| match c {
+        'ß' | 'ẞ' => out.push_str("ss"),
+        'æ' | 'Æ' => out.push_str("ae"),
+        'œ' | 'Œ' => out.push_str("oe"),
+        'ø' | 'Ø' => out.push('o'),
+        'ł' | 'Ł' => out.push('l'),
+        'đ' | 'Đ' => out.push('d'),
+        'þ' | 'Þ' => out.push_str("th"),
+        c => out.extend(c.to_lowercase()),
+    });
     out
 }
 

@@ -128,26 +128,7 @@ impl TestApp {
 
     /// ldapsearch as the directory's root, one line per attribute (LDIF).
     pub fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
-        let out = std::process::Command::new("ldapsearch")
-            .args([
-                "-x",
-                "-LLL",
-                "-o",
-                "ldif-wrap=no",
-                "-H",
-                &self.slapd.url,
-                "-D",
-                &self.slapd.root_dn,
-                "-w",
-                &self.slapd.root_password,
-                "-b",
-                base,
-                filter,
-            ])
-            .args(attrs)
-            .output()
-            .expect("ldapsearch runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        ldapsearch_on(&self.slapd, base, filter, attrs)
     }
 
     /// Runs ldapmodify as the directory's root with the given LDIF.
@@ -167,6 +148,17 @@ impl TestApp {
     pub fn suffix(&self) -> &str {
         &self.slapd.suffix
     }
+}
+
+/// ldapsearch against a server as its root, one line per attribute (LDIF).
+pub fn ldapsearch_on(slapd: &Slapd, base: &str, filter: &str, attrs: &[&str]) -> String {
+    let out = std::process::Command::new("ldapsearch")
+        .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &slapd.url, "-D", &slapd.root_dn])
+        .args(["-w", &slapd.root_password, "-b", base, filter])
+        .args(attrs)
+        .output()
+        .expect("ldapsearch runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn address() -> Value {

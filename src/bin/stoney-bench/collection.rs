@@ -290,19 +290,8 @@ pub async fn collection(out: &Path, customers: u64, seconds: u64, rounds: usize)
                 gw_series.add(
                     load(c, d, move |_, _| {
                         let (client, url) = (client.clone(), url.clone());
-                        Box::pin(async move {
-                            let res = client
-                                .get(&url)
-                                .basic_auth("admin@stoney-cloud.org", Some("admin-secret"))
-                                .send()
-                                .await
-                                .map_err(|e| e.to_string())?;
-                            if res.status() != 200 {
-                                return Err(format!("status {}", res.status()));
-                            }
-                            res.bytes().await.map_err(|e| e.to_string())?;
-                            Ok(())
-                        }) as BoxFut
+                        let req = client.get(&url).basic_auth("admin@stoney-cloud.org", Some("admin-secret"));
+                        Box::pin(expect_status(req, 200)) as BoxFut
                     })
                     .await,
                 );

@@ -244,3 +244,13 @@ pub fn row(name: &str, s: &Series, base: Option<&Series>) -> String {
         s.all.errors
     )
 }
+
+/// Sends a request and reads the whole answer; an error unless it has status `want`.
+pub async fn expect_status(req: reqwest::RequestBuilder, want: u16) -> Result<(), String> {
+    let res = req.send().await.map_err(|e| e.to_string())?;
+    if res.status().as_u16() != want {
+        return Err(format!("status {}", res.status()));
+    }
+    res.bytes().await.map_err(|e| e.to_string())?;
+    Ok(())
+}

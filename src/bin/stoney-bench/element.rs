@@ -86,21 +86,12 @@ pub async fn element(out: &Path, concurrency: usize, seconds: u64, rounds: usize
             let (client, url) = (client.clone(), g.base.clone());
             series.add(
                 load(concurrency, d, move |w, i| {
-                    let client = client.clone();
-                    let url = url.clone();
-                    Box::pin(async move {
-                        let (id, _) = demo_customer(i * 7 + w as u64);
-                        let mut req = client.get(format!("{url}/v1/customers/{id}"));
-                        if auth {
-                            req = req.basic_auth("admin@stoney-cloud.org", Some("admin-secret"));
-                        }
-                        let res = req.send().await.map_err(|e| e.to_string())?;
-                        if res.status() != 200 {
-                            return Err(format!("status {}", res.status()));
-                        }
-                        res.bytes().await.map_err(|e| e.to_string())?;
-                        Ok(())
-                    }) as BoxFut
+                    let (id, _) = demo_customer(i * 7 + w as u64);
+                    let mut req = client.get(format!("{url}/v1/customers/{id}"));
+                    if auth {
+                        req = req.basic_auth("admin@stoney-cloud.org", Some("admin-secret"));
+                    }
+                    Box::pin(expect_status(req, 200)) as BoxFut
                 })
                 .await,
             );
@@ -124,20 +115,11 @@ pub async fn element(out: &Path, concurrency: usize, seconds: u64, rounds: usize
                     let client = client.clone();
                     let url = url.clone();
                     let n = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    Box::pin(async move {
-                        let res = client
-                            .post(format!("{url}/v1/customers"))
-                            .basic_auth("admin@stoney-cloud.org", Some("admin-secret"))
-                            .json(&customer_body(n))
-                            .send()
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        if res.status() != 201 {
-                            return Err(format!("status {}", res.status()));
-                        }
-                        res.bytes().await.map_err(|e| e.to_string())?;
-                        Ok(())
-                    }) as BoxFut
+                    let req = client
+                        .post(format!("{url}/v1/customers"))
+                        .basic_auth("admin@stoney-cloud.org", Some("admin-secret"))
+                        .json(&customer_body(n));
+                    Box::pin(expect_status(req, 201)) as BoxFut
                 })
                 .await,
             );
