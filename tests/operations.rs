@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use reqwest::Method;
 use serde_json::Value;
-use stoney_gateway::directory::slapd::SlapdOptions;
+use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
 
 fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) on a process of ours has no memory-safety preconditions.
@@ -50,64 +50,76 @@ async fn metrics_count_requests_ldap_operations_and_show_the_pools() {
     assert_eq!(sample(&after, "stoney_index_loaded"), 1.0);
 }
 
+/// The gateway on a directory behind a proxy that can stall it.
+async fn stallable(tweak: impl FnOnce(&mut stoney_gateway::config::Settings)) -> (Gateway, StallingProxy, Slapd) {
+    let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
+        .await
+        .unwrap()
+        .expect("slapd");
+    let proxy = StallingProxy::start(slapd.listen).await;
+    let mut settings = settings_for(&slapd);
+    settings.ldap.urls = vec![proxy.url.clone()];
+    tweak(&mut settings);
+    (start_gateway(settings).await, proxy, slapd)
+}
+
+async fn get(gw: &Gateway, path: &str) -> reqwest::Response {
+    gw.client.get(format!("{}{path}", gw.base)).basic_auth(ADMIN.0, Some(ADMIN.1)).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn a_request_over_the_timeout_gets_503_and_the_gateway_recovers() {
-    let app = spawn_app_with(SlapdOptions { demo_data: true, ..Default::default() }, |s| {
-        s.http.request_timeout_ms = 300;
-    })
-    .await;
-    assert_eq!(app.get("/v1/customers/5000001").await.status(), 200);
-    let pid = app.slapd.pid().unwrap();
-    signal(pid, libc::SIGSTOP);
+    let (gw, proxy, _slapd) = stallable(|s| s.http.request_timeout_ms = 300).await;
+    assert_eq!(get(&gw, "/v1/customers/5000001").await.status(), 200);
+    proxy.pause(true);
     let started = Instant::now();
-    let res = app.get("/v1/customers/5000002").await;
+    let res = get(&gw, "/v1/customers/5000002").await;
     let took = started.elapsed();
-    signal(pid, libc::SIGCONT);
+    proxy.pause(false);
     assert_eq!(res.status(), 503);
     assert!(res.headers().contains_key("retry-after"));
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "timeout");
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
-    assert_eq!(app.get("/v1/customers/5000002").await.status(), 200, "works again once the directory answers");
+    assert_eq!(get(&gw, "/v1/customers/5000002").await.status(), 200, "works again once the directory answers");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_the_concurrency_cap_get_503_at_once() {
-    let app = spawn_app_with(SlapdOptions { demo_data: true, ..Default::default() }, |s| {
-        s.http.max_concurrent_requests = 2;
-    })
-    .await;
-    assert_eq!(app.get("/v1/customers/5000001").await.status(), 200);
-    let pid = app.slapd.pid().unwrap();
-    signal(pid, libc::SIGSTOP);
+    let (gw, proxy, _slapd) = stallable(|s| s.http.max_concurrent_requests = 2).await;
+    assert_eq!(get(&gw, "/v1/customers/5000001").await.status(), 200);
+    proxy.pause(true);
     let mut slow = Vec::new();
     for id in [5000002, 5000003] {
-        let req = app.req(Method::GET, &format!("/v1/customers/{id}"));
+        let req = gw.client.get(format!("{}/v1/customers/{id}", gw.base)).basic_auth(ADMIN.0, Some(ADMIN.1));
         slow.push(tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    let res = app.get("/v1/customers/5000004").await;
+    let res = get(&gw, "/v1/customers/5000004").await;
     assert_eq!(res.status(), 503);
     assert!(started.elapsed() < Duration::from_millis(500), "not queued");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "overloaded");
-    signal(pid, libc::SIGCONT);
+    proxy.pause(false);
     for s in slow {
         assert_eq!(s.await.unwrap(), 200, "the requests in flight finish");
     }
-    assert_eq!(app.get("/v1/customers/5000004").await.status(), 200);
+    assert_eq!(get(&gw, "/v1/customers/5000004").await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_request_in_flight_finish() {
-    let slapd = stoney_gateway::directory::slapd::Slapd::start(SlapdOptions { demo_data: true, ..Default::default() })
+    let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
+        .await
+        .unwrap()
         .expect("slapd");
+    let proxy = StallingProxy::start(slapd.listen).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut gateway = std::process::Command::new(env!("CARGO_BIN_EXE_stoney-gateway"))
         .arg("serve")
         .env("STONEY__LISTEN", format!("127.0.0.1:{port}"))
-        .env("STONEY__LDAP__URLS", &slapd.url)
+        .env("STONEY__LDAP__URLS", &proxy.url)
         .env("STONEY__LDAP__BIND_DN", &slapd.gateway_dn)
         .env("STONEY__LDAP__BIND_PASSWORD", &slapd.gateway_password)
         .env("STONEY__LOG__LEVEL", "warn")
@@ -121,14 +133,14 @@ async fn sigterm_lets_a_request_in_flight_finish() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The directory stalls, a request is in flight, then the gateway is told to stop.
-    signal(slapd.pid().unwrap(), libc::SIGSTOP);
+    proxy.pause(true);
     let req = client.get(format!("{base}/v1/customers/5000001")).basic_auth(ADMIN.0, Some(ADMIN.1));
     let in_flight = tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(gateway.id(), libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(gateway.try_wait().unwrap().is_none(), "still finishing the request in flight");
-    signal(slapd.pid().unwrap(), libc::SIGCONT);
+    proxy.pause(false);
     assert_eq!(in_flight.await.unwrap().expect("an answer"), 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -136,7 +148,7 @@ async fn sigterm_lets_a_request_in_flight_finish() {
             break s;
         }
         assert!(Instant::now() < deadline, "the gateway exits after the request");
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "{status}");
     // New connections are refused once it has stopped.

@@ -253,6 +253,10 @@ fn spawn(
 ) -> Result<Result<(Child, Duration), String>, LaunchError> {
     let url = format!("ldap://{addr}/");
     let log = fs::File::create(dir.join("slapd.log"))?;
+    // slapd writes its pid file once its listeners are bound: the proof that whatever
+    // answers on the port is this server and not another one that took the port first.
+    let pid_file = dir.join("slapd.pid");
+    let _ = fs::remove_file(&pid_file);
     let started = Instant::now();
     // STONEY_SLAPD_DEBUG=stats keeps slapd's log (slapd.log in its folder).
     let level = std::env::var("STONEY_SLAPD_DEBUG").unwrap_or_else(|_| "0".into());
@@ -272,7 +276,8 @@ fn spawn(
             let log = fs::read_to_string(dir.join("slapd.log")).unwrap_or_default();
             return Ok(Err(format!("slapd exited with {status}: {}", log.trim())));
         }
-        if answers_ldap(probe) {
+        let ours = fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == child.id().to_string());
+        if ours && answers_ldap(probe) {
             return Ok(Ok((child, started.elapsed())));
         }
         if Instant::now() > deadline {

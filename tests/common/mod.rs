@@ -194,3 +194,57 @@ pub fn person() -> Value {
         "billingAddress": address()
     })
 }
+
+/// A TCP proxy in front of a directory server that can stall: while paused, nothing it
+/// receives is passed on, as with a server that hangs (the connections stay open).
+pub struct StallingProxy {
+    pub url: String,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while paused.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+impl StallingProxy {
+    pub async fn start(target: std::net::SocketAddr) -> StallingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ldap://{}/", listener.local_addr().unwrap());
+        let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let p = paused.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else { continue };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pipe(cr, sw, p.clone()));
+                tokio::spawn(pipe(sr, cw, p.clone()));
+            }
+        });
+        StallingProxy { url, paused, _task: task }
+    }
+
+    /// Stalls (or lets through again) everything in both directions.
+    pub fn pause(&self, stalled: bool) {
+        self.paused.store(stalled, std::sync::atomic::Ordering::Relaxed);
+    }
+}
