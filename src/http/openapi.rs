@@ -137,6 +137,20 @@ pub fn build(public_url: &str) -> Value {
         json!({"required": true, "content": content})
     };
     let etag = json!({"ETag": {"schema": {"type": "string"}}});
+    // PUT and PATCH answer alike.
+    let write_responses = |done: &str| {
+        responses(&[
+            ("200", json!({"description": done, "headers": etag.clone()})),
+            ("400", error("Malformed JSON.")),
+            ("403", error("A change the caller may not make.")),
+            ("404", error("No such customer, or not the caller's.")),
+            ("409", error("The externalID is taken.")),
+            ("412", error("The ETag is stale.")),
+            ("413", error("The body is too large.")),
+            ("415", error("The body is not JSON.")),
+            ("422", error("Invalid fields.")),
+        ])
+    };
     let plain = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"type": "object"}}}});
     json!({
         "openapi": "3.0.3",
@@ -181,21 +195,10 @@ pub fn build(public_url: &str) -> Value {
                     ("404", error("No such customer, or not the caller's.")),
                 ])},
                 "put": {"summary": "Replaces a customer (optional fields left out are removed).", "parameters": [if_match.clone()],
-                    "requestBody": customer_body(&["application/json"]), "responses": responses(&[
-                        ("200", json!({"description": "Replaced.", "headers": etag.clone()})),
-                        ("400", error("Malformed JSON.")), ("403", error("A change the caller may not make.")),
-                        ("404", error("No such customer, or not the caller's.")), ("409", error("The externalID is taken.")),
-                        ("412", error("The ETag is stale.")), ("413", error("The body is too large.")),
-                        ("415", error("The body is not JSON.")), ("422", error("Invalid fields.")),
-                    ])},
+                    "requestBody": customer_body(&["application/json"]), "responses": write_responses("Replaced.")},
                 "patch": {"summary": "Changes a customer (JSON merge patch, RFC 7396; null removes).", "parameters": [if_match.clone()],
-                    "requestBody": customer_body(&["application/merge-patch+json", "application/json"]), "responses": responses(&[
-                        ("200", json!({"description": "Changed.", "headers": etag.clone()})),
-                        ("400", error("Malformed JSON.")), ("403", error("A change the caller may not make.")),
-                        ("404", error("No such customer, or not the caller's.")), ("409", error("The externalID is taken.")),
-                        ("412", error("The ETag is stale.")), ("413", error("The body is too large.")),
-                        ("415", error("The body is not JSON.")), ("422", error("Invalid fields.")),
-                    ])},
+                    "requestBody": customer_body(&["application/merge-patch+json", "application/json"]),
+                    "responses": write_responses("Changed.")},
                 "delete": {"summary": "Deletes a customer and everything under it.", "parameters": [if_match.clone()],
                     "responses": responses(&[
                         ("200", json!({"description": "Deleted."})),

@@ -181,28 +181,24 @@ impl Row {
     }
 }
 
+/// The customer's fields that pass `pick`, then the billing address's.
+fn customer_and_billing(pick: fn(&Field) -> bool) -> Vec<Column> {
+    let customer = CUSTOMER.iter().filter(|f| pick(f)).map(|field| Column { part: Part::Customer, field });
+    customer.chain(ADDRESS.iter().filter(|f| pick(f)).map(|field| Column { part: Part::Billing, field })).collect()
+}
+
 /// The columns `q=` searches: the searchable customer fields and the searchable fields of
 /// the billing address.
 pub fn searchable_columns() -> &'static [Column] {
     static COLS: OnceLock<Vec<Column>> = OnceLock::new();
-    COLS.get_or_init(|| {
-        let mut out: Vec<Column> =
-            CUSTOMER.iter().filter(|f| f.searchable).map(|f| Column { part: Part::Customer, field: f }).collect();
-        out.extend(ADDRESS.iter().filter(|f| f.searchable).map(|f| Column { part: Part::Billing, field: f }));
-        out
-    })
+    COLS.get_or_init(|| customer_and_billing(|f| f.searchable))
 }
 
 /// The columns of a collection item, in the order of the item: the customer's own
 /// fields, then the billing address's.
 pub fn item_columns() -> &'static [Column] {
     static COLS: OnceLock<Vec<Column>> = OnceLock::new();
-    COLS.get_or_init(|| {
-        let mut out: Vec<Column> =
-            CUSTOMER.iter().filter(|f| f.in_collection).map(|f| Column { part: Part::Customer, field: f }).collect();
-        out.extend(ADDRESS.iter().filter(|f| f.in_collection).map(|f| Column { part: Part::Billing, field: f }));
-        out
-    })
+    COLS.get_or_init(|| customer_and_billing(|f| f.in_collection))
 }
 
 /// A column by the name a list query uses: a field of the element (`isActive`), a dotted
