@@ -252,7 +252,7 @@ fn spawn(
     addr: SocketAddr,
 ) -> Result<Result<(Child, Duration), String>, LaunchError> {
     let url = format!("ldap://{addr}/");
-    let log = fs::File::create(dir.join("slapd.log"))?;
+    let log = fs::OpenOptions::new().create(true).append(true).open(dir.join("slapd.log"))?;
     // slapd writes its pid file once its listeners are bound: the proof that whatever
     // answers on the port is this server and not another one that took the port first.
     let pid_file = dir.join("slapd.pid");
