@@ -39,13 +39,19 @@ impl AppState {
             starttls: l.starttls,
             tls_verify: l.tls_verify,
             failback_after: Duration::from_millis(l.failback_after_ms),
+            reconcile: false,
         };
         let binds = pool::build(
             ConnSpec { bind_dn: String::new(), bind_password: String::new(), ..spec.clone() },
             settings.auth.bind_pool_size.max(1),
             Duration::from_millis(l.pool_wait_ms),
         )?;
-        let pool = pool::build(spec.clone(), l.pool_size.max(1), Duration::from_millis(l.pool_wait_ms))?;
+        // The pool that writes compares the servers after a disturbance.
+        let pool = pool::build(
+            ConnSpec { reconcile: true, ..spec.clone() },
+            l.pool_size.max(1),
+            Duration::from_millis(l.pool_wait_ms),
+        )?;
         let directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms))
             .with_failover_id_gap(l.failover_id_gap);
         let index = Arc::new(CustomerIndex::new(&l.base_dn));
@@ -97,7 +103,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // The customer index follows the directory for as long as the server runs.
     let sync = tokio::spawn(state.sync.clone().run(state.customers.index().clone()));
-    // With several servers: move back to a preferred one once it answers again.
+    // With several servers: watch them, compare their replication after a disturbance,
+    // and move back to a preferred one once it answers again and holds what it should.
     let pools = [state.directory.pool().clone(), state.auth.pool().clone()];
     let every = Duration::from_millis(state.settings.ldap.failback_interval_ms.max(100));
     let failback = tokio::spawn(async move {
@@ -105,6 +112,7 @@ pub async fn serve(
         loop {
             tick.tick().await;
             for p in &pools {
+                p.manager().watch().await;
                 p.manager().probe_failback().await;
             }
         }

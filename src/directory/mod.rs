@@ -8,6 +8,7 @@ pub mod escape;
 pub mod layout;
 pub mod ops;
 pub mod pool;
+pub mod reconcile;
 pub mod slapd;
 pub mod sync;
 

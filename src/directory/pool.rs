@@ -9,11 +9,12 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
 
+use super::reconcile::{self, Seen};
 use super::sync::Csns;
 use super::DirError;
 
@@ -30,6 +31,9 @@ pub struct ConnSpec {
     /// How long a preferred server must answer and keep up before it is used again
     /// (its own replication consumers finish their refresh meanwhile).
     pub failback_after: Duration,
+    /// Whether `watch` compares the servers after a disturbance and moves back to a
+    /// preferred one only once it holds what the one in use has (the pool that writes).
+    pub reconcile: bool,
 }
 
 /// A pooled connection: the LDAP handle, which server it goes to, and the generation of
@@ -64,16 +68,83 @@ pub struct LdapManager {
     failovers: AtomicU64,
     /// A preferred server seen answering and caught up, since when.
     candidate: std::sync::Mutex<Option<(usize, std::time::Instant)>>,
+    /// Per server: since when it is to be compared with the server in use (`watch`).
+    pending: std::sync::Mutex<Vec<Option<SystemTime>>>,
+    /// Counts the disturbances, so a comparison clears only what it checked.
+    disturbances: AtomicU64,
+    /// One connection per server, whose loss tells that it stopped or restarted.
+    watchers: tokio::sync::Mutex<Vec<Option<Ldap>>>,
+    /// Entries sent again through replication because a server had missed them.
+    resent: AtomicU64,
+    /// Per server: comparisons in a row that sent entries again.
+    rounds: std::sync::Mutex<Vec<u32>>,
+}
+
+/// Comparisons in a row that send entries again before the gateway stops sending them:
+/// a server that still lacks them then does not take them from replication at all.
+const RESEND_ROUNDS: u32 = 5;
+
+/// What one comparison of two servers found.
+enum Compared {
+    /// The other server has not yet reached what the one in use had.
+    Behind,
+    /// Both hold the same; entries the gateway may not change are named if they differ.
+    Same { unfixable: Vec<String> },
+    /// This many entries were sent again; compare once more.
+    Resent(usize),
+    /// This many entries differ and were not sent again (`RESEND_ROUNDS` were tried).
+    Differ(usize),
 }
 
 impl LdapManager {
     pub fn new(spec: ConnSpec) -> Self {
+        let n = spec.urls.len();
         LdapManager {
             spec,
             current: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             candidate: Default::default(),
+            pending: std::sync::Mutex::new(vec![None; n]),
+            disturbances: AtomicU64::new(0),
+            watchers: tokio::sync::Mutex::new((0..n).map(|_| None).collect()),
+            resent: AtomicU64::new(0),
+            rounds: std::sync::Mutex::new(vec![0; n]),
+        }
+    }
+
+    /// How many entries were sent again because a server's replication had missed them.
+    pub fn resent(&self) -> u64 {
+        self.resent.load(Ordering::Relaxed)
+    }
+
+    /// Servers still to be compared with the one in use after a disturbance.
+    pub fn unchecked(&self) -> Vec<usize> {
+        self.pending.lock().map(|p| (0..p.len()).filter(|&s| p[s].is_some()).collect()).unwrap_or_default()
+    }
+
+    /// Notes that these servers' replication with the one in use may have missed
+    /// something from now on.
+    fn mark(&self, servers: impl Iterator<Item = usize>) {
+        if !self.spec.reconcile {
+            return;
+        }
+        let now = SystemTime::now();
+        if let Ok(mut p) = self.pending.lock() {
+            for s in servers {
+                p[s].get_or_insert(now);
+            }
+        }
+        self.disturbances.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A server stopped answering or restarted: if it is the one in use, every other
+    /// server's replication from it was cut, else only its own.
+    fn disturbed(&self, server: usize, current: usize) {
+        if server == current {
+            self.mark((0..self.spec.urls.len()).filter(|&s| s != current));
+        } else {
+            self.mark(std::iter::once(server));
         }
     }
 
@@ -94,6 +165,7 @@ impl LdapManager {
     fn switch_to(&self, server: usize, why: &str) {
         let before = self.current.swap(server, Ordering::Relaxed);
         if before != server {
+            self.mark((0..self.spec.urls.len()).filter(|&s| s != server));
             self.generation.fetch_add(1, Ordering::Relaxed);
             self.failovers.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(from = %self.spec.urls[before], to = %self.spec.urls[server], "LDAP {why}");
@@ -135,23 +207,248 @@ impl LdapManager {
     async fn progress(&self, url: &str) -> Option<Csns> {
         let probe = async {
             let mut ldap = self.connect(url, true).await.ok()?;
-            let res = ldap.search(&self.spec.base_dn, Scope::Base, "(objectClass=*)", vec!["contextCSN"]).await;
+            let csns = self.context_csns(&mut ldap).await;
             let _ = ldap.unbind().await;
-            let ldap3::SearchResult(entries, result) = res.ok()?;
-            match result.rc {
-                0 => Some(Csns::from_values(
-                    entries
-                        .into_iter()
-                        .flat_map(|e| SearchEntry::construct(e).attrs.into_values().flatten())
-                        .collect::<Vec<_>>()
-                        .iter()
-                        .map(String::as_str),
-                )),
-                32 => Some(Csns::default()),
-                _ => None,
-            }
+            csns
         };
         tokio::time::timeout(self.spec.connect_timeout, probe).await.ok().flatten()
+    }
+
+    /// The `contextCSN` read over a connection; `None` when it fails.
+    async fn context_csns(&self, ldap: &mut Ldap) -> Option<Csns> {
+        let search = ldap.search(&self.spec.base_dn, Scope::Base, "(objectClass=*)", vec!["contextCSN"]);
+        let ldap3::SearchResult(entries, result) =
+            tokio::time::timeout(self.spec.connect_timeout, search).await.ok()?.ok()?;
+        match result.rc {
+            0 => Some(Csns::from_values(
+                entries
+                    .into_iter()
+                    .flat_map(|e| SearchEntry::construct(e).attrs.into_values().flatten())
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str),
+            )),
+            32 => Some(Csns::default()),
+            _ => None,
+        }
+    }
+
+    /// Keeps a connection to every server and notes when one is lost (the server
+    /// stopped or restarted) or cannot be made. Once such a server answers again and its
+    /// replication has caught up, compares what both it and the server in use hold since
+    /// shortly before the disturbance, and has the side that holds an entry the other
+    /// lacks send it again through replication (see `reconcile`). A preferred server is
+    /// used again only after that comparison came out equal.
+    pub async fn watch(&self) {
+        let n = self.spec.urls.len();
+        if n < 2 || !self.spec.reconcile {
+            return;
+        }
+        let mut conns = self.watchers.lock().await;
+        let current = self.current_server();
+        for (i, slot) in conns.iter_mut().enumerate() {
+            let url = &self.spec.urls[i];
+            if let Some(ldap) = slot.as_mut() {
+                if self.context_csns(ldap).await.is_some() {
+                    continue;
+                }
+                *slot = None;
+                self.disturbed(i, current);
+                tracing::info!(%url, "LDAP server stopped answering; its replication is compared once it is back");
+            }
+            match tokio::time::timeout(self.spec.connect_timeout, self.connect(url, true)).await {
+                Ok(Ok(ldap)) => *slot = Some(ldap),
+                _ => self.disturbed(i, current),
+            }
+        }
+        let todo: Vec<(usize, SystemTime)> = match self.pending.lock() {
+            Ok(p) => {
+                p.iter().enumerate().filter_map(|(s, t)| t.map(|t| (s, t))).filter(|(s, _)| *s != current).collect()
+            }
+            Err(_) => return,
+        };
+        for (peer, since) in todo {
+            let seen = self.disturbances.load(Ordering::Relaxed);
+            let (cur, other) = if current < peer {
+                let (a, b) = conns.split_at_mut(peer);
+                (&mut a[current], &mut b[0])
+            } else {
+                let (a, b) = conns.split_at_mut(current);
+                (&mut b[0], &mut a[peer])
+            };
+            let (Some(cur), Some(other)) = (cur.as_mut(), other.as_mut()) else { continue };
+            let url = &self.spec.urls[peer];
+            let rounds = self.rounds.lock().map(|r| r[peer]).unwrap_or(0);
+            let outcome = self.compare(cur, other, since, rounds < RESEND_ROUNDS).await;
+            if let (Ok(mut r), Ok(o)) = (self.rounds.lock(), &outcome) {
+                match o {
+                    Compared::Same { .. } => r[peer] = 0,
+                    Compared::Resent(_) | Compared::Differ(_) => r[peer] = r[peer].saturating_add(1),
+                    Compared::Behind => {}
+                }
+            }
+            match outcome {
+                Ok(Compared::Behind) => {}
+                Ok(Compared::Same { unfixable }) => {
+                    if !unfixable.is_empty() {
+                        tracing::warn!(%url, entries = ?unfixable, "servers differ in entries the gateway may not change");
+                    }
+                    if let Ok(mut p) = self.pending.lock() {
+                        if self.disturbances.load(Ordering::Relaxed) == seen {
+                            p[peer] = None;
+                            tracing::info!(%url, "replication checked: the server holds what the one in use has");
+                        }
+                    }
+                }
+                Ok(Compared::Resent(k)) => {
+                    self.resent.fetch_add(k as u64, Ordering::Relaxed);
+                    tracing::warn!(%url, entries = k, "replication had missed entries; sent them again");
+                }
+                Ok(Compared::Differ(k)) => {
+                    if rounds == RESEND_ROUNDS {
+                        tracing::error!(
+                            %url,
+                            entries = k,
+                            "the server does not take entries sent again: its replication with the server in use is not working"
+                        );
+                    }
+                }
+                Err(e) => tracing::info!(%url, error = %e, "could not compare the servers yet"),
+            }
+        }
+    }
+
+    /// Compares two servers since `since` (less `reconcile::MARGIN`); sends what one
+    /// lacks again if `resend`.
+    async fn compare(
+        &self,
+        cur: &mut Ldap,
+        peer: &mut Ldap,
+        since: SystemTime,
+        resend: bool,
+    ) -> Result<Compared, DirError> {
+        let gone = || DirError::Unavailable("a server stopped answering during the comparison".into());
+        let mine_at = self.context_csns(cur).await.ok_or_else(gone)?;
+        // Each must have reached what the other had: replication lags a little behind
+        // the writes, and what is still on its way is not missing.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let theirs_at = loop {
+            let have = self.context_csns(peer).await.ok_or_else(gone)?;
+            if have.covers(&mine_at) {
+                break have;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Ok(Compared::Behind);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        while !self.context_csns(cur).await.ok_or_else(gone)?.covers(&theirs_at) {
+            if tokio::time::Instant::now() > deadline {
+                return Ok(Compared::Behind);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let from = reconcile::csn_at(since.checked_sub(reconcile::MARGIN).unwrap_or(since));
+        let filter = format!("(entryCSN>={})", super::escape::filter_value(&from));
+        let mine = self.seen(cur, &filter).await?;
+        let theirs = self.seen(peer, &filter).await?;
+        let mut resent = 0;
+        let mut differ = 0;
+        let mut unfixable = Vec::new();
+        // What the server in use has and the other lacks is sent again from the server in
+        // use: it takes every write, so its state of an entry is the newest.
+        for gap in reconcile::missing(&mine, &theirs, &mine_at) {
+            tracing::debug!(dn = %gap.entry.dn, csn = %gap.entry.csn, absent = gap.absent, "an entry the other server lacks");
+            if !resend {
+                differ += 1;
+                continue;
+            }
+            match self.resend(cur, &gap.entry.dn).await? {
+                true => resent += 1,
+                false => unfixable.push(gap.entry.dn.clone()),
+            }
+        }
+        // What only the other server has is sent again from there. An entry the server in
+        // use holds in an older state is left alone: sending the other's state with a new
+        // CSN could undo a write the server in use has taken meanwhile.
+        for gap in reconcile::missing(&theirs, &mine, &theirs_at) {
+            // Outside the compared span the server in use may still hold the entry.
+            if !gap.absent || self.holds(cur, &gap.entry.uuid).await? {
+                tracing::info!(dn = %gap.entry.dn, "the server in use holds an older state of an entry than another server");
+                continue;
+            }
+            tracing::debug!(dn = %gap.entry.dn, csn = %gap.entry.csn, "an entry only the other server has");
+            if !resend {
+                differ += 1;
+                continue;
+            }
+            match self.resend(peer, &gap.entry.dn).await? {
+                true => resent += 1,
+                false => unfixable.push(gap.entry.dn.clone()),
+            }
+        }
+        Ok(if resent > 0 {
+            Compared::Resent(resent)
+        } else if differ > 0 {
+            Compared::Differ(differ)
+        } else {
+            Compared::Same { unfixable }
+        })
+    }
+
+    /// DN, entryUUID and entryCSN of the entries that match `filter`.
+    async fn seen(&self, ldap: &mut Ldap, filter: &str) -> Result<Vec<Seen>, DirError> {
+        let search = ldap.search(&self.spec.base_dn, Scope::Subtree, filter, vec!["entryUUID", "entryCSN"]);
+        let ldap3::SearchResult(entries, result) =
+            tokio::time::timeout(Duration::from_secs(60), search).await.map_err(|_| DirError::Timeout)??;
+        if result.rc != 0 && result.rc != 32 {
+            return Err(DirError::Other(format!("comparing servers: result {} {}", result.rc, result.text)));
+        }
+        Ok(entries
+            .into_iter()
+            .map(SearchEntry::construct)
+            .filter_map(|e| {
+                let get = |name: &str| {
+                    e.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first().cloned())
+                };
+                Some(Seen { uuid: get("entryUUID")?, csn: get("entryCSN")?, dn: e.dn.clone() })
+            })
+            .collect())
+    }
+
+    /// Whether a server holds the entry with this entryUUID.
+    async fn holds(&self, ldap: &mut Ldap, uuid: &str) -> Result<bool, DirError> {
+        let filter = format!("(entryUUID={})", super::escape::filter_value(uuid));
+        let ldap3::SearchResult(entries, result) =
+            ldap.search(&self.spec.base_dn, Scope::Subtree, &filter, vec!["1.1"]).await?;
+        match result.rc {
+            0 | 32 => Ok(!entries.is_empty()),
+            rc => Err(DirError::Other(format!("looking for an entry: result {rc} {}", result.text))),
+        }
+    }
+
+    /// Has a server send an entry again through replication: a modification that keeps
+    /// its content (its object classes replaced by themselves) gives it a new CSN.
+    /// `Ok(false)` when the gateway may not change it.
+    async fn resend(&self, ldap: &mut Ldap, dn: &str) -> Result<bool, DirError> {
+        let ldap3::SearchResult(entries, result) =
+            ldap.search(dn, Scope::Base, "(objectClass=*)", vec!["objectClass"]).await?;
+        if result.rc == 32 {
+            return Ok(true);
+        }
+        let Some(entry) = entries.into_iter().next().map(SearchEntry::construct) else { return Ok(false) };
+        let classes: std::collections::HashSet<String> = entry
+            .attrs
+            .into_iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("objectClass"))
+            .flat_map(|(_, v)| v)
+            .collect();
+        let done = ldap.modify(dn, vec![Mod::Replace("objectClass".to_string(), classes)]).await?;
+        match done.rc {
+            0 | 32 => Ok(true),
+            50 => Ok(false),
+            rc => Err(DirError::Other(format!("sending {dn} again: result {rc} {}", done.text))),
+        }
     }
 
     /// While a less preferred server is in use, moves back to the first better one once it
@@ -166,8 +463,13 @@ impl LdapManager {
             return;
         }
         let want = self.progress(&self.spec.urls[current]).await.unwrap_or_default();
+        let unchecked = self.unchecked();
         for better in 0..current {
             let url = &self.spec.urls[better];
+            if unchecked.contains(&better) {
+                tracing::debug!(%url, "a preferred server waits for its replication to be compared");
+                return;
+            }
             let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
             let mut have = None;
             while tokio::time::Instant::now() < deadline {

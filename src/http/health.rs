@@ -66,6 +66,18 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             series: failovers,
         },
         Sampled {
+            name: "stoney_ldap_entries_resent_total",
+            kind: "counter",
+            help: "Entries a server's replication had missed, sent again from the server that held them.",
+            series: vec![(vec![], app.directory.pool().manager().resent() as f64)],
+        },
+        Sampled {
+            name: "stoney_ldap_servers_unchecked",
+            kind: "gauge",
+            help: "Servers whose replication is still to be compared with the server in use after a disturbance.",
+            series: vec![(vec![], app.directory.pool().manager().unchecked().len() as f64)],
+        },
+        Sampled {
             name: "stoney_ldap_server_in_use",
             kind: "gauge",
             help: "The directory server each pool uses (1).",
