@@ -89,7 +89,12 @@ fn start_load(
         tasks.push(tokio::spawn(async move {
             let mut mine: Vec<u64> = Vec::new();
             let mut n = 0;
+            // A bounded load: a consumer applies each entry of a transaction on its own,
+            // so writes at full speed would leave a restarted server's replication behind
+            // for as long as they last.
+            let mut pace = tokio::time::interval(Duration::from_millis(40));
             while !stop.load(Ordering::Relaxed) {
+                pace.tick().await;
                 n += 1;
                 let name = format!("Task {t} Write {n} AG");
                 let res = client
@@ -198,11 +203,10 @@ async fn when_a_server_dies_writes_go_on_against_the_other_with_unique_ids() {
 
 /// The whole cycle: a server dies in the middle of a write load, comes back, the gateway
 /// moves back to it, and every acknowledged write is on both servers, once, with unique
-/// ids. Not run by default: with slapd 2.5.13 (plain syncrepl between the providers;
-/// delta-syncrepl deadlocks with RFC 5805 transactions in that version, and so does a
-/// syncprov checkpoint) about one run in five loses or strands a write made on the
-/// surviving server while the other restarts, in the servers' own replication.
-#[ignore = "slapd 2.5.13 multi-provider replication loses writes across a provider restart in about 1 run of 5"]
+/// ids. In about one run in four the returning server's replication misses a customer
+/// created on the other one while it started (slapd 2.5 with transactions, see
+/// `directory::reconcile`); the gateway's comparison finds it and has it sent again
+/// before it moves back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_keeps_every_acknowledged_write_once_on_both_servers() {
     use std::sync::atomic::Ordering;
