@@ -279,7 +279,7 @@ impl LdapManager {
             let (Some(cur), Some(other)) = (cur.as_mut(), other.as_mut()) else { continue };
             let url = &self.spec.urls[peer];
             let rounds = self.rounds.lock().map(|r| r[peer]).unwrap_or(0);
-            let outcome = self.compare(cur, other, since, rounds < RESEND_ROUNDS).await;
+            let outcome = self.compare(current, cur, other, since, rounds < RESEND_ROUNDS).await;
             if let (Ok(mut r), Ok(o)) = (self.rounds.lock(), &outcome) {
                 match o {
                     Compared::Same { .. } => r[peer] = 0,
@@ -318,10 +318,13 @@ impl LdapManager {
         }
     }
 
-    /// Compares two servers since `since` (less `reconcile::MARGIN`); sends what one
-    /// lacks again if `resend`.
+    /// Compares the server in use (`current`, over `cur`) with another one since `since`
+    /// (less `reconcile::MARGIN`); sends what one lacks again if `resend`. Gives up
+    /// (`Behind`) if the server in use changes meanwhile: which state is the newest is
+    /// then no longer clear.
     async fn compare(
         &self,
+        current: usize,
         cur: &mut Ldap,
         peer: &mut Ldap,
         since: SystemTime,
@@ -363,6 +366,9 @@ impl LdapManager {
                 differ += 1;
                 continue;
             }
+            if self.current_server() != current {
+                return Ok(if resent > 0 { Compared::Resent(resent) } else { Compared::Behind });
+            }
             match self.resend(cur, &gap.entry.dn).await? {
                 true => resent += 1,
                 false => unfixable.push(gap.entry.dn.clone()),
@@ -381,6 +387,9 @@ impl LdapManager {
             if !resend {
                 differ += 1;
                 continue;
+            }
+            if self.current_server() != current {
+                return Ok(if resent > 0 { Compared::Resent(resent) } else { Compared::Behind });
             }
             match self.resend(peer, &gap.entry.dn).await? {
                 true => resent += 1,
