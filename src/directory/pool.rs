@@ -355,24 +355,12 @@ impl LdapManager {
         let filter = format!("(entryCSN>={})", super::escape::filter_value(&from));
         let mine = self.seen(cur, &filter).await?;
         let theirs = self.seen(peer, &filter).await?;
-        let mut resent = 0;
-        let mut differ = 0;
-        let mut unfixable = Vec::new();
         // What the server in use has and the other lacks is sent again from the server in
         // use: it takes every write, so its state of an entry is the newest.
+        let mut todo: Vec<(bool, &Seen)> = Vec::new();
         for gap in reconcile::missing(&mine, &theirs, &mine_at) {
             tracing::debug!(dn = %gap.entry.dn, csn = %gap.entry.csn, absent = gap.absent, "an entry the other server lacks");
-            if !resend {
-                differ += 1;
-                continue;
-            }
-            if self.current_server() != current {
-                return Ok(if resent > 0 { Compared::Resent(resent) } else { Compared::Behind });
-            }
-            match self.resend(cur, &gap.entry.dn).await? {
-                true => resent += 1,
-                false => unfixable.push(gap.entry.dn.clone()),
-            }
+            todo.push((false, gap.entry));
         }
         // What only the other server has is sent again from there. An entry the server in
         // use holds in an older state is left alone: sending the other's state with a new
@@ -384,25 +372,24 @@ impl LdapManager {
                 continue;
             }
             tracing::debug!(dn = %gap.entry.dn, csn = %gap.entry.csn, "an entry only the other server has");
-            if !resend {
-                differ += 1;
-                continue;
-            }
+            todo.push((true, gap.entry));
+        }
+        if !resend && !todo.is_empty() {
+            return Ok(Compared::Differ(todo.len()));
+        }
+        let mut resent = 0;
+        let mut unfixable = Vec::new();
+        for (from_peer, entry) in todo {
             if self.current_server() != current {
                 return Ok(if resent > 0 { Compared::Resent(resent) } else { Compared::Behind });
             }
-            match self.resend(peer, &gap.entry.dn).await? {
+            let conn = if from_peer { &mut *peer } else { &mut *cur };
+            match self.resend(conn, &entry.dn).await? {
                 true => resent += 1,
-                false => unfixable.push(gap.entry.dn.clone()),
+                false => unfixable.push(entry.dn.clone()),
             }
         }
-        Ok(if resent > 0 {
-            Compared::Resent(resent)
-        } else if differ > 0 {
-            Compared::Differ(differ)
-        } else {
-            Compared::Same { unfixable }
-        })
+        Ok(if resent > 0 { Compared::Resent(resent) } else { Compared::Same { unfixable } })
     }
 
     /// DN, entryUUID and entryCSN of the entries that match `filter`.
