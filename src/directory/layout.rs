@@ -98,9 +98,19 @@ pub fn placement(dn: &str, base: &str) -> Option<Placement> {
     }
 }
 
-/// How many RDNs deep a DN is (for deleting children before parents).
+/// How many RDNs deep a DN is (for deleting children before parents); a comma escaped
+/// with a backslash does not count.
 pub fn depth(dn: &str) -> usize {
-    dn.split(',').count()
+    let mut n = 1;
+    let mut escaped = false;
+    for c in dn.chars() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            ',' if !escaped => n += 1,
+            _ => escaped = false,
+        }
+    }
+    n
 }
 
 #[cfg(test)]
@@ -114,6 +124,14 @@ mod tests {
         assert_eq!(reseller_of(&dn), Some(4000001));
         assert_eq!(reseller_of("uid=1,ou=people,dc=x"), None);
         assert_eq!(child_dn(&dn, "address"), format!("ou=address,{dn}"));
+    }
+
+    #[test]
+    fn depth_counts_unescaped_commas() {
+        assert_eq!(depth("dc=x"), 1);
+        assert_eq!(depth("uid=1,ou=customers,dc=x"), 3);
+        assert_eq!(depth("o=a\\,b,dc=x"), 2);
+        assert_eq!(depth("o=a\\\\,dc=x"), 2);
     }
 
     #[test]

@@ -71,22 +71,8 @@ pub fn missing<'a>(have: &'a [Seen], other: &[Seen], covered: &Csns) -> Vec<Gap<
             Some(_) => None,
         })
         .collect();
-    out.sort_by_key(|g| depth(&g.entry.dn));
+    out.sort_by_key(|g| super::layout::depth(&g.entry.dn));
     out
-}
-
-/// Number of RDNs of a DN (commas escaped with a backslash do not count).
-fn depth(dn: &str) -> usize {
-    let mut n = 1;
-    let mut escaped = false;
-    for c in dn.chars() {
-        match c {
-            '\\' if !escaped => escaped = true,
-            ',' if !escaped => n += 1,
-            _ => escaped = false,
-        }
-    }
-    n
 }
 
 #[cfg(test)]
@@ -136,13 +122,5 @@ mod tests {
         let peer_newer = vec![seen("uid=3,ou=customers,dc=x", "u3", c2)];
         let only_u3 = vec![seen("uid=3,ou=customers,dc=x", "u3", c1)];
         assert!(missing(&only_u3, &peer_newer, &covered).is_empty());
-    }
-
-    #[test]
-    fn depth_counts_unescaped_commas() {
-        assert_eq!(depth("dc=x"), 1);
-        assert_eq!(depth("uid=1,ou=customers,dc=x"), 3);
-        assert_eq!(depth("o=a\\,b,dc=x"), 2);
-        assert_eq!(depth("o=a\\\\,dc=x"), 2);
     }
 }
