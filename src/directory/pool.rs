@@ -68,16 +68,24 @@ pub struct LdapManager {
     failovers: AtomicU64,
     /// A preferred server seen answering and caught up, since when.
     candidate: std::sync::Mutex<Option<(usize, std::time::Instant)>>,
-    /// Per server: since when it is to be compared with the server in use (`watch`).
-    pending: std::sync::Mutex<Vec<Option<SystemTime>>>,
+    /// Per server: whether, and since when, it is to be compared with the server in use
+    /// (`watch`).
+    pending: std::sync::Mutex<Vec<Option<Unchecked>>>,
     /// Counts the disturbances, so a comparison clears only what it checked.
     disturbances: AtomicU64,
     /// One connection per server, whose loss tells that it stopped or restarted.
     watchers: tokio::sync::Mutex<Vec<Option<Ldap>>>,
     /// Entries sent again through replication because a server had missed them.
     resent: AtomicU64,
-    /// Per server: comparisons in a row that sent entries again.
-    rounds: std::sync::Mutex<Vec<u32>>,
+}
+
+/// A server to be compared with the one in use.
+#[derive(Debug, Clone, Copy)]
+struct Unchecked {
+    /// When its replication with the server in use was disturbed (the earliest time).
+    since: SystemTime,
+    /// Comparisons in a row that found entries to send again.
+    rounds: u32,
 }
 
 /// Comparisons in a row that send entries again before the gateway stops sending them:
@@ -109,7 +117,6 @@ impl LdapManager {
             disturbances: AtomicU64::new(0),
             watchers: tokio::sync::Mutex::new((0..n).map(|_| None).collect()),
             resent: AtomicU64::new(0),
-            rounds: std::sync::Mutex::new(vec![0; n]),
         }
     }
 
@@ -132,7 +139,7 @@ impl LdapManager {
         let now = SystemTime::now();
         if let Ok(mut p) = self.pending.lock() {
             for s in servers {
-                p[s].get_or_insert(now);
+                p[s].get_or_insert(Unchecked { since: now, rounds: 0 });
             }
         }
         self.disturbances.fetch_add(1, Ordering::Relaxed);
@@ -203,10 +210,15 @@ impl LdapManager {
     }
 
     /// How far a server has got: the `contextCSN` of the base entry (empty where this
-    /// identity may not read it); `None` when the server does not answer.
-    async fn progress(&self, url: &str) -> Option<Csns> {
+    /// identity may not read it); `None` when the server does not answer. Read over the
+    /// server's `watch` connection where there is one (a failure there is noted by the
+    /// next `watch`), else over a new connection.
+    async fn progress(&self, server: usize) -> Option<Csns> {
+        if let Some(ldap) = self.watchers.lock().await.get_mut(server).and_then(Option::as_mut) {
+            return self.context_csns(ldap).await;
+        }
         let probe = async {
-            let mut ldap = self.connect(url, true).await.ok()?;
+            let mut ldap = self.connect(&self.spec.urls[server], true).await.ok()?;
             let csns = self.context_csns(&mut ldap).await;
             let _ = ldap.unbind().await;
             csns
@@ -261,13 +273,13 @@ impl LdapManager {
                 _ => self.disturbed(i, current),
             }
         }
-        let todo: Vec<(usize, SystemTime)> = match self.pending.lock() {
+        let todo: Vec<(usize, Unchecked)> = match self.pending.lock() {
             Ok(p) => {
-                p.iter().enumerate().filter_map(|(s, t)| t.map(|t| (s, t))).filter(|(s, _)| *s != current).collect()
+                p.iter().enumerate().filter_map(|(s, u)| u.map(|u| (s, u))).filter(|(s, _)| *s != current).collect()
             }
             Err(_) => return,
         };
-        for (peer, since) in todo {
+        for (peer, Unchecked { since, rounds }) in todo {
             let seen = self.disturbances.load(Ordering::Relaxed);
             let (cur, other) = if current < peer {
                 let (a, b) = conns.split_at_mut(peer);
@@ -278,13 +290,10 @@ impl LdapManager {
             };
             let (Some(cur), Some(other)) = (cur.as_mut(), other.as_mut()) else { continue };
             let url = &self.spec.urls[peer];
-            let rounds = self.rounds.lock().map(|r| r[peer]).unwrap_or(0);
             let outcome = self.compare(current, cur, other, since, rounds < RESEND_ROUNDS).await;
-            if let (Ok(mut r), Ok(o)) = (self.rounds.lock(), &outcome) {
-                match o {
-                    Compared::Same { .. } => r[peer] = 0,
-                    Compared::Resent(_) | Compared::Differ(_) => r[peer] = r[peer].saturating_add(1),
-                    Compared::Behind => {}
+            if let (Ok(mut p), Ok(Compared::Resent(_) | Compared::Differ(_))) = (self.pending.lock(), &outcome) {
+                if let Some(u) = p[peer].as_mut() {
+                    u.rounds = u.rounds.saturating_add(1);
                 }
             }
             match outcome {
@@ -297,6 +306,8 @@ impl LdapManager {
                         if self.disturbances.load(Ordering::Relaxed) == seen {
                             p[peer] = None;
                             tracing::info!(%url, "replication checked: the server holds what the one in use has");
+                        } else if let Some(u) = p[peer].as_mut() {
+                            u.rounds = 0;
                         }
                     }
                 }
@@ -458,7 +469,7 @@ impl LdapManager {
         if current == 0 {
             return;
         }
-        let want = self.progress(&self.spec.urls[current]).await.unwrap_or_default();
+        let want = self.progress(current).await.unwrap_or_default();
         let unchecked = self.unchecked();
         for better in 0..current {
             let url = &self.spec.urls[better];
@@ -469,7 +480,7 @@ impl LdapManager {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
             let mut have = None;
             while tokio::time::Instant::now() < deadline {
-                have = self.progress(url).await;
+                have = self.progress(better).await;
                 match &have {
                     None => break,
                     Some(h) if h.covers(&want) => {
