@@ -8,11 +8,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
-use stoney_gateway::directory::slapd::SlapdOptions;
+use stoney_gateway::directory::slapd::{ldif_line, SlapdOptions};
 
 const RESELLERS: [u64; 3] = [4100001, 4100002, 4100003];
 const FIRST: u64 = 6000001;
@@ -79,14 +78,6 @@ const PLACES: &[(&str, &str, &str)] = &[
     ("US", "10001", "New York"),
 ];
 
-fn ldif_value(attr: &str, v: &str) -> String {
-    if v.is_ascii() && !v.starts_with(' ') && !v.starts_with(':') && !v.starts_with('<') {
-        format!("{attr}: {v}\n")
-    } else {
-        format!("{attr}:: {}\n", base64::engine::general_purpose::STANDARD.encode(v))
-    }
-}
-
 fn generate() -> (Vec<Model>, String) {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut ldif = String::new();
@@ -132,13 +123,13 @@ fn generate() -> (Vec<Model>, String) {
             if active { "TRUE" } else { "FALSE" }
         ));
         if company {
-            ldif.push_str(&ldif_value("o", &name));
+            ldif.push_str(&ldif_line("o", &name));
         } else {
-            ldif.push_str(&ldif_value("givenName", &given));
-            ldif.push_str(&ldif_value("sn", &surname));
+            ldif.push_str(&ldif_line("givenName", &given));
+            ldif.push_str(&ldif_line("sn", &surname));
         }
         if let Some(e) = &external {
-            ldif.push_str(&ldif_value("sstExternalID", e));
+            ldif.push_str(&ldif_line("sstExternalID", e));
         }
         ldif.push('\n');
         let mail = format!("{}.{}@example.com", i, surname.len());
@@ -148,9 +139,9 @@ fn generate() -> (Vec<Model>, String) {
                  ou: {ou}\nsstGender: f\nc: {c}\npostalCode: {pc}\npreferredLanguage: de-CH\nmail: {mail}\n\
                  postalAddress: Hauptgasse {i}\n"
             ));
-            ldif.push_str(&ldif_value("givenName", &given));
-            ldif.push_str(&ldif_value("sn", &surname));
-            ldif.push_str(&ldif_value("l", l));
+            ldif.push_str(&ldif_line("givenName", &given));
+            ldif.push_str(&ldif_line("sn", &surname));
+            ldif.push_str(&ldif_line("l", l));
             if c == "US" {
                 ldif.push_str("st: NY\n");
             }

@@ -116,6 +116,16 @@ fn schema_dir() -> &'static str {
         .unwrap_or("/etc/ldap/schema")
 }
 
+/// One attribute value as an LDIF line: as it is when it is safe ASCII, else base64.
+pub fn ldif_line(attr: &str, value: &str) -> String {
+    use base64::Engine;
+    if value.is_ascii() && !value.starts_with([' ', ':', '<']) {
+        format!("{attr}: {value}\n")
+    } else {
+        format!("{attr}:: {}\n", base64::engine::general_purpose::STANDARD.encode(value))
+    }
+}
+
 /// Rewrites the default suffix in LDIF text to another one.
 pub fn with_suffix(ldif: &str, suffix: &str) -> String {
     if suffix == DEFAULT_SUFFIX {
@@ -510,5 +520,19 @@ impl Slapd {
 impl Drop for Slapd {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ldif_line;
+
+    #[test]
+    fn ldif_lines_base64_what_plain_ldif_cannot_carry() {
+        assert_eq!(ldif_line("l", "Bern"), "l: Bern\n");
+        assert_eq!(ldif_line("l", "Zürich"), "l:: WsO8cmljaA==\n");
+        assert_eq!(ldif_line("o", " lead"), "o:: IGxlYWQ=\n");
+        assert_eq!(ldif_line("o", ":x"), "o:: Ong=\n");
+        assert_eq!(ldif_line("o", "<x"), "o:: PHg=\n");
     }
 }

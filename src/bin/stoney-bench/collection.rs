@@ -7,12 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use ldap3::{Ldap, Scope};
 use stoney_gateway::directory::controls::{server_side_sort, virtual_list_view, SortKey};
 use stoney_gateway::directory::escape::filter_value;
 use stoney_gateway::directory::layout;
-use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
+use stoney_gateway::directory::slapd::{ldif_line, Slapd, SlapdOptions};
 
 use crate::common::*;
 
@@ -65,14 +64,6 @@ const PLACES: &[(&str, &str, &str)] = &[
     ("US", "10001", "New York"),
 ];
 
-fn b64(attr: &str, v: &str) -> String {
-    if v.is_ascii() {
-        format!("{attr}: {v}\n")
-    } else {
-        format!("{attr}:: {}\n", base64::engine::general_purpose::STANDARD.encode(v))
-    }
-}
-
 /// Customers 6000001.. spread over the demo resellers, each with a billing address and
 /// every fourth with a shipping address, as LDIF for slapadd.
 fn generate(n: u64, suffix: &str) -> String {
@@ -106,10 +97,10 @@ fn generate(n: u64, suffix: &str) -> String {
             COMPANY_KINDS[next(COMPANY_KINDS.len())]
         );
         if company {
-            s.push_str(&b64("o", &name));
+            s.push_str(&ldif_line("o", &name));
         } else {
-            s.push_str(&b64("givenName", given));
-            s.push_str(&b64("sn", surname));
+            s.push_str(&ldif_line("givenName", given));
+            s.push_str(&ldif_line("sn", surname));
         }
         if next(3) == 0 {
             let _ = writeln!(s, "sstExternalID: CRM-{id}");
@@ -130,11 +121,11 @@ fn generate(n: u64, suffix: &str) -> String {
                 next(100),
                 next(100),
             );
-            s.push_str(&b64("givenName", given));
-            s.push_str(&b64("sn", surname));
-            s.push_str(&b64("l", l));
+            s.push_str(&ldif_line("givenName", given));
+            s.push_str(&ldif_line("sn", surname));
+            s.push_str(&ldif_line("l", l));
             if company {
-                s.push_str(&b64("o", &name));
+                s.push_str(&ldif_line("o", &name));
             }
             if c == "US" {
                 s.push_str("st: NY\n");
