@@ -15,6 +15,7 @@ use super::error::rc;
 
 const POST_READ_OID: &str = "1.3.6.1.1.13.2";
 use super::pool::{LdapManager, Pool};
+use super::sync::Csns;
 use super::{DirError, Entry};
 
 /// One write. DNs and values are final: the caller has escaped what needed escaping.
@@ -351,9 +352,9 @@ impl Directory {
 
     /// The `contextCSN` of the base entry: the newest change the directory has committed
     /// (one CSN per server id). Empty when the directory keeps none (no syncprov).
-    pub async fn context_csn(&self) -> Result<Vec<String>, DirError> {
+    pub async fn context_csn(&self) -> Result<Csns, DirError> {
         let found = self.search(&self.base_dn, Scope::Base, "(objectClass=*)", &["contextCSN"]).await?;
-        Ok(found.into_iter().next().map(|e| e.values("contextCSN").to_vec()).unwrap_or_default())
+        Ok(Csns::from_values(found.iter().flat_map(|e| e.values("contextCSN")).map(String::as_str)))
     }
 
     /// Whether the directory answers: a read of the root DSE within the op timeout.

@@ -11,7 +11,6 @@ use super::index::{CustomerIndex, Page};
 use super::{Precondition, Scope, ServiceError};
 use crate::directory::error::rc;
 use crate::directory::escape::filter_value;
-use crate::directory::sync::Csns;
 use crate::directory::{layout, DirError, Directory, Guarded, Op};
 use crate::mapping::customer::{self, Desired, Mode, Stored};
 use crate::mapping::query::{self, ListQuery, PageLimits, QueryError};
@@ -101,7 +100,7 @@ impl Customers {
             QueryError::Malformed(m) => ServiceError::BadRequest(m),
             QueryError::Invalid(p) => ServiceError::Invalid(p),
         })?;
-        let target = Csns::from_values(self.dir.context_csn().await?.iter().map(String::as_str));
+        let target = self.dir.context_csn().await?;
         self.index.wait_for(&target, self.catch_up).await.map_err(|_| ServiceError::Unavailable)?;
         let page = self.index.query(scope, &q, &self.public_url);
         Ok((q, page))
