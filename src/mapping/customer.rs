@@ -44,9 +44,9 @@ impl Stored {
         let mut children = Vec::new();
         for e in it {
             if layout::depth(&e.dn) == depth + 1 {
-                match rdn_value(&e.dn, "ou").map(str::to_ascii_lowercase).as_deref() {
-                    Some("address") => billing = Some(e.clone()),
-                    Some("shipping") => shipping = Some(e.clone()),
+                match rdn_value(&e.dn, "ou").and_then(Part::of_child) {
+                    Some(Part::Billing) => billing = Some(e.clone()),
+                    Some(Part::Shipping) => shipping = Some(e.clone()),
                     _ => {}
                 }
             }

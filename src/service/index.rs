@@ -21,18 +21,12 @@ use crate::mapping::query::{self, ListQuery};
 use crate::mapping::row::{self, compare_keys, Column, PartValues, Row, SortKey};
 use crate::mapping::table::{Kind, Part};
 
-const PARTS: [Part; 3] = [Part::Customer, Part::Billing, Part::Shipping];
-
 fn part_index(p: Part) -> usize {
     match p {
         Part::Customer => 0,
         Part::Billing => 1,
         Part::Shipping => 2,
     }
-}
-
-fn part_of_child(ou: &str) -> Option<Part> {
-    PARTS.into_iter().find(|p| p.ou() == Some(ou))
 }
 
 struct Record {
@@ -305,7 +299,7 @@ impl State {
             Some(Placement::Customer { id, reseller }) if entry.has_object_class("sstCustomer") => {
                 Some((id, reseller, Part::Customer))
             }
-            Some(Placement::Child { ou, id, reseller }) => part_of_child(&ou).map(|p| (id, reseller, p)),
+            Some(Placement::Child { ou, id, reseller }) => Part::of_child(&ou).map(|p| (id, reseller, p)),
             _ => None,
         };
         if let Some(&(slot, part, _)) = self.by_uuid.get(&uuid) {
