@@ -14,9 +14,10 @@ use std::time::{Duration, SystemTime};
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
 
+use super::error::rc;
 use super::reconcile::{self, Seen};
 use super::sync::Csns;
-use super::DirError;
+use super::{DirError, Entry};
 
 #[derive(Debug, Clone)]
 pub struct ConnSpec {
@@ -240,7 +241,7 @@ impl LdapManager {
                     .iter()
                     .map(String::as_str),
             )),
-            32 => Some(Csns::default()),
+            rc::NO_SUCH_OBJECT => Some(Csns::default()),
             _ => None,
         }
     }
@@ -408,17 +409,15 @@ impl LdapManager {
         let search = ldap.search(&self.spec.base_dn, Scope::Subtree, filter, vec!["entryUUID", "entryCSN"]);
         let ldap3::SearchResult(entries, result) =
             tokio::time::timeout(Duration::from_secs(60), search).await.map_err(|_| DirError::Timeout)??;
-        if result.rc != 0 && result.rc != 32 {
+        if result.rc != 0 && result.rc != rc::NO_SUCH_OBJECT {
             return Err(DirError::Other(format!("comparing servers: result {} {}", result.rc, result.text)));
         }
         Ok(entries
             .into_iter()
-            .map(SearchEntry::construct)
+            .map(|e| Entry::from_search(SearchEntry::construct(e)))
             .filter_map(|e| {
-                let get = |name: &str| {
-                    e.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first().cloned())
-                };
-                Some(Seen { uuid: get("entryUUID")?, csn: get("entryCSN")?, dn: e.dn.clone() })
+                let (uuid, csn) = (e.first("entryUUID")?.to_string(), e.first("entryCSN")?.to_string());
+                Some(Seen { uuid, csn, dn: e.dn })
             })
             .collect())
     }
@@ -429,7 +428,7 @@ impl LdapManager {
         let ldap3::SearchResult(entries, result) =
             ldap.search(&self.spec.base_dn, Scope::Subtree, &filter, vec!["1.1"]).await?;
         match result.rc {
-            0 | 32 => Ok(!entries.is_empty()),
+            0 | rc::NO_SUCH_OBJECT => Ok(!entries.is_empty()),
             rc => Err(DirError::Other(format!("looking for an entry: result {rc} {}", result.text))),
         }
     }
@@ -440,20 +439,17 @@ impl LdapManager {
     async fn resend(&self, ldap: &mut Ldap, dn: &str) -> Result<bool, DirError> {
         let ldap3::SearchResult(entries, result) =
             ldap.search(dn, Scope::Base, "(objectClass=*)", vec!["objectClass"]).await?;
-        if result.rc == 32 {
+        if result.rc == rc::NO_SUCH_OBJECT {
             return Ok(true);
         }
-        let Some(entry) = entries.into_iter().next().map(SearchEntry::construct) else { return Ok(false) };
-        let classes: std::collections::HashSet<String> = entry
-            .attrs
-            .into_iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("objectClass"))
-            .flat_map(|(_, v)| v)
-            .collect();
+        let Some(entry) = entries.into_iter().next().map(|e| Entry::from_search(SearchEntry::construct(e))) else {
+            return Ok(false);
+        };
+        let classes: std::collections::HashSet<String> = entry.values("objectClass").iter().cloned().collect();
         let done = ldap.modify(dn, vec![Mod::Replace("objectClass".to_string(), classes)]).await?;
         match done.rc {
-            0 | 32 => Ok(true),
-            50 => Ok(false),
+            0 | rc::NO_SUCH_OBJECT => Ok(true),
+            rc::INSUFFICIENT_ACCESS => Ok(false),
             rc => Err(DirError::Other(format!("sending {dn} again: result {rc} {}", done.text))),
         }
     }
