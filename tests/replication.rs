@@ -58,6 +58,13 @@ fn customers(s: &Slapd) -> (std::collections::BTreeMap<u64, (String, String)>, V
     (names, dups)
 }
 
+fn context_csn(s: &Slapd) -> Vec<String> {
+    ldapsearch(s, &s.suffix, "(contextCSN=*)", &["contextCSN"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("contextCSN: ").map(str::to_string))
+        .collect()
+}
+
 #[derive(Debug, Default)]
 struct Log {
     /// Acknowledged creates: id and name.
@@ -229,7 +236,17 @@ async fn failover_keeps_every_acknowledged_write_once_on_both_servers() {
     tokio::task::block_in_place(|| servers[0].restart()).expect("the first server comes back");
     let deadline = Instant::now() + Duration::from_secs(15);
     while gw.state.directory.current_server() != 0 {
-        assert!(Instant::now() < deadline, "the gateway moves back to the first server");
+        if Instant::now() > deadline {
+            let pool = gw.state.directory.pool().manager();
+            panic!(
+                "the gateway moves back to the first server; not yet compared: {:?}, entries sent again: {}, \
+                 contextCSN of the first: {:?}, of the second: {:?}",
+                pool.unchecked(),
+                pool.resent(),
+                context_csn(&servers[0]),
+                context_csn(&servers[1])
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let after_failback = written();

@@ -347,40 +347,41 @@ impl LdapManager {
         // Each must have reached what the other had: replication lags a little behind
         // the writes, and what is still on its way is not missing.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        let theirs_at = loop {
-            let have = self.context_csns(peer).await.ok_or_else(gone)?;
-            if have.covers(&mine_at) {
-                break have;
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Ok(Compared::Behind);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        while !self.context_csns(cur).await.ok_or_else(gone)?.covers(&theirs_at) {
-            if tokio::time::Instant::now() > deadline {
-                return Ok(Compared::Behind);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let theirs_at = self.reaching(peer, &mine_at, deadline).await?;
+        let Some(theirs_at) = theirs_at else { return Ok(Compared::Behind) };
+        let Some(mine_at) = self.reaching(cur, &theirs_at, deadline).await? else { return Ok(Compared::Behind) };
         let from = reconcile::csn_at(since.checked_sub(reconcile::MARGIN).unwrap_or(since));
         let filter = format!("(entryCSN>={})", super::escape::filter_value(&from));
         let mine = self.seen(cur, &filter).await?;
         let theirs = self.seen(peer, &filter).await?;
+        // What each server counts as its own after its entries were read: an entry past
+        // it is stranded (see `reconcile::missing`).
+        let mine_after = self.context_csns(cur).await.ok_or_else(gone)?;
+        let theirs_after = self.context_csns(peer).await.ok_or_else(gone)?;
         // What the server in use has and the other lacks is sent again from the server in
         // use: it takes every write, so its state of an entry is the newest.
         let mut todo: Vec<(bool, &Seen)> = Vec::new();
-        for gap in reconcile::missing(&mine, &theirs, &mine_at) {
+        for gap in reconcile::missing(&mine, &theirs, &mine_after, &theirs_at) {
             tracing::debug!(dn = %gap.entry.dn, csn = %gap.entry.csn, absent = gap.absent, "an entry the other server lacks");
             todo.push((false, gap.entry));
         }
         // What only the other server has is sent again from there. An entry the server in
         // use holds in an older state is left alone: sending the other's state with a new
-        // CSN could undo a write the server in use has taken meanwhile.
-        for gap in reconcile::missing(&theirs, &mine, &theirs_at) {
+        // CSN could undo a write the server in use has taken meanwhile. So could an entry
+        // the server in use deleted while its entries were read: that delete must have
+        // reached the other server, which then no longer holds the entry.
+        let from_peer = reconcile::missing(&theirs, &mine, &theirs_after, &mine_at);
+        if !from_peer.is_empty() && self.reaching(peer, &mine_after, deadline + Duration::from_secs(1)).await?.is_none()
+        {
+            return Ok(Compared::Behind);
+        }
+        for gap in from_peer {
             // Outside the compared span the server in use may still hold the entry.
             if !gap.absent || self.holds(cur, &gap.entry.uuid).await? {
                 tracing::info!(dn = %gap.entry.dn, "the server in use holds an older state of an entry than another server");
+                continue;
+            }
+            if !self.holds(peer, &gap.entry.uuid).await? {
                 continue;
             }
             tracing::debug!(dn = %gap.entry.dn, csn = %gap.entry.csn, "an entry only the other server has");
@@ -402,6 +403,29 @@ impl LdapManager {
             }
         }
         Ok(if resent > 0 { Compared::Resent(resent) } else { Compared::Same { unfixable } })
+    }
+
+    /// A server's `contextCSN` once it covers `target`, or `None` if it does not by
+    /// `deadline`.
+    async fn reaching(
+        &self,
+        ldap: &mut Ldap,
+        target: &Csns,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Csns>, DirError> {
+        loop {
+            let have = self
+                .context_csns(ldap)
+                .await
+                .ok_or_else(|| DirError::Unavailable("a server stopped answering during the comparison".into()))?;
+            if have.covers(target) {
+                return Ok(Some(have));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// DN, entryUUID and entryCSN of the entries that match `filter`.

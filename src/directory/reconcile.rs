@@ -57,14 +57,22 @@ pub struct Gap<'a> {
     pub absent: bool,
 }
 
-/// The entries of one server that the other lacks or holds in an older state, among
-/// those it should have: their CSN is within `covered` (what the other server's
-/// `contextCSN` says it has reached). Parents come before their children.
-pub fn missing<'a>(have: &'a [Seen], other: &[Seen], covered: &Csns) -> Vec<Gap<'a>> {
+/// The entries of one server (`have`) that the other lacks or holds in an older state,
+/// among those the other should hold by now. That is the case for an entry whose CSN
+/// `other_reached` covers (the other server's `contextCSN`, read before its entries):
+/// what is newer may still be on its way. It is also the case for an entry newer than
+/// what `have_reached` (its own server's `contextCSN`, read after its entries) says: its
+/// server never counted it as sent, so replication will not carry it unless it changes
+/// again. A server killed before it stored its `contextCSN` comes back like that, with
+/// its last writes past what it claims to hold. Parents come before their children.
+pub fn missing<'a>(have: &'a [Seen], other: &[Seen], have_reached: &Csns, other_reached: &Csns) -> Vec<Gap<'a>> {
     let theirs: HashMap<&str, &str> = other.iter().map(|s| (s.uuid.as_str(), s.csn.as_str())).collect();
     let mut out: Vec<Gap> = have
         .iter()
-        .filter(|s| covered.covers(&Csns::from_values([s.csn.as_str()])))
+        .filter(|s| {
+            let csn = Csns::from_values([s.csn.as_str()]);
+            other_reached.covers(&csn) || !have_reached.covers(&csn)
+        })
         .filter_map(|s| match theirs.get(s.uuid.as_str()) {
             None => Some(Gap { entry: s, absent: true }),
             Some(c) if *c < s.csn.as_str() => Some(Gap { entry: s, absent: false }),
@@ -114,13 +122,37 @@ mod tests {
             seen("uid=9,ou=customers,dc=x", "u9", c1),
         ];
         let covered = Csns::from_values([c3]);
+        let own = Csns::from_values([later]);
         let m: Vec<(&str, bool)> =
-            missing(&current, &peer, &covered).iter().map(|g| (g.entry.uuid.as_str(), g.absent)).collect();
+            missing(&current, &peer, &own, &covered).iter().map(|g| (g.entry.uuid.as_str(), g.absent)).collect();
         // u3 is the same on both, u4 is newer than the peer has reached (still on its way).
         assert_eq!(m, [("u2", true), ("u1", false), ("u2a", true)]);
         // A peer that holds a newer state than the server in use is not behind.
         let peer_newer = vec![seen("uid=3,ou=customers,dc=x", "u3", c2)];
         let only_u3 = vec![seen("uid=3,ou=customers,dc=x", "u3", c1)];
-        assert!(missing(&only_u3, &peer_newer, &covered).is_empty());
+        assert!(missing(&only_u3, &peer_newer, &own, &covered).is_empty());
+    }
+
+    #[test]
+    fn entries_past_their_own_servers_context_csn_are_stranded_not_on_their_way() {
+        // A server killed after its last writes but before it stored its contextCSN
+        // (c1) comes back holding entries past it (c2, c3); the other server's
+        // replication session took it up at c1 and will never be sent them.
+        let c1 = "20261124230042.954850Z#000000#001#000000";
+        let c2 = "20261124230042.955702Z#000000#001#000000";
+        let c3 = "20261124230042.957942Z#000000#001#000000";
+        let restarted = vec![
+            seen("uid=1,ou=customers,dc=x", "u1", c1),
+            seen("ou=address,uid=1,ou=customers,dc=x", "u1a", c2),
+            seen("uid=2,ou=customers,dc=x", "u2", c3),
+        ];
+        let other = vec![seen("uid=1,ou=customers,dc=x", "u1", c1)];
+        let reached = Csns::from_values([c1, "20261124230043.000000Z#000000#002#000000"]);
+        let m: Vec<&str> =
+            missing(&restarted, &other, &reached, &reached).iter().map(|g| g.entry.uuid.as_str()).collect();
+        assert_eq!(m, ["u2", "u1a"]);
+        // Once the restarted server counts them as its own, they are on their way again.
+        let counted = Csns::from_values([c3]);
+        assert!(missing(&restarted, &other, &counted, &reached).is_empty());
     }
 }
