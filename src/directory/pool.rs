@@ -81,12 +81,18 @@ pub struct LdapManager {
 }
 
 /// A server to be compared with the one in use.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Unchecked {
     /// When its replication with the server in use was disturbed (the earliest time).
     since: SystemTime,
     /// Comparisons in a row that found entries to send again.
     rounds: u32,
+    /// After a comparison that came out equal: the `contextCSN` of the server in use at
+    /// its end. Entries newer than the comparison's start were taken as still on their
+    /// way; a replication session still in its refresh then may yet lose them (see
+    /// `reconcile`). The server counts as checked once a second comparison, made after
+    /// the other server has reached this, comes out equal too.
+    settled: Option<Csns>,
 }
 
 /// Comparisons in a row that send entries again before the gateway stops sending them:
@@ -98,7 +104,9 @@ enum Compared {
     /// The other server has not yet reached what the one in use had.
     Behind,
     /// Both hold the same; entries the gateway may not change are named if they differ.
-    Same { unfixable: Vec<String> },
+    /// `reached` is what the other server had reached when the comparison started,
+    /// `upto` what the server in use held when it ended.
+    Same { unfixable: Vec<String>, reached: Csns, upto: Csns },
     /// This many entries were sent again; compare once more.
     Resent(usize),
     /// This many entries differ and were not sent again (`RESEND_ROUNDS` were tried).
@@ -140,7 +148,7 @@ impl LdapManager {
         let now = SystemTime::now();
         if let Ok(mut p) = self.pending.lock() {
             for s in servers {
-                p[s].get_or_insert(Unchecked { since: now, rounds: 0 });
+                p[s].get_or_insert(Unchecked { since: now, rounds: 0, settled: None });
             }
         }
         self.disturbances.fetch_add(1, Ordering::Relaxed);
@@ -275,12 +283,15 @@ impl LdapManager {
             }
         }
         let todo: Vec<(usize, Unchecked)> = match self.pending.lock() {
-            Ok(p) => {
-                p.iter().enumerate().filter_map(|(s, u)| u.map(|u| (s, u))).filter(|(s, _)| *s != current).collect()
-            }
+            Ok(p) => p
+                .iter()
+                .enumerate()
+                .filter_map(|(s, u)| u.clone().map(|u| (s, u)))
+                .filter(|(s, _)| *s != current)
+                .collect(),
             Err(_) => return,
         };
-        for (peer, Unchecked { since, rounds }) in todo {
+        for (peer, Unchecked { since, rounds, settled }) in todo {
             let seen = self.disturbances.load(Ordering::Relaxed);
             let (cur, other) = if current < peer {
                 let (a, b) = conns.split_at_mut(peer);
@@ -295,20 +306,23 @@ impl LdapManager {
             if let (Ok(mut p), Ok(Compared::Resent(_) | Compared::Differ(_))) = (self.pending.lock(), &outcome) {
                 if let Some(u) = p[peer].as_mut() {
                     u.rounds = u.rounds.saturating_add(1);
+                    u.settled = None;
                 }
             }
             match outcome {
                 Ok(Compared::Behind) => {}
-                Ok(Compared::Same { unfixable }) => {
+                Ok(Compared::Same { unfixable, reached, upto }) => {
                     if !unfixable.is_empty() {
                         tracing::warn!(%url, entries = ?unfixable, "servers differ in entries the gateway may not change");
                     }
                     if let Ok(mut p) = self.pending.lock() {
-                        if self.disturbances.load(Ordering::Relaxed) == seen {
+                        let undisturbed = self.disturbances.load(Ordering::Relaxed) == seen;
+                        if undisturbed && settled.is_some_and(|before| reached.covers(&before)) {
                             p[peer] = None;
                             tracing::info!(%url, "replication checked: the server holds what the one in use has");
                         } else if let Some(u) = p[peer].as_mut() {
                             u.rounds = 0;
+                            u.settled = undisturbed.then_some(upto);
                         }
                     }
                 }
@@ -402,7 +416,11 @@ impl LdapManager {
                 false => unfixable.push(entry.dn.clone()),
             }
         }
-        Ok(if resent > 0 { Compared::Resent(resent) } else { Compared::Same { unfixable } })
+        Ok(if resent > 0 {
+            Compared::Resent(resent)
+        } else {
+            Compared::Same { unfixable, reached: theirs_at, upto: mine_after }
+        })
     }
 
     /// A server's `contextCSN` once it covers `target`, or `None` if it does not by
