@@ -24,6 +24,47 @@ fn two_launched_servers_replicate_each_other() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(count(a), 60);
+
+    // The gateway's service account reads each server's write log: a delete made on
+    // the first server is there, on the second as replicated, under the entry's UUID.
+    let dn = format!("ou=gone,{}", a.suffix);
+    let ldif = format!("dn: {dn}\nchangetype: add\nobjectClass: organizationalUnit\nou: gone\n");
+    assert!(ldapmodify(a, &ldif).status.success());
+    let uuid = ldapsearch(a, &dn, "(objectClass=*)", &["entryUUID"])
+        .lines()
+        .find_map(|l| l.strip_prefix("entryUUID: ").map(str::to_string))
+        .expect("the new entry has a UUID");
+    assert!(ldapmodify(a, &format!("dn: {dn}\nchangetype: delete\n")).status.success());
+    let filter = format!("(&(reqType=delete)(reqEntryUUID={uuid}))");
+    for s in [a, b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = std::process::Command::new("ldapsearch")
+                .args(["-x", "-LLL", "-H", &s.url, "-D", &s.gateway_dn, "-w", &s.gateway_password])
+                .args(["-b", "cn=accesslog", &filter, "reqDN"])
+                .output()
+                .expect("ldapsearch runs");
+            if String::from_utf8_lossy(&out.stdout).contains(&format!("reqDN: {dn}")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the delete is in the write log of {}: {out:?}", s.url);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs ldapmodify as the server's root with the given LDIF.
+fn ldapmodify(s: &Slapd, ldif: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ldapmodify")
+        .args(["-x", "-H", &s.url, "-D", &s.root_dn, "-w", &s.root_password])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ldapmodify runs");
+    child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// Customer uid → (organisation name, billing locality), and uids seen more than once.
@@ -76,6 +117,8 @@ struct Log {
     errors: Vec<String>,
     /// Names of creates whose answer was lost (503): they may or may not have happened.
     unacknowledged: Vec<String>,
+    /// Deleted customers, with whether the gateway said 200 (else the answer was lost).
+    deleted: Vec<(u64, bool)>,
 }
 
 /// A running write load.
@@ -149,6 +192,25 @@ fn start_load(gw: &common::Gateway) -> Load {
                     }
                     l.updates.entry(id).or_default().push((place, status == 200));
                 }
+                // Now and then one of the older customers goes (the first three stay
+                // and take the updates).
+                if n % 7 == 0 && mine.len() > 3 {
+                    let id = mine.remove(3);
+                    let res = client
+                        .delete(format!("{base}/v1/customers/{id}"))
+                        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = res.status().as_u16();
+                    let body = if status >= 300 { res.text().await.unwrap_or_default() } else { String::new() };
+                    let mut l = log.lock().unwrap();
+                    *l.statuses.entry(status).or_default() += 1;
+                    if status >= 300 {
+                        l.errors.push(format!("DELETE {id} {status} {body}"));
+                    }
+                    l.deleted.push((id, status == 200));
+                }
             }
         }));
     }
@@ -209,6 +271,9 @@ async fn when_a_server_dies_writes_go_on_against_the_other_with_unique_ids() {
     let (b, dups) = customers(&servers[1]);
     assert!(dups.is_empty(), "no uid twice: {dups:?}");
     for (id, name) in &log.created[at_kill + 4..] {
+        if log.deleted.iter().any(|(d, _)| d == id) {
+            continue;
+        }
         assert_eq!(b.get(id).map(|e| &e.0), Some(name), "customer {id} acknowledged after the failover");
     }
     let _ = gw.stop.send(());
@@ -300,8 +365,17 @@ async fn failover_keeps_every_acknowledged_write_once_on_both_servers() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), log.created.len(), "every acknowledged create got its own id");
+    for (id, acknowledged) in &log.deleted {
+        assert_eq!(a.0.get(id), b.0.get(id), "deleted customer {id} is the same on both servers");
+        if *acknowledged {
+            assert!(!a.0.contains_key(id), "customer {id}, deleted, is gone");
+        }
+    }
     for (id, name) in &log.created {
         assert_eq!(a.0.get(id), b.0.get(id), "acknowledged customer {id} is the same on both servers");
+        if log.deleted.iter().any(|(d, _)| d == id) {
+            continue;
+        }
         let (o, l) = a.0.get(id).unwrap_or_else(|| panic!("acknowledged customer {id} is missing"));
         assert_eq!(o, name, "customer {id} is the one that was created");
         if let Some(tries) = log.updates.get(id) {

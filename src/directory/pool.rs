@@ -78,6 +78,25 @@ pub struct LdapManager {
     watchers: tokio::sync::Mutex<Vec<Option<Ldap>>>,
     /// Entries sent again through replication because a server had missed them.
     resent: AtomicU64,
+    /// Entries deleted on a server that had missed their delete.
+    deletes_completed: AtomicU64,
+    /// Whether the comparison has found a server's write log unreadable (said once).
+    log_unreadable: std::sync::atomic::AtomicBool,
+}
+
+/// The base of a replicated server's write log (slapd's accesslog overlay), where the
+/// comparison looks up the deletes a server made.
+pub const WRITE_LOG: &str = "cn=accesslog";
+
+/// What the comparison does about an entry one server holds and the other does not hold
+/// in the same state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repair {
+    /// Has the server that holds it send it again through replication.
+    Resend,
+    /// Deletes it where it is still held: the other server's write log has a delete of
+    /// it newer than this state.
+    Delete,
 }
 
 /// A server to be compared with the one in use.
@@ -107,7 +126,7 @@ enum Compared {
     /// `reached` is what the other server had reached when the comparison started,
     /// `upto` what the server in use held when it ended.
     Same { unfixable: Vec<String>, reached: Csns, upto: Csns },
-    /// This many entries were sent again; compare once more.
+    /// This many entries were sent again or deleted; compare once more.
     Resent(usize),
     /// This many entries differ and were not sent again (`RESEND_ROUNDS` were tried).
     Differ(usize),
@@ -126,7 +145,14 @@ impl LdapManager {
             disturbances: AtomicU64::new(0),
             watchers: tokio::sync::Mutex::new((0..n).map(|_| None).collect()),
             resent: AtomicU64::new(0),
+            deletes_completed: AtomicU64::new(0),
+            log_unreadable: Default::default(),
         }
+    }
+
+    /// How many entries were deleted because a server's replication had missed their delete.
+    pub fn deletes_completed(&self) -> u64 {
+        self.deletes_completed.load(Ordering::Relaxed)
     }
 
     /// How many entries were sent again because a server's replication had missed them.
@@ -327,8 +353,7 @@ impl LdapManager {
                     }
                 }
                 Ok(Compared::Resent(k)) => {
-                    self.resent.fetch_add(k as u64, Ordering::Relaxed);
-                    tracing::warn!(%url, entries = k, "replication had missed entries; sent them again");
+                    tracing::warn!(%url, entries = k, "replication had missed entries or deletes; repaired them");
                 }
                 Ok(Compared::Differ(k)) => {
                     if rounds == RESEND_ROUNDS {
@@ -373,16 +398,23 @@ impl LdapManager {
         let mine_after = self.context_csns(cur).await.ok_or_else(gone)?;
         let theirs_after = self.context_csns(peer).await.ok_or_else(gone)?;
         // What the server in use has and the other lacks is sent again from the server in
-        // use: it takes every write, so its state of an entry is the newest.
-        let mut todo: Vec<(bool, &Seen)> = Vec::new();
+        // use: it takes every write, so its state of an entry is the newest. Unless the
+        // other server deleted it after that state: then the delete is what was missed.
+        // The entries are in the order to repair them (`bool`: on the other server).
+        let mut todo: Vec<(bool, Repair, &Seen)> = Vec::new();
         for gap in reconcile::missing(&mine, &theirs, &mine_after, &theirs_at) {
             tracing::debug!(dn = %gap.entry.dn, csn = %gap.entry.csn, absent = gap.absent, "an entry the other server lacks");
-            todo.push((false, gap.entry));
+            let repair = match gap.absent && self.deleted_since(peer, gap.entry).await? {
+                true => Repair::Delete,
+                false => Repair::Resend,
+            };
+            todo.push((false, repair, gap.entry));
         }
-        // What only the other server has is sent again from there. An entry the server in
-        // use holds in an older state is left alone: sending the other's state with a new
-        // CSN could undo a write the server in use has taken meanwhile. So could an entry
-        // the server in use deleted while its entries were read: that delete must have
+        // What only the other server has is sent again from there, or deleted there if
+        // the server in use deleted it after that state. An entry the server in use holds
+        // in an older state is left alone: sending the other's state with a new CSN could
+        // undo a write the server in use has taken meanwhile. So could an entry the
+        // server in use deleted while its entries were read: that delete must have
         // reached the other server, which then no longer holds the entry.
         let from_peer = reconcile::missing(&theirs, &mine, &theirs_after, &mine_at);
         if !from_peer.is_empty() && self.reaching(peer, &mine_after, deadline + Duration::from_secs(1)).await?.is_none()
@@ -399,28 +431,94 @@ impl LdapManager {
                 continue;
             }
             tracing::debug!(dn = %gap.entry.dn, csn = %gap.entry.csn, "an entry only the other server has");
-            todo.push((true, gap.entry));
+            let repair = match self.deleted_since(cur, gap.entry).await? {
+                true => Repair::Delete,
+                false => Repair::Resend,
+            };
+            todo.push((true, repair, gap.entry));
         }
         if !resend && !todo.is_empty() {
             return Ok(Compared::Differ(todo.len()));
         }
-        let mut resent = 0;
+        // Entries are sent again parents first, deleted children first.
+        let (sends, mut deletes): (Vec<_>, Vec<_>) = todo.into_iter().partition(|(_, r, _)| *r == Repair::Resend);
+        deletes.reverse();
+        let mut repaired = 0;
         let mut unfixable = Vec::new();
-        for (from_peer, entry) in todo {
+        for (on_peer, repair, entry) in sends.into_iter().chain(deletes) {
             if self.current_server() != current {
-                return Ok(if resent > 0 { Compared::Resent(resent) } else { Compared::Behind });
+                return Ok(if repaired > 0 { Compared::Resent(repaired) } else { Compared::Behind });
             }
-            let conn = if from_peer { &mut *peer } else { &mut *cur };
-            match self.resend(conn, &entry.dn).await? {
-                true => resent += 1,
-                false => unfixable.push(entry.dn.clone()),
+            let conn = if on_peer { &mut *peer } else { &mut *cur };
+            let done = match repair {
+                Repair::Resend => self.resend(conn, &entry.dn).await?,
+                Repair::Delete => self.delete_tree(conn, &entry.dn).await?,
+            };
+            match (done, repair) {
+                (true, Repair::Resend) => {
+                    self.resent.fetch_add(1, Ordering::Relaxed);
+                    repaired += 1;
+                }
+                (true, Repair::Delete) => {
+                    tracing::warn!(dn = %entry.dn, "a server had missed the delete of an entry; deleted it there");
+                    self.deletes_completed.fetch_add(1, Ordering::Relaxed);
+                    repaired += 1;
+                }
+                (false, _) => unfixable.push(entry.dn.clone()),
             }
         }
-        Ok(if resent > 0 {
-            Compared::Resent(resent)
+        Ok(if repaired > 0 {
+            Compared::Resent(repaired)
         } else {
             Compared::Same { unfixable, reached: theirs_at, upto: mine_after }
         })
+    }
+
+    /// Whether a server's write log holds a delete of the entry newer than the state
+    /// `entry` was seen in. A server whose write log the gateway may not read is taken to
+    /// have deleted nothing (said once in the log): the entry is then sent again, which
+    /// undoes a delete that server's peer had missed.
+    async fn deleted_since(&self, ldap: &mut Ldap, entry: &Seen) -> Result<bool, DirError> {
+        let filter = format!("(&(reqType=delete)(reqEntryUUID={}))", super::escape::filter_value(&entry.uuid));
+        let ldap3::SearchResult(found, result) =
+            ldap.search(WRITE_LOG, Scope::OneLevel, &filter, vec!["entryCSN"]).await?;
+        match result.rc {
+            0 => Ok(found
+                .into_iter()
+                .map(|e| Entry::from_search(SearchEntry::construct(e)))
+                .any(|e| e.first("entryCSN").is_some_and(|csn| csn > entry.csn.as_str()))),
+            rc::NO_SUCH_OBJECT | rc::INSUFFICIENT_ACCESS => {
+                if !self.log_unreadable.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        base = WRITE_LOG,
+                        "a server's write log is not readable: a delete a server missed cannot be told from a create \
+                         the other missed, and such entries are sent again"
+                    );
+                }
+                Ok(false)
+            }
+            rc => Err(DirError::Other(format!("reading the write log: result {rc} {}", result.text))),
+        }
+    }
+
+    /// Deletes an entry and what lies below it. `Ok(false)` when the gateway may not.
+    async fn delete_tree(&self, ldap: &mut Ldap, dn: &str) -> Result<bool, DirError> {
+        let ldap3::SearchResult(found, result) =
+            ldap.search(dn, Scope::Subtree, "(objectClass=*)", vec!["1.1"]).await?;
+        if result.rc == rc::NO_SUCH_OBJECT {
+            return Ok(true);
+        }
+        let mut dns: Vec<String> = found.into_iter().map(|e| SearchEntry::construct(e).dn).collect();
+        dns.sort_by_key(|d| std::cmp::Reverse(super::layout::depth(d)));
+        for d in dns {
+            let done = ldap.delete(&d).await?;
+            match done.rc {
+                0 | rc::NO_SUCH_OBJECT => {}
+                rc::INSUFFICIENT_ACCESS => return Ok(false),
+                rc => return Err(DirError::Other(format!("deleting {d}: result {rc} {}", done.text))),
+            }
+        }
+        Ok(true)
     }
 
     /// A server's `contextCSN` once it covers `target`, or `None` if it does not by

@@ -209,7 +209,8 @@ fn session_log(opts: &SlapdOptions) -> &'static str {
     }
 }
 
-/// The database of a replicated server's write log.
+/// The database of a replicated server's write log. The gateway reads it to tell a
+/// delete a server missed from a create its peer missed.
 fn replication_logdb(opts: &SlapdOptions, dir: &Path) -> String {
     if opts.replication.is_none() {
         return String::new();
@@ -218,8 +219,9 @@ fn replication_logdb(opts: &SlapdOptions, dir: &Path) -> String {
         "dn: olcDatabase={{2}}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\n\
          olcDatabase: {{2}}mdb\nolcSuffix: cn=accesslog\nolcRootDN: cn=Manager,{suffix}\n\
          olcDbDirectory: {log}\nolcDbMaxSize: 1073741824\n\
-         olcDbIndex: default eq\nolcDbIndex: entryCSN,objectClass,reqEnd,reqResult,reqStart,reqDN eq\n\
-         olcAccess: {{0}}to * by dn.exact=\"cn=Manager,{suffix}\" read by * none\n\n",
+         olcDbIndex: default eq\nolcDbIndex: entryCSN,objectClass,reqEnd,reqResult,reqStart,reqDN,reqEntryUUID eq\n\
+         olcAccess: {{0}}to * by dn.exact=\"cn=Manager,{suffix}\" read by dn.exact=\"{GATEWAY_RDN},{suffix}\" read \
+         by * none\n\n",
         suffix = opts.suffix,
         log = dir.join("accesslog").display(),
     )

@@ -72,6 +72,12 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             series: vec![(vec![], app.directory.pool().manager().resent() as f64)],
         },
         Sampled {
+            name: "stoney_ldap_deletes_completed_total",
+            kind: "counter",
+            help: "Entries deleted on a server whose replication had missed their delete.",
+            series: vec![(vec![], app.directory.pool().manager().deletes_completed() as f64)],
+        },
+        Sampled {
             name: "stoney_ldap_servers_unchecked",
             kind: "gauge",
             help: "Servers whose replication is still to be compared with the server in use after a disturbance.",
