@@ -174,7 +174,8 @@ impl LdapManager {
         let now = SystemTime::now();
         if let Ok(mut p) = self.pending.lock() {
             for s in servers {
-                p[s].get_or_insert(Unchecked { since: now, rounds: 0, settled: None });
+                // A new disturbance keeps the earliest start but needs two comparisons again.
+                p[s].get_or_insert(Unchecked { since: now, rounds: 0, settled: None }).settled = None;
             }
         }
         self.disturbances.fetch_add(1, Ordering::Relaxed);
