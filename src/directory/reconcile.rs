@@ -61,17 +61,20 @@ pub struct Gap<'a> {
 /// among those the other should hold by now. That is the case for an entry whose CSN
 /// `other_reached` covers (the other server's `contextCSN`, read before its entries):
 /// what is newer may still be on its way. It is also the case for an entry newer than
-/// what `have_reached` (its own server's `contextCSN`, read after its entries) says: its
-/// server never counted it as sent, so replication will not carry it unless it changes
-/// again. A server killed before it stored its `contextCSN` comes back like that, with
-/// its last writes past what it claims to hold. Parents come before their children.
+/// what `have_reached` (its own server's `contextCSN`, read after its entries) says for
+/// the entry's server id: its server never counted it as sent, so replication will not
+/// carry it unless it changes again. A server killed before it stored its `contextCSN`
+/// comes back like that, with its last writes past what it claims to hold. (Entries of
+/// a server id no `contextCSN` names, such as those `slapadd` loaded, are neither.)
+/// Parents come before their children.
 pub fn missing<'a>(have: &'a [Seen], other: &[Seen], have_reached: &Csns, other_reached: &Csns) -> Vec<Gap<'a>> {
     let theirs: HashMap<&str, &str> = other.iter().map(|s| (s.uuid.as_str(), s.csn.as_str())).collect();
     let mut out: Vec<Gap> = have
         .iter()
         .filter(|s| {
             let csn = Csns::from_values([s.csn.as_str()]);
-            other_reached.covers(&csn) || !have_reached.covers(&csn)
+            let stranded = csn.0.iter().any(|(sid, c)| have_reached.0.get(sid).is_some_and(|own| own < c));
+            other_reached.covers(&csn) || stranded
         })
         .filter_map(|s| match theirs.get(s.uuid.as_str()) {
             None => Some(Gap { entry: s, absent: true }),
@@ -154,5 +157,8 @@ mod tests {
         // Once the restarted server counts them as its own, they are on their way again.
         let counted = Csns::from_values([c3]);
         assert!(missing(&restarted, &other, &counted, &reached).is_empty());
+        // Entries loaded offline carry server id 0, which no contextCSN names.
+        let loaded = vec![seen("dc=x", "u0", "20261124230041.000000Z#000000#000#000000")];
+        assert!(missing(&loaded, &[], &reached, &reached).is_empty());
     }
 }
