@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
 
-use common::ldapsearch_on as ldapsearch;
+use common::{ldapmodify_on as ldapmodify, ldapsearch_on as ldapsearch};
 
 #[test]
 fn two_launched_servers_replicate_each_other() {
@@ -51,20 +51,6 @@ fn two_launched_servers_replicate_each_other() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-/// Runs ldapmodify as the server's root with the given LDIF.
-fn ldapmodify(s: &Slapd, ldif: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = std::process::Command::new("ldapmodify")
-        .args(["-x", "-H", &s.url, "-D", &s.root_dn, "-w", &s.root_password])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("ldapmodify runs");
-    child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// Customer uid → (organisation name, billing locality), and uids seen more than once.
@@ -124,6 +110,20 @@ struct Log {
     unacknowledged: Vec<String>,
     /// Deleted customers, with whether the gateway said 200 (else the answer was lost).
     deleted: Vec<(u64, bool)>,
+}
+
+impl Log {
+    /// Counts an answer's status and keeps the body of one that is not 2xx.
+    async fn answer(log: &std::sync::Mutex<Log>, request: String, res: reqwest::Response) -> u16 {
+        let status = res.status().as_u16();
+        let body = if status >= 300 { res.text().await.unwrap_or_default() } else { String::new() };
+        let mut l = log.lock().unwrap();
+        *l.statuses.entry(status).or_default() += 1;
+        if status >= 300 {
+            l.errors.push(format!("{request} {status} {body}"));
+        }
+        status
+    }
 }
 
 /// A running write load.
@@ -188,14 +188,8 @@ fn start_load(gw: &common::Gateway) -> Load {
                         .send()
                         .await
                         .unwrap();
-                    let status = res.status().as_u16();
-                    let body = if status >= 300 { res.text().await.unwrap_or_default() } else { String::new() };
-                    let mut l = log.lock().unwrap();
-                    *l.statuses.entry(status).or_default() += 1;
-                    if status >= 300 {
-                        l.errors.push(format!("PATCH {id} {status} {body}"));
-                    }
-                    l.updates.entry(id).or_default().push((place, status == 200));
+                    let status = Log::answer(&log, format!("PATCH {id}"), res).await;
+                    log.lock().unwrap().updates.entry(id).or_default().push((place, status == 200));
                 }
                 // Now and then one of the older customers goes (the first three stay
                 // and take the updates).
@@ -207,14 +201,8 @@ fn start_load(gw: &common::Gateway) -> Load {
                         .send()
                         .await
                         .unwrap();
-                    let status = res.status().as_u16();
-                    let body = if status >= 300 { res.text().await.unwrap_or_default() } else { String::new() };
-                    let mut l = log.lock().unwrap();
-                    *l.statuses.entry(status).or_default() += 1;
-                    if status >= 300 {
-                        l.errors.push(format!("DELETE {id} {status} {body}"));
-                    }
-                    l.deleted.push((id, status == 200));
+                    let status = Log::answer(&log, format!("DELETE {id}"), res).await;
+                    log.lock().unwrap().deleted.push((id, status == 200));
                 }
             }
         }));
@@ -403,22 +391,13 @@ async fn failover_keeps_every_acknowledged_write_once_on_both_servers() {
 /// which its consumer resumes from), as slapd's own fault does when a refresh starts
 /// in the middle of a transaction: the changes up to there that it lacks never come.
 fn claim_context_csn(s: &Slapd, csns: &[String]) {
-    use std::io::Write;
     let mut ldif = format!("dn: {}\nchangetype: modify\nreplace: contextCSN\n", s.suffix);
     for c in csns {
         ldif.push_str(&format!("contextCSN: {c}\n"));
     }
-    let mut child = std::process::Command::new("slapmodify")
-        .arg("-F")
-        .arg(s.dir.join("slapd.d"))
-        .args(["-b", &s.suffix])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("slapmodify runs");
-    child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = std::process::Command::new("slapmodify");
+    cmd.arg("-F").arg(s.dir.join("slapd.d")).args(["-b", &s.suffix]);
+    let out = common::with_input(&mut cmd, &ldif);
     assert!(out.status.success(), "slapmodify: {out:?}");
 }
 

@@ -133,21 +133,32 @@ impl TestApp {
 
     /// Runs ldapmodify as the directory's root with the given LDIF.
     pub fn ldapmodify(&self, ldif: &str) -> std::process::Output {
-        use std::io::Write;
-        let mut child = std::process::Command::new("ldapmodify")
-            .args(["-x", "-H", &self.slapd.url, "-D", &self.slapd.root_dn, "-w", &self.slapd.root_password])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("ldapmodify runs");
-        child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        ldapmodify_on(&self.slapd, ldif)
     }
 
     pub fn suffix(&self) -> &str {
         &self.slapd.suffix
     }
+}
+
+/// Runs ldapmodify as a server's root with the given LDIF.
+pub fn ldapmodify_on(slapd: &Slapd, ldif: &str) -> std::process::Output {
+    let mut cmd = std::process::Command::new("ldapmodify");
+    cmd.args(["-x", "-H", &slapd.url, "-D", &slapd.root_dn, "-w", &slapd.root_password]);
+    with_input(&mut cmd, ldif)
+}
+
+/// Runs a command with `input` on its standard input and collects what it printed.
+pub fn with_input(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the command runs");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// ldapsearch against a server as its root, one line per attribute (LDIF).
