@@ -55,12 +55,15 @@ impl AppState {
         let directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms))
             .with_failover_id_gap(l.failover_id_gap);
         let index = Arc::new(CustomerIndex::new(&l.base_dn));
-        let sync = Arc::new(SyncConsumer::new(
-            spec,
-            l.base_dn.clone(),
-            table::all_attributes().into_iter().map(String::from).collect(),
-            index.restarter(),
-        ));
+        let sync = Arc::new(
+            SyncConsumer::new(
+                spec,
+                l.base_dn.clone(),
+                table::all_attributes().into_iter().map(String::from).collect(),
+                index.restarter(),
+            )
+            .following(directory.pool().manager()),
+        );
         let p = &settings.pagination;
         let customers = Customers::new(
             directory.clone(),

@@ -297,6 +297,11 @@ async fn failover_keeps_every_acknowledged_write_once_on_both_servers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(gw.state.directory.current_server(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.state.sync.server() != 1 {
+        assert!(Instant::now() < deadline, "the index's synchronisation goes to the other server too");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The first server comes back under a lighter load, which a slow machine's
     // replication can catch up with: the gateway moves back only to a server that keeps up.
     pace.store(150, Ordering::Relaxed);
@@ -314,6 +319,12 @@ async fn failover_keeps_every_acknowledged_write_once_on_both_servers() {
                 context_csn(&servers[1])
             );
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The customer index's synchronisation moves back with the gateway.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.state.sync.server() != 0 {
+        assert!(Instant::now() < deadline, "the index follows the gateway back to the first server");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let after_failback = written();

@@ -82,6 +82,8 @@ pub struct LdapManager {
     deletes_completed: AtomicU64,
     /// Whether the comparison has found a server's write log unreadable (said once).
     log_unreadable: std::sync::atomic::AtomicBool,
+    /// The server in use, for those that follow this pool's choice (`follow`).
+    moved: tokio::sync::watch::Sender<usize>,
 }
 
 /// The base of a replicated server's write log (slapd's accesslog overlay), where the
@@ -147,6 +149,19 @@ impl LdapManager {
             resent: AtomicU64::new(0),
             deletes_completed: AtomicU64::new(0),
             log_unreadable: Default::default(),
+            moved: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// The server in use, now and whenever it changes.
+    pub fn follow(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.moved.subscribe()
+    }
+
+    /// Makes `server` the one new connections go to first, as another pool chose it.
+    pub fn prefer(&self, server: usize) {
+        if server < self.spec.urls.len() && self.current.swap(server, Ordering::Relaxed) != server {
+            self.generation.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -211,6 +226,7 @@ impl LdapManager {
             self.mark((0..self.spec.urls.len()).filter(|&s| s != server));
             self.generation.fetch_add(1, Ordering::Relaxed);
             self.failovers.fetch_add(1, Ordering::Relaxed);
+            self.moved.send_replace(server);
             tracing::warn!(from = %self.spec.urls[before], to = %self.spec.urls[server], "LDAP {why}");
         }
     }

@@ -95,6 +95,10 @@ pub struct SyncConsumer {
     attrs: Vec<String>,
     /// Wakes the consumer to drop its session and resume it on a new connection.
     restart: Arc<Notify>,
+    /// The server another pool uses: the session moves there when that pool moves.
+    follow: Option<tokio::sync::watch::Receiver<usize>>,
+    /// The server of the current session.
+    server: std::sync::atomic::AtomicUsize,
 }
 
 fn uuid(bytes: &[u8]) -> Option<Uuid> {
@@ -111,7 +115,21 @@ enum Ended {
 impl SyncConsumer {
     /// `restart` wakes the consumer to drop its session and resume on a new connection.
     pub fn new(spec: ConnSpec, base: String, attrs: Vec<String>, restart: Arc<Notify>) -> Self {
-        SyncConsumer { manager: LdapManager::new(spec), base, attrs, restart }
+        let server = Default::default();
+        SyncConsumer { manager: LdapManager::new(spec), base, attrs, restart, follow: None, server }
+    }
+
+    /// Keeps the session on the server `pool` uses: after that pool moves (a failover or
+    /// a fail-back), the session resumes there from its cookie, which names a CSN per
+    /// server and so holds on any of them.
+    pub fn following(mut self, pool: &LdapManager) -> Self {
+        self.follow = Some(pool.follow());
+        self
+    }
+
+    /// Index (in the configured URLs) of the server of the current session.
+    pub fn server(&self) -> usize {
+        self.server.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Follows the directory until the task is dropped: reconnects with growing pauses
@@ -162,7 +180,27 @@ impl SyncConsumer {
         cookie: &mut Option<Vec<u8>>,
         refreshed: &mut bool,
     ) -> Result<Ended, DirError> {
+        let mut follow = self.follow.clone();
+        if let Some(f) = follow.as_mut() {
+            self.manager.prefer(*f.borrow_and_update());
+        }
         let mut ldap = self.manager.create().await?;
+        let server = ldap.server;
+        self.server.store(server, std::sync::atomic::Ordering::Relaxed);
+        let moved = async move {
+            match follow.as_mut() {
+                Some(f) => {
+                    while f.changed().await.is_ok() {
+                        if *f.borrow_and_update() != server {
+                            return;
+                        }
+                    }
+                    std::future::pending().await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(moved);
         let req = SyncRequest { mode: RefreshMode::RefreshAndPersist, cookie: cookie.clone(), reload_hint: false };
         let attrs: Vec<&str> = self.attrs.iter().map(String::as_str).collect();
         // No operation timeout: the search lasts as long as the session.
@@ -182,6 +220,14 @@ impl SyncConsumer {
             let item = tokio::select! {
                 item = stream.next() => item,
                 _ = self.restart.notified() => {
+                    let _ = stream.finish().await;
+                    let id = stream.ldap_handle().last_id();
+                    let _ = ldap.abandon(id).await;
+                    let _ = ldap.unbind().await;
+                    return Ok(Ended::Restart);
+                }
+                _ = &mut moved => {
+                    tracing::info!(url = %self.manager.urls()[server], "the directory moved to another server; content synchronisation follows");
                     let _ = stream.finish().await;
                     let id = stream.ldap_handle().last_id();
                     let _ = ldap.abandon(id).await;
