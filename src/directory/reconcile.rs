@@ -6,8 +6,10 @@
 //! moment (after its own restart, or the provider's) is told it is complete up to a CSN
 //! whose entries it never got, and no later refresh sends them. The gateway finds such
 //! entries by comparing what both servers hold since the disturbance and has the server
-//! in use send them again through its own replication: a modification that leaves the
-//! entry as it is but gives it a new CSN.
+//! that holds them send them again through its own replication: a modification that
+//! leaves the entry as it is but gives it a new CSN. A delete can be missed the same
+//! way; the other server's write log tells a missed delete from a missed create, and the
+//! gateway then deletes the entry where it is still held.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
