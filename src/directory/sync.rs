@@ -217,17 +217,18 @@ impl SyncConsumer {
             }
         };
         loop {
-            let item = tokio::select! {
-                item = stream.next() => item,
-                _ = self.restart.notified() => {
-                    let _ = stream.finish().await;
-                    let id = stream.ldap_handle().last_id();
-                    let _ = ldap.abandon(id).await;
-                    let _ = ldap.unbind().await;
-                    return Ok(Ended::Restart);
-                }
-                _ = &mut moved => {
-                    tracing::info!(url = %self.manager.urls()[server], "the directory moved to another server; content synchronisation follows");
+            // `Err(moved)`: asked to restart, or the followed pool moved (`true`).
+            let next = tokio::select! {
+                item = stream.next() => Ok(item),
+                _ = self.restart.notified() => Err(false),
+                _ = &mut moved => Err(true),
+            };
+            let item = match next {
+                Ok(item) => item,
+                Err(moved) => {
+                    if moved {
+                        tracing::info!(url = %self.manager.urls()[server], "the directory moved to another server; content synchronisation follows");
+                    }
                     let _ = stream.finish().await;
                     let id = stream.ldap_handle().last_id();
                     let _ = ldap.abandon(id).await;
