@@ -398,13 +398,11 @@ impl LdapManager {
         since: SystemTime,
         resend: bool,
     ) -> Result<Compared, DirError> {
-        let gone = || DirError::Unavailable("a server stopped answering during the comparison".into());
-        let mine_at = self.context_csns(cur).await.ok_or_else(gone)?;
+        let mine_at = self.compared_csns(cur).await?;
         // Each must have reached what the other had: replication lags a little behind
         // the writes, and what is still on its way is not missing.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        let theirs_at = self.reaching(peer, &mine_at, deadline).await?;
-        let Some(theirs_at) = theirs_at else { return Ok(Compared::Behind) };
+        let Some(theirs_at) = self.reaching(peer, &mine_at, deadline).await? else { return Ok(Compared::Behind) };
         let Some(mine_at) = self.reaching(cur, &theirs_at, deadline).await? else { return Ok(Compared::Behind) };
         let from = reconcile::csn_at(since.checked_sub(reconcile::MARGIN).unwrap_or(since));
         let filter = format!("(entryCSN>={})", super::escape::filter_value(&from));
@@ -412,8 +410,8 @@ impl LdapManager {
         let theirs = self.seen(peer, &filter).await?;
         // What each server counts as its own after its entries were read: an entry past
         // it is stranded (see `reconcile::missing`).
-        let mine_after = self.context_csns(cur).await.ok_or_else(gone)?;
-        let theirs_after = self.context_csns(peer).await.ok_or_else(gone)?;
+        let mine_after = self.compared_csns(cur).await?;
+        let theirs_after = self.compared_csns(peer).await?;
         // What the server in use has and the other lacks is sent again from the server in
         // use: it takes every write, so its state of an entry is the newest. Unless the
         // other server deleted it after that state: then the delete is what was missed.
@@ -538,6 +536,13 @@ impl LdapManager {
         Ok(true)
     }
 
+    /// A server's `contextCSN` during a comparison, which it ends if the server is gone.
+    async fn compared_csns(&self, ldap: &mut Ldap) -> Result<Csns, DirError> {
+        self.context_csns(ldap)
+            .await
+            .ok_or_else(|| DirError::Unavailable("a server stopped answering during the comparison".into()))
+    }
+
     /// A server's `contextCSN` once it covers `target`, or `None` if it does not by
     /// `deadline`.
     async fn reaching(
@@ -547,10 +552,7 @@ impl LdapManager {
         deadline: tokio::time::Instant,
     ) -> Result<Option<Csns>, DirError> {
         loop {
-            let have = self
-                .context_csns(ldap)
-                .await
-                .ok_or_else(|| DirError::Unavailable("a server stopped answering during the comparison".into()))?;
+            let have = self.compared_csns(ldap).await?;
             if have.covers(target) {
                 return Ok(Some(have));
             }
