@@ -53,6 +53,15 @@ fn two_launched_servers_replicate_each_other() {
     }
 }
 
+/// Waits up to `secs` seconds for `done`, and fails with `what` if it does not come.
+async fn eventually(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Customer uid → (organisation name, billing locality), and uids seen more than once.
 fn customers(s: &Slapd) -> (std::collections::BTreeMap<u64, (String, String)>, Vec<u64>) {
     let base = format!("ou=reseller,{}", s.suffix);
@@ -217,11 +226,7 @@ async fn replicated_gateway() -> (Vec<Slapd>, common::Gateway) {
     .await
     .unwrap()
     .expect("two servers");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while customers(&servers[1]).0.len() != 60 {
-        assert!(Instant::now() < deadline, "the second server got the data");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(30, "the second server got the data", || customers(&servers[1]).0.len() == 60).await;
     let mut settings = common::settings_for(&servers[0]);
     settings.ldap.urls = vec![servers[0].url.clone(), servers[1].url.clone()];
     settings.ldap.failback_interval_ms = 200;
@@ -240,11 +245,7 @@ async fn when_a_server_dies_writes_go_on_against_the_other_with_unique_ids() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     tokio::task::block_in_place(|| servers[0].kill());
     let at_kill = written();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while written() < at_kill + 40 {
-        assert!(Instant::now() < deadline, "writes go on after the failover");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(10, "writes go on after the failover", || written() >= at_kill + 40).await;
     assert_eq!(gw.state.directory.current_server(), 1);
     assert_eq!(gw.state.directory.failovers(), 1);
     stop.store(true, Ordering::Relaxed);
@@ -291,17 +292,9 @@ async fn failover_keeps_every_acknowledged_write_once_on_both_servers() {
     tokio::task::block_in_place(|| servers[0].kill());
     assert!(std::net::TcpStream::connect(servers[0].listen).is_err(), "the first server is down");
     // Writes go on against the other server.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while written() < before_kill + 20 {
-        assert!(Instant::now() < deadline, "writes go on after the failover");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(10, "writes go on after the failover", || written() >= before_kill + 20).await;
     assert_eq!(gw.state.directory.current_server(), 1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gw.state.sync.server() != 1 {
-        assert!(Instant::now() < deadline, "the index's synchronisation goes to the other server too");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(10, "the index's synchronisation goes to the other server too", || gw.state.sync.server() == 1).await;
     // The first server comes back under a lighter load, which a slow machine's
     // replication can catch up with: the gateway moves back only to a server that keeps up.
     pace.store(150, Ordering::Relaxed);
@@ -322,17 +315,9 @@ async fn failover_keeps_every_acknowledged_write_once_on_both_servers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The customer index's synchronisation moves back with the gateway.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gw.state.sync.server() != 0 {
-        assert!(Instant::now() < deadline, "the index follows the gateway back to the first server");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(10, "the index follows the gateway back to the first server", || gw.state.sync.server() == 0).await;
     let after_failback = written();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while written() < after_failback + 20 {
-        assert!(Instant::now() < deadline, "writes go on after the fail-back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(10, "writes go on after the fail-back", || written() >= after_failback + 20).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
@@ -434,11 +419,10 @@ async fn the_comparison_repairs_a_create_and_a_delete_a_server_missed() {
         }
     };
     let doomed = create("Doomed AG").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while customers(&servers[1]).0.get(&doomed).is_none_or(|c| c.1 != "Bern") {
-        assert!(Instant::now() < deadline, "the customer reached the second server");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(10, "the customer reached the second server", || {
+        customers(&servers[1]).0.get(&doomed).is_some_and(|c| c.1 == "Bern")
+    })
+    .await;
     tokio::task::block_in_place(|| servers[1].kill());
     let missed = create("Missed AG").await;
     let res = gw
