@@ -160,9 +160,19 @@ impl LdapManager {
 
     /// Makes `server` the one new connections go to first, as another pool chose it.
     pub fn prefer(&self, server: usize) {
-        if server < self.spec.urls.len() && self.current.swap(server, Ordering::Relaxed) != server {
-            self.generation.fetch_add(1, Ordering::Relaxed);
+        if server < self.spec.urls.len() {
+            self.set_current(server);
         }
+    }
+
+    /// Makes `server` the one new connections go to; the one before if that changed
+    /// (connections to it are then dropped on their return to the pool).
+    fn set_current(&self, server: usize) -> Option<usize> {
+        let before = self.current.swap(server, Ordering::Relaxed);
+        (before != server).then(|| {
+            self.generation.fetch_add(1, Ordering::Relaxed);
+            before
+        })
     }
 
     /// How many entries were deleted because a server's replication had missed their delete.
@@ -221,10 +231,8 @@ impl LdapManager {
     }
 
     fn switch_to(&self, server: usize, why: &str) {
-        let before = self.current.swap(server, Ordering::Relaxed);
-        if before != server {
+        if let Some(before) = self.set_current(server) {
             self.mark((0..self.spec.urls.len()).filter(|&s| s != server));
-            self.generation.fetch_add(1, Ordering::Relaxed);
             self.failovers.fetch_add(1, Ordering::Relaxed);
             self.moved.send_replace(server);
             tracing::warn!(from = %self.spec.urls[before], to = %self.spec.urls[server], "LDAP {why}");
