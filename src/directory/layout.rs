@@ -41,6 +41,14 @@ pub fn child_dn(customer_dn: &str, ou: &str) -> String {
     format!("ou={},{customer_dn}", dn_value(ou))
 }
 
+/// An id as the gateway writes it: a positive decimal number without sign, spaces or
+/// leading zeros. A uid written otherwise (`0005001012`) is not an id of the API: its
+/// entry is neither listed nor reachable, and the index logs it.
+pub fn canonical_id(v: &str) -> Option<u64> {
+    let ok = !v.is_empty() && v.len() <= 19 && !v.starts_with('0') && v.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| v.parse().ok()).flatten()
+}
+
 /// The reseller id of a customer DN `uid=C,ou=customers,uid=R,ou=reseller,...`.
 pub fn reseller_of(customer_dn: &str) -> Option<u64> {
     let mut rdns = customer_dn.splitn(4, ',');
@@ -49,7 +57,7 @@ pub fn reseller_of(customer_dn: &str) -> Option<u64> {
     if !customers.trim().eq_ignore_ascii_case("ou=customers") {
         return None;
     }
-    rdn_value(rdns.next()?, "uid")?.parse().ok()
+    canonical_id(rdn_value(rdns.next()?, "uid")?)
 }
 
 /// Where an entry sits in the customer tree.
@@ -73,6 +81,15 @@ fn rdns(dn: &str) -> Vec<(String, String)> {
 /// Classifies a DN relative to the base (attribute types and `ou` values compare without
 /// regard to case, as LDAP does); `None` for anything outside the customer tree.
 pub fn placement(dn: &str, base: &str) -> Option<Placement> {
+    placement_by(dn, base, canonical_id)
+}
+
+/// Whether a DN has the shape of a customer entry, whatever its uids look like.
+pub fn in_customer_tree(dn: &str, base: &str) -> bool {
+    placement_by(dn, base, |v| Some(u64::from(!v.is_empty()))).is_some_and(|p| matches!(p, Placement::Customer { .. }))
+}
+
+fn placement_by(dn: &str, base: &str, id: impl Fn(&str) -> Option<u64>) -> Option<Placement> {
     let dn = rdns(dn);
     let base = rdns(base);
     if dn.len() < base.len() + 4 {
@@ -83,7 +100,7 @@ pub fn placement(dn: &str, base: &str) -> Option<Placement> {
     if !tail.iter().zip(&base).all(|(a, b)| same(a, b)) {
         return None;
     }
-    let number = |(t, v): &(String, String)| (t == "uid").then(|| v.parse::<u64>().ok()).flatten();
+    let number = |(t, v): &(String, String)| (t == "uid").then(|| id(v)).flatten();
     let ou = |(t, v): &(String, String), want: &str| t == "ou" && v.eq_ignore_ascii_case(want);
     let n = head.len();
     if !ou(&head[n - 1], "reseller") || !ou(&head[n - 3], "customers") {
@@ -153,8 +170,17 @@ mod tests {
             "uid=5-1,ou=trash,ou=administration,dc=x,dc=org",
             "uid=5,ou=customers,uid=4,ou=reseller,dc=y,dc=org",
             "ou=a,ou=b,uid=5,ou=customers,uid=4,ou=reseller,dc=x,dc=org",
+            "uid=05,ou=customers,uid=4,ou=reseller,dc=x,dc=org",
+            "uid=+5,ou=customers,uid=4,ou=reseller,dc=x,dc=org",
+            "uid=5,ou=customers,uid=04,ou=reseller,dc=x,dc=org",
         ] {
             assert_eq!(placement(other, base), None, "{other}");
+        }
+        assert!(in_customer_tree("uid=0005,ou=customers,uid=4,ou=reseller,dc=x,dc=org", base));
+        assert!(!in_customer_tree("ou=address,uid=5,ou=customers,uid=4,ou=reseller,dc=x,dc=org", base));
+        assert_eq!(canonical_id("5001012"), Some(5001012));
+        for bad in ["", "0", "05", "+5", " 5", "5a", "99999999999999999999"] {
+            assert_eq!(canonical_id(bad), None, "{bad:?}");
         }
     }
 }

@@ -63,6 +63,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             ServiceError::Invalid(d) => ApiError::validation(d),
             ServiceError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            ServiceError::SharedId { id, resellers } => ApiError::new(
+                StatusCode::CONFLICT,
+                "shared_id",
+                format!(
+                    "customers under the resellers {} have the id {id}; a directory admin must give all but one of them another uid",
+                    resellers.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+                ),
+            ),
             ServiceError::PreconditionFailed => ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",

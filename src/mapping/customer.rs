@@ -36,7 +36,7 @@ impl Stored {
         if !customer.has_object_class("sstCustomer") {
             return None;
         }
-        let id = customer.rdn_value("uid")?.parse().ok()?;
+        let id = layout::canonical_id(customer.rdn_value("uid")?)?;
         let reseller = layout::reseller_of(&customer.dn)?;
         let depth = layout::depth(&customer.dn);
         let mut billing = None;
@@ -64,6 +64,12 @@ impl Stored {
         }
     }
 
+    /// The reseller the customer is committed to: the one of its DN, while every
+    /// `sstBelongsToResellerUID` value names it too (see [`tenant`]).
+    pub fn tenant(&self) -> Option<u64> {
+        tenant(self.reseller, self.customer.values(RESELLER_ATTR))
+    }
+
     pub fn is_company(&self) -> bool {
         self.customer.first("sstiscompany").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"))
     }
@@ -87,6 +93,16 @@ impl Stored {
     pub fn unchanged(entry: &Entry) -> Option<String> {
         entry.first("entrycsn").map(|csn| format!("(entryCSN={})", crate::directory::escape::filter_value(csn)))
     }
+}
+
+/// The attribute that repeats a customer's reseller on its entry.
+pub const RESELLER_ATTR: &str = "sstbelongstoreselleruid";
+
+/// A customer's tenant: the reseller of its DN when its `sstBelongsToResellerUID` values
+/// (if any) all name that reseller, else none. A move changes the DN first and the
+/// attribute in the transaction after it, so a customer on its way belongs to nobody.
+pub fn tenant(dn_reseller: u64, attr_values: &[String]) -> Option<u64> {
+    attr_values.iter().all(|v| v.trim().parse::<u64>() == Ok(dn_reseller)).then_some(dn_reseller)
 }
 
 /// URLs of a customer in responses.

@@ -73,23 +73,29 @@ impl Customers {
         Ok(Stored::from_entries(entries))
     }
 
-    /// Reads a customer with all its entries; `None` when the id does not exist.
-    pub async fn read(&self, id: u64) -> Result<Option<Stored>, DirError> {
-        if let Some(reseller) = self.index.reseller_of(id) {
+    /// Reads every customer with this id, each with all its entries: one, or none when
+    /// the id does not exist (several only where an admin gave one uid to customers of
+    /// different resellers; the directory refuses new ones).
+    pub async fn read(&self, id: u64) -> Result<Vec<Stored>, DirError> {
+        let mut found = Vec::new();
+        for reseller in self.index.resellers_of(id) {
             if let Some(s) = self.read_at(&layout::customer_dn(self.base(), reseller, id)).await? {
-                return Ok(Some(s));
+                found.push(s);
             }
         }
-        let filter = format!("(&(objectClass=sstCustomer)(uid={}))", filter_value(&id.to_string()));
-        let found = self.dir.search(&layout::resellers_dn(self.base()), LdapScope::Subtree, &filter, &["1.1"]).await?;
-        for e in found {
-            if let Some(s) = self.read_at(&e.dn).await? {
-                if s.id == id {
-                    return Ok(Some(s));
+        if found.is_empty() {
+            // Not in the index (yet): look for it.
+            let filter = format!("(&(objectClass=sstCustomer)(uid={}))", filter_value(&id.to_string()));
+            let dns =
+                self.dir.search(&layout::resellers_dn(self.base()), LdapScope::Subtree, &filter, &["1.1"]).await?;
+            for e in dns {
+                if let Some(s) = self.read_at(&e.dn).await? {
+                    found.push(s);
                 }
             }
         }
-        Ok(None)
+        found.retain(|s| s.id == id);
+        Ok(found)
     }
 
     /// A page of the collection (SPEC section 6) from the raw query string. The index is
@@ -111,10 +117,16 @@ impl Customers {
         format!("{}/v1/customers", self.public_url)
     }
 
+    /// The customer with this id that the caller sees. A customer on its way to another
+    /// reseller belongs to neither; an id that two customers have is ambiguous to a caller
+    /// who sees both.
     async fn visible(&self, scope: &Scope, id: u64) -> Result<Stored, ServiceError> {
-        match self.read(id).await? {
-            Some(s) if scope.sees(s.id, s.reseller) => Ok(s),
-            _ => Err(ServiceError::NotFound),
+        let mut found = self.read(id).await?;
+        found.retain(|s| scope.sees(s.id, s.tenant()));
+        match found.len() {
+            0 => Err(ServiceError::NotFound),
+            1 => Ok(found.remove(0)),
+            _ => Err(ServiceError::SharedId { id, resellers: found.iter().map(|s| s.reseller).collect() }),
         }
     }
 
@@ -302,6 +314,14 @@ impl Customers {
         ops
     }
 
+    /// Whether an entry other than `own_dn` holds this externalID (the unique overlay's
+    /// domain is the whole directory, matching without regard to case).
+    async fn external_id_taken(&self, value: &str, own_dn: &str) -> Result<bool, DirError> {
+        let filter = format!("(sstExternalID={})", filter_value(value));
+        let found = self.dir.search(self.base(), LdapScope::Subtree, &filter, &["1.1"]).await?;
+        Ok(found.iter().any(|e| !e.dn.eq_ignore_ascii_case(own_dn)))
+    }
+
     /// Moves a customer's subtree under another reseller: one modrdn, guarded by the
     /// customer entry being unchanged since it was read (every gateway write changes it).
     async fn relocate(&self, s: &Stored, reseller: u64, guard: bool) -> Result<(), DirError> {
@@ -365,6 +385,14 @@ impl Customers {
             let mut s = s;
             let origin = s.reseller;
             if desired.reseller != s.reseller {
+                // What would fail after the move is checked before it; the directory still
+                // decides in the end, and while the customer is moved but not yet
+                // committed (DN and sstBelongsToResellerUID disagree) no reseller sees it.
+                if let Some(ext) = desired.customer.get("sstexternalid") {
+                    if self.external_id_taken(ext, &s.customer.dn).await? {
+                        return Err(ServiceError::Conflict("externalID is already used by another entry".into()));
+                    }
+                }
                 if !self.reseller_ready(scope, desired.reseller).await? {
                     if let Err(e) = self.dir.apply(vec![self.container(desired.reseller)]).await {
                         if e.rc() != Some(rc::ALREADY_EXISTS) {
@@ -396,7 +424,8 @@ impl Customers {
             }
             match result {
                 Ok(()) => {
-                    let now = self.read(id).await?.ok_or(ServiceError::NotFound)?;
+                    let dn = layout::customer_dn(self.base(), desired.reseller, id);
+                    let now = self.read_at(&dn).await?.ok_or(ServiceError::NotFound)?;
                     return Ok(now.etag());
                 }
                 Err(e) if retry(&e) => {

@@ -17,6 +17,7 @@ use super::Scope;
 use crate::directory::layout::{self, Placement};
 use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
 use crate::directory::Entry;
+use crate::mapping::customer;
 use crate::mapping::query::{self, ListQuery};
 use crate::mapping::row::{self, compare_keys, Column, PartValues, Row, SortKey};
 use crate::mapping::table::{Kind, Part};
@@ -31,7 +32,11 @@ fn part_index(p: Part) -> usize {
 
 struct Record {
     id: u64,
+    /// The reseller of the DN.
     reseller: u64,
+    /// Whether the customer entry's `sstBelongsToResellerUID` agrees with the DN (see
+    /// `customer::tenant`): a customer on its way to another reseller belongs to none.
+    committed: bool,
     row: Row,
     uuids: [Option<Uuid>; 3],
     /// What `q=` searches.
@@ -42,6 +47,10 @@ impl Record {
     /// Listed once its customer entry is known.
     fn listed(&self) -> bool {
         self.row.customer.is_some()
+    }
+
+    fn tenant(&self) -> Option<u64> {
+        self.committed.then_some(self.reseller)
     }
 
     /// The sort key of a column (computed: keys are needed where orders change and for
@@ -63,11 +72,16 @@ struct Order {
 #[derive(Default)]
 struct State {
     records: Vec<Option<Record>>,
-    /// The reseller of each slot, apart from the records so that a pass that only checks
-    /// the scope stays in a small array.
+    /// The tenant of each slot (0: none), apart from the records so that a pass that
+    /// only checks the scope stays in a small array.
     resellers: Vec<u64>,
     free: Vec<u32>,
+    /// The slot of each id; ids held by more than one customer (written so by hand, in
+    /// different resellers' subtrees) have their other slots in `shared_ids`.
     by_id: HashMap<u64, u32>,
+    shared_ids: HashMap<u64, Vec<u32>>,
+    /// Customer entries the gateway does not serve (a uid with leading zeros, say).
+    unserved: std::collections::HashSet<Uuid>,
     by_uuid: HashMap<Uuid, (u32, Part, u32)>,
     /// One per sort column (`query::sort_columns()`).
     orders: Vec<Order>,
@@ -152,8 +166,12 @@ fn column(c: usize) -> Column {
     query::sort_columns()[c]
 }
 
-fn cmp_keyed(a: (&Option<SortKey>, u64), b: (&Option<SortKey>, u64)) -> Ordering {
-    compare_keys(a.0.as_ref(), b.0.as_ref(), false).then(a.1.cmp(&b.1))
+type IdAndReseller = (u64, u64);
+
+/// Orders by key, then id, then reseller (two customers share an id only when an admin
+/// wrote them so).
+fn cmp_keyed(a: (&Option<SortKey>, u64, u64), b: (&Option<SortKey>, u64, u64)) -> Ordering {
+    compare_keys(a.0.as_ref(), b.0.as_ref(), false).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
 }
 
 impl State {
@@ -169,13 +187,18 @@ impl State {
         self.records[slot as usize].as_ref().expect("a live slot")
     }
 
-    /// Where a record with this key and id sits (or would sit) in order `c`.
-    fn position(&self, c: usize, key: &Option<SortKey>, id: u64) -> Result<usize, usize> {
+    /// Where a record with this key, id and reseller sits (or would sit) in order `c`.
+    fn position(&self, c: usize, key: &Option<SortKey>, id: u64, reseller: u64) -> Result<usize, usize> {
         let col = column(c);
         self.orders[c].slots.binary_search_by(|&s| {
             let r = self.rec(s);
-            cmp_keyed((&r.key(col), r.id), (key, id))
+            cmp_keyed((&r.key(col), r.id, r.reseller), (key, id, reseller))
         })
+    }
+
+    /// Every slot of an id (more than one only for ids shared by hand).
+    fn slots_of(&self, id: u64) -> impl Iterator<Item = u32> + '_ {
+        self.by_id.get(&id).copied().into_iter().chain(self.shared_ids.get(&id).into_iter().flatten().copied())
     }
 
     fn same_at(&self, c: usize, i: usize) -> bool {
@@ -192,7 +215,7 @@ impl State {
         }
         for c in 0..self.orders.len() {
             let rec = self.rec(slot);
-            if let Ok(i) = self.position(c, &rec.key(column(c)), rec.id) {
+            if let Ok(i) = self.position(c, &rec.key(column(c)), rec.id, rec.reseller) {
                 self.orders[c].slots.remove(i);
                 self.orders[c].same.remove(i);
                 if i < self.orders[c].slots.len() {
@@ -208,7 +231,7 @@ impl State {
         }
         for c in 0..self.orders.len() {
             let rec = self.rec(slot);
-            let i = self.position(c, &rec.key(column(c)), rec.id).unwrap_or_else(|i| i);
+            let i = self.position(c, &rec.key(column(c)), rec.id, rec.reseller).unwrap_or_else(|i| i);
             self.orders[c].slots.insert(i, slot);
             self.orders[c].same.insert(i, false);
             self.orders[c].same[i] = self.same_at(c, i);
@@ -224,7 +247,7 @@ impl State {
         let rec = self.records[slot as usize].as_mut().expect("a live slot");
         f(rec);
         rec.text = rec.row.search_text(rec.id);
-        self.resellers[slot as usize] = rec.reseller;
+        self.resellers[slot as usize] = rec.tenant().unwrap_or(0);
         self.list(slot);
         self.encode(slot, Some(part));
     }
@@ -245,10 +268,10 @@ impl State {
     }
 
     fn slot_for(&mut self, id: u64, reseller: u64) -> u32 {
-        if let Some(&slot) = self.by_id.get(&id) {
+        if let Some(slot) = self.slots_of(id).find(|&s| self.rec(s).reseller == reseller) {
             return slot;
         }
-        let rec = Record { id, reseller, row: Row::default(), uuids: [None; 3], text: "".into() };
+        let rec = Record { id, reseller, committed: true, row: Row::default(), uuids: [None; 3], text: "".into() };
         let slot = match self.free.pop() {
             Some(s) => {
                 self.records[s as usize] = Some(rec);
@@ -261,7 +284,19 @@ impl State {
                 (self.records.len() - 1) as u32
             }
         };
-        self.by_id.insert(id, slot);
+        match self.by_id.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                tracing::warn!(
+                    id,
+                    reseller,
+                    "two customers have the same id; the provider's requests for it answer 409"
+                );
+                self.shared_ids.entry(id).or_default().push(slot);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(slot);
+            }
+        }
         slot
     }
 
@@ -272,14 +307,31 @@ impl State {
             for u in rec.uuids.iter().flatten() {
                 self.by_uuid.remove(u);
             }
-            self.by_id.remove(&rec.id);
+            self.forget_slot(rec.id, slot);
             self.free.push(slot);
+        }
+    }
+
+    fn forget_slot(&mut self, id: u64, slot: u32) {
+        let Some(others) = self.shared_ids.get_mut(&id) else {
+            self.by_id.remove(&id);
+            return;
+        };
+        if self.by_id.get(&id) == Some(&slot) {
+            let next = others.pop().expect("shared ids have other slots");
+            self.by_id.insert(id, next);
+        } else {
+            others.retain(|&s| s != slot);
+        }
+        if others.is_empty() {
+            self.shared_ids.remove(&id);
         }
     }
 
     /// Forgets an entry: its part of the record, or the whole record for the customer
     /// entry (its children went with it).
     fn detach(&mut self, uuid: &Uuid) {
+        self.unserved.remove(uuid);
         let Some((slot, part, _)) = self.by_uuid.remove(uuid) else { return };
         if part == Part::Customer {
             self.drop_record(slot);
@@ -302,14 +354,26 @@ impl State {
             Some(Placement::Child { ou, id, reseller }) => Part::of_child(&ou).map(|p| (id, reseller, p)),
             _ => None,
         };
+        if target.is_none() && entry.has_object_class("sstCustomer") && layout::in_customer_tree(&entry.dn, base) {
+            if self.unserved.insert(uuid) {
+                tracing::warn!(dn = %entry.dn, "a customer entry whose DN the gateway does not serve (its uid must be a plain number without leading zeros) is not listed");
+            }
+        } else {
+            self.unserved.remove(&uuid);
+        }
+        // A known entry keeps its record while it stays the same part of the same id:
+        // a move to another reseller renames the customer and its children together.
+        let mut known = None;
         if let Some(&(slot, part, _)) = self.by_uuid.get(&uuid) {
             let here = (self.rec(slot).id, part);
             if target.map(|(id, _, p)| (id, p)) != Some(here) {
                 self.detach(&uuid);
+            } else {
+                known = Some(slot);
             }
         }
         let Some((id, reseller, part)) = target else { return };
-        let slot = self.slot_for(id, reseller);
+        let slot = known.unwrap_or_else(|| self.slot_for(id, reseller));
         let pi = part_index(part);
         if let Some(old) = self.rec(slot).uuids[pi].filter(|old| *old != uuid) {
             self.by_uuid.remove(&old);
@@ -320,6 +384,7 @@ impl State {
             rec.uuids[pi] = Some(uuid);
             if part == Part::Customer {
                 rec.reseller = reseller;
+                rec.committed = customer::tenant(reseller, entry.values(customer::RESELLER_ATTR)).is_some();
             }
         });
         self.by_uuid.insert(uuid, (slot, part, self.gen));
@@ -336,16 +401,16 @@ impl State {
         self.orders = (0..query::sort_columns().len())
             .map(|c| {
                 let col = column(c);
-                let mut keyed: Vec<(Option<SortKey>, u64, u32)> = listed
+                let mut keyed: Vec<(Option<SortKey>, u64, u64, u32)> = listed
                     .iter()
                     .map(|&s| {
                         let r = self.rec(s);
-                        (r.key(col), r.id, s)
+                        (r.key(col), r.id, r.reseller, s)
                     })
                     .collect();
-                keyed.sort_unstable_by(|a, b| cmp_keyed((&a.0, a.1), (&b.0, b.1)));
+                keyed.sort_unstable_by(|a, b| cmp_keyed((&a.0, a.1, a.2), (&b.0, b.1, b.2)));
                 let same = (0..keyed.len()).map(|i| i > 0 && keyed[i - 1].0 == keyed[i].0).collect();
-                Order { slots: keyed.into_iter().map(|k| k.2).collect(), same }
+                Order { slots: keyed.into_iter().map(|k| k.3).collect(), same }
             })
             .collect();
     }
@@ -422,10 +487,21 @@ impl CustomerIndex {
         }
     }
 
-    /// The reseller a customer id is listed under, as far as the index knows.
-    pub fn reseller_of(&self, id: u64) -> Option<u64> {
-        let state = self.state.read().ok()?;
-        state.by_id.get(&id).map(|&s| state.rec(s)).filter(|r| r.listed()).map(|r| r.reseller)
+    /// The resellers a customer id is listed under, as far as the index knows (more
+    /// than one only for an id an admin gave to two customers).
+    pub fn resellers_of(&self, id: u64) -> Vec<u64> {
+        let Ok(state) = self.state.read() else { return Vec::new() };
+        state.slots_of(id).map(|s| state.rec(s)).filter(|r| r.listed()).map(|r| r.reseller).collect()
+    }
+
+    /// How many ids more than one customer has (each is logged when it appears).
+    pub fn shared_ids(&self) -> usize {
+        self.state.read().map(|s| s.shared_ids.len()).unwrap_or(0)
+    }
+
+    /// How many customer entries are not listed since the gateway does not serve their DN.
+    pub fn unserved(&self) -> usize {
+        self.state.read().map(|s| s.unserved.len()).unwrap_or(0)
     }
 
     /// Number of customers listed (for metrics and tests).
@@ -455,8 +531,7 @@ impl CustomerIndex {
         let own: Order;
         let order = match scope {
             Scope::Customer { customer, .. } => {
-                let slots: Vec<u32> =
-                    state.by_id.get(customer).copied().into_iter().filter(|s| state.rec(*s).listed()).collect();
+                let slots: Vec<u32> = state.slots_of(*customer).filter(|s| state.rec(*s).listed()).collect();
                 own = Order { same: vec![false; slots.len()], slots };
                 &own
             }
@@ -522,11 +597,11 @@ impl CustomerIndex {
             let m = hits.len() as u64;
             if m > 0 && total < end && total + m > offset {
                 // Within a run of equal primary keys: the other keys, then the id.
-                let mut keyed: Vec<(Vec<Option<SortKey>>, u64, u32)> = hits
+                let mut keyed: Vec<(Vec<Option<SortKey>>, IdAndReseller, u32)> = hits
                     .iter()
                     .map(|&s| {
                         let r = state.rec(s);
-                        (secondary.iter().map(|(col, _)| r.key(*col)).collect(), r.id, s)
+                        (secondary.iter().map(|(col, _)| r.key(*col)).collect(), (r.id, r.reseller), s)
                     })
                     .collect();
                 keyed.sort_by(|a, b| {
@@ -633,7 +708,7 @@ impl<'a> Matcher<'a> {
             return true;
         }
         let rec = state.rec(slot);
-        if !self.scope.sees(rec.id, rec.reseller) {
+        if !self.scope.sees(rec.id, rec.tenant()) {
             return false;
         }
         for check in &self.checks {

@@ -26,6 +26,9 @@ pub enum ServiceError {
     Invalid(Vec<Problem>),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Customers of several resellers have this id (written so by hand).
+    #[error("customers under resellers {resellers:?} have the id {id}")]
+    SharedId { id: u64, resellers: Vec<u64> },
     #[error("precondition failed")]
     PreconditionFailed,
     #[error("directory unavailable")]

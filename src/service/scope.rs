@@ -12,11 +12,13 @@ pub enum Scope {
 }
 
 impl Scope {
-    /// Whether a customer (by id and reseller) is visible to the caller.
-    pub fn sees(&self, id: u64, reseller: u64) -> bool {
+    /// Whether a customer is visible to the caller, by its id and its tenant: the
+    /// reseller it is committed to (`None` while its DN and `sstBelongsToResellerUID`
+    /// disagree, as during a move: then it belongs to no reseller).
+    pub fn sees(&self, id: u64, tenant: Option<u64>) -> bool {
         match *self {
             Scope::Provider => true,
-            Scope::Reseller(r) => r == reseller,
+            Scope::Reseller(r) => tenant == Some(r),
             Scope::Customer { customer, .. } => customer == id,
         }
     }
