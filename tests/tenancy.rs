@@ -125,3 +125,102 @@ async fn a_customer_whose_dn_and_reseller_attribute_disagree_belongs_to_no_resel
     let res = app.req_as(RESELLER2, Method::GET, "/v1/customers?id=5000021").send().await.unwrap();
     assert_eq!(res.headers()["x-total-count"], "1");
 }
+
+/// A company customer with its billing address, in LDIF (for ldapadd or slapadd).
+fn customer_ldif(suffix: &str, reseller: u64, uid: &str, name: &str) -> String {
+    let dn = format!("uid={uid},ou=customers,uid={reseller},{RESELLERS},{suffix}");
+    format!(
+        "dn: {dn}\nobjectClass: top\nobjectClass: sstCustomer\nobjectClass: sstRelationship\nuid: {uid}\n\
+         sstIsCompany: TRUE\nsstBelongsToResellerUID: {reseller}\no: {name}\n\n\
+         dn: ou=address,{dn}\nobjectClass: top\nobjectClass: organizationalUnit\nobjectClass: sstAddress\n\
+         ou: address\nsstGender: f\ngivenName: Ada\nsn: Admin\npostalAddress: Handweg 1\npostalCode: 3000\n\
+         l: Bern\nc: CH\npreferredLanguage: de-CH\nmail: ada@example.com\n\n"
+    )
+}
+
+fn ldapadd(app: &TestApp, ldif: &str) -> std::process::Output {
+    let s = &app.slapd;
+    let mut cmd = std::process::Command::new("ldapadd");
+    cmd.args(["-x", "-H", &s.url, "-D", &s.root_dn, "-w", &s.root_password]);
+    with_input(&mut cmd, ldif)
+}
+
+#[tokio::test]
+async fn a_create_skips_an_id_an_admin_took_by_hand() {
+    let app = spawn_app().await;
+    // The counter's next id, taken by hand under another reseller.
+    let out = ldapadd(&app, &customer_ldif(app.suffix(), 4000002, "5001001", "By Hand AG"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = app.create(&company("Through REST AG")).await;
+    assert_eq!(id, 5001002, "the taken id is skipped");
+    for (user, id, name) in [(RESELLER2, 5001001, "By Hand AG"), (RESELLER1, 5001002, "Through REST AG")] {
+        let res = app.req_as(user, Method::GET, &format!("/v1/customers/{id}")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{id}");
+        assert_eq!(res.json::<Value>().await.unwrap()["customerName"], name);
+        let res = app.get(&format!("/v1/customers/{id}")).await;
+        assert_eq!(res.status(), 200, "the provider reads {id}");
+    }
+}
+
+#[tokio::test]
+async fn the_directory_refuses_a_second_entry_with_a_taken_uid() {
+    let app = spawn_app().await;
+    for (reseller, uid) in [(4000002, "5000001"), (4000001, "4000002"), (4000003, "5000901")] {
+        let out = ldapadd(&app, &customer_ldif(app.suffix(), reseller, uid, "Copy AG"));
+        assert!(!out.status.success(), "uid {uid} was accepted twice");
+        assert_eq!(out.status.code(), Some(19), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(stored(&app, 5000001).matches("dn: ").count(), 1);
+}
+
+#[tokio::test]
+async fn ids_shared_before_the_rule_are_reported_and_stay_reachable() {
+    // slapadd does not run overlays: a directory that had duplicates before.
+    let s = "dc=stoney-cloud,dc=org";
+    let ldif = customer_ldif(s, 4000002, "5000001", "Twin AG") + &customer_ldif(s, 4000003, "0005000002", "Zero AG");
+    let app = spawn_app_with(
+        stoney_gateway::directory::slapd::SlapdOptions {
+            demo_data: true,
+            extra_ldif: vec![ldif],
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await;
+    // Each reseller reaches its own customer with that id, in lists and as an element.
+    for (user, reseller, name) in [(RESELLER1, 4000001, "Müller & Co. AG"), (RESELLER2, 4000002, "Twin AG")] {
+        let res = app.req_as(user, Method::GET, "/v1/customers/5000001").send().await.unwrap();
+        assert_eq!(res.status(), 200, "{}", user.0);
+        let doc: Value = res.json().await.unwrap();
+        assert_eq!(doc["belongsToResellerID"], reseller);
+        if reseller == 4000002 {
+            assert_eq!(doc["customerName"], name);
+        }
+        let res = app.req_as(user, Method::GET, "/v1/customers?id=5000001").send().await.unwrap();
+        assert_eq!(res.headers()["x-total-count"], "1", "{}", user.0);
+        let res =
+            app.req_as(user, Method::PATCH, "/v1/customers/5000001").json(&json!({"isActive": true})).send().await;
+        assert_eq!(res.unwrap().status(), 200, "{} writes its own", user.0);
+    }
+    // The provider sees both in lists; an element request names the clash.
+    let res = app.get("/v1/customers?id=5000001&sort=belongsToResellerID").await;
+    assert_eq!(res.headers()["x-total-count"], "2");
+    let items: Value = res.json().await.unwrap();
+    assert_eq!(items[0]["belongsToResellerID"], 4000001);
+    assert_eq!(items[1]["belongsToResellerID"], 4000002);
+    let res = app.get("/v1/customers/5000001").await;
+    assert_eq!(res.status(), 409);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "shared_id");
+    assert!(body["error"]["message"].as_str().unwrap().contains("4000001, 4000002"), "{body}");
+    let res = app.req(Method::DELETE, "/v1/customers/5000001").send().await.unwrap();
+    assert_eq!(res.status(), 409);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("stoney_index_shared_ids 1"), "{metrics}");
+    // A uid with leading zeros: not listed, not reachable, counted.
+    assert!(metrics.contains("stoney_index_unserved_entries 1"), "{metrics}");
+    let res = app.get("/v1/customers?per_page=100&belongsToResellerID=4000003").await;
+    let items: Value = res.json().await.unwrap();
+    assert!(items.as_array().unwrap().iter().all(|i| i["customerName"] != "Zero AG"), "{items}");
+    assert_eq!(app.get("/v1/customers/5000002").await.json::<Value>().await.unwrap()["belongsToResellerID"], 4000001);
+}

@@ -84,6 +84,18 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             series: vec![(vec![], app.directory.pool().manager().unchecked().len() as f64)],
         },
         Sampled {
+            name: "stoney_index_shared_ids",
+            kind: "gauge",
+            help: "Customer ids that customers of more than one reseller have (written so by hand; each is logged).",
+            series: vec![(vec![], index.shared_ids() as f64)],
+        },
+        Sampled {
+            name: "stoney_index_unserved_entries",
+            kind: "gauge",
+            help: "Customer entries not listed because the gateway does not serve their DN (a uid with leading zeros, say; each is logged).",
+            series: vec![(vec![], index.unserved() as f64)],
+        },
+        Sampled {
             name: "stoney_ldap_server_in_use",
             kind: "gauge",
             help: "The directory server each pool uses (1).",

@@ -93,6 +93,14 @@ impl Stored {
     pub fn unchanged(entry: &Entry) -> Option<String> {
         entry.first("entrycsn").map(|csn| format!("(entryCSN={})", crate::directory::escape::filter_value(csn)))
     }
+
+    /// The same for a rename of the customer entry. The unique overlay checks a rename's
+    /// uid with an internal search of the whole directory that inherits the assertion,
+    /// and slapd tests it on that search's base entry; so the filter also holds for
+    /// entries that are no customer, and the customer entry must still be unchanged.
+    pub fn unchanged_customer(&self) -> Option<String> {
+        Self::unchanged(&self.customer).map(|f| format!("(|{f}(!(objectClass=sstCustomer)))"))
+    }
 }
 
 /// The attribute that repeats a customer's reseller on its entry.

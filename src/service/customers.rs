@@ -21,6 +21,10 @@ use crate::mapping::{patch, Problem};
 /// customer between its read and its write.
 const WRITE_ATTEMPTS: usize = 5;
 
+/// How many ids a create tries when the counter hands out ids that entries written by
+/// hand already have.
+const ID_ATTEMPTS: usize = 20;
+
 /// How a customer update is given.
 pub enum Update<'a> {
     Replace(&'a Value),
@@ -186,21 +190,49 @@ impl Customers {
         }
         let desired = customer::parse(body, Mode::Create).map_err(ServiceError::Invalid)?;
         let has_container = self.reseller_ready(scope, desired.reseller).await?;
-        let id = self.dir.next_uid(&layout::counter_dn(self.base())).await?;
-        let dn = layout::customer_dn(self.base(), desired.reseller, id);
-        let mut ops = Vec::new();
-        if !has_container {
-            ops.push(self.container(desired.reseller));
-        }
-        ops.push(Op::Add { dn: dn.clone(), attrs: customer::new_entry(Part::Customer, id, &desired.customer) }.into());
-        for part in [Part::Billing, Part::Shipping] {
-            if let (Some(attrs), Some(ou)) = (desired.part(part), part.ou()) {
-                ops.push(Op::Add { dn: layout::child_dn(&dn, ou), attrs: customer::new_entry(part, id, attrs) }.into());
+        for _ in 0..ID_ATTEMPTS {
+            let id = self.dir.next_uid(&layout::counter_dn(self.base())).await?;
+            let dn = layout::customer_dn(self.base(), desired.reseller, id);
+            let mut ops = Vec::new();
+            if !has_container {
+                ops.push(self.container(desired.reseller));
+            }
+            ops.push(
+                Op::Add { dn: dn.clone(), attrs: customer::new_entry(Part::Customer, id, &desired.customer) }.into(),
+            );
+            for part in [Part::Billing, Part::Shipping] {
+                if let (Some(attrs), Some(ou)) = (desired.part(part), part.ou()) {
+                    ops.push(
+                        Op::Add { dn: layout::child_dn(&dn, ou), attrs: customer::new_entry(part, id, attrs) }.into(),
+                    );
+                }
+            }
+            match self.dir.apply(ops).await {
+                Ok(()) => {
+                    tracing::info!(id, reseller = desired.reseller, "customer created");
+                    return Ok(id);
+                }
+                // The unique overlay refuses a uid an entry written by hand already has:
+                // the next id is taken instead.
+                Err(e)
+                    if matches!(e.rc(), Some(rc::CONSTRAINT_VIOLATION | rc::ALREADY_EXISTS))
+                        && self.id_taken(id).await? =>
+                {
+                    tracing::warn!(id, "the counter handed out an id an entry already has; taking the next one");
+                }
+                Err(e) => return Err(Self::conflict(e, &desired)),
             }
         }
-        self.dir.apply(ops).await.map_err(|e| Self::conflict(e, &desired))?;
-        tracing::info!(id, reseller = desired.reseller, "customer created");
-        Ok(id)
+        Err(ServiceError::Conflict("no free id found; the id counter is behind the directory's entries".into()))
+    }
+
+    /// Whether a customer, reseller or person has this uid already.
+    async fn id_taken(&self, id: u64) -> Result<bool, DirError> {
+        let filter = format!(
+            "(&(uid={})(|(objectClass=sstCustomer)(objectClass=sstReseller)(objectClass=sstPerson)))",
+            filter_value(&id.to_string())
+        );
+        Ok(!self.dir.search(self.base(), LdapScope::Subtree, &filter, &["1.1"]).await?.is_empty())
     }
 
     /// Guards that hold while every entry of the customer is unchanged since it was
@@ -330,7 +362,7 @@ impl Customers {
             new_rdn: layout::customer_rdn(s.id),
             new_superior: layout::customers_dn(self.base(), reseller),
         };
-        let assertion = if guard { Stored::unchanged(&s.customer) } else { None };
+        let assertion = if guard { s.unchanged_customer() } else { None };
         self.dir.apply(vec![Guarded { op, assertion }]).await?;
         Ok(())
     }
@@ -458,7 +490,7 @@ impl Customers {
             // One modrdn takes the whole subtree out of sight, guarded by the customer
             // entry (every gateway write changes it); the trash is purged afterwards.
             let (mut op, trashed) = self.to_trash(&s.customer.dn);
-            op.assertion = Stored::unchanged(&s.customer);
+            op.assertion = s.unchanged_customer();
             let ops = vec![op];
             match self.dir.apply(ops).await {
                 Ok(()) => {
