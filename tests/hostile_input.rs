@@ -233,10 +233,11 @@ async fn hostile_strings_round_trip_or_are_refused_cleanly() {
         let id = res.json::<Value>().await.unwrap_or_default()["id"].as_u64();
         let Some(id) = id else { continue };
         let got: Value = app.get(&format!("/v1/customers/{id}")).await.json().await.unwrap();
-        assert_eq!(got["customerName"], *t);
+        // Text is stored without the white space around it.
+        assert_eq!(got["customerName"], t.trim());
         assert_eq!(got["externalID"], format!("{t}-{i}"));
         assert_eq!(got["billingAddress"]["postalAddress"], format!("{t}\nline 2 $ \\\\"));
-        assert_eq!(got["billingAddress"]["localityName"], *t);
+        assert_eq!(got["billingAddress"]["localityName"], t.trim());
     }
     // Control characters are refused, not stored.
     for bad in ["a\u{0}b", "tab\there", "new\nline", "\u{1b}[31m"] {

@@ -35,6 +35,11 @@ impl Entry {
     pub fn from_search(se: ldap3::SearchEntry) -> Self {
         let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, values) in se.attrs {
+            // Values with options (`o;lang-en`, RFC 3866) are not the attribute's own: the
+            // mapping never shows or writes them, and writes of `o` leave them alone.
+            if name.contains(';') {
+                continue;
+            }
             attrs.entry(canonical_attr(&name)).or_default().extend(values);
         }
         Entry { dn: se.dn, attrs }

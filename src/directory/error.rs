@@ -6,6 +6,8 @@ use ldap3::LdapError;
 pub mod rc {
     pub const NO_SUCH_OBJECT: u32 = 32;
     pub const CONSTRAINT_VIOLATION: u32 = 19;
+    pub const INVALID_SYNTAX: u32 = 21;
+    pub const OBJECT_CLASS_VIOLATION: u32 = 65;
     pub const ALREADY_EXISTS: u32 = 68;
     pub const NOT_ALLOWED_ON_NON_LEAF: u32 = 66;
     pub const ASSERTION_FAILED: u32 = 122;

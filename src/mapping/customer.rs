@@ -149,7 +149,7 @@ pub fn customer_name_by<'a>(
 }
 
 fn scalar_json(f: &Field, entry: &Entry) -> Option<Value> {
-    entry.first(f.attr).and_then(|v| values::from_ldap(f.kind, v))
+    entry.first(f.attr).and_then(|v| values::from_ldap(f.kind, v)).or_else(|| f.default.map(Value::Bool))
 }
 
 fn object_json(fields: &[Field], entry: &Entry) -> Value {
@@ -189,9 +189,16 @@ pub struct Desired {
     pub customer: Attrs,
     pub billing: Attrs,
     pub shipping: Option<Attrs>,
+    /// Attributes a merge patch leaves as stored: fields it did not touch whose stored
+    /// values do not pass validation (written by hand).
+    pub kept: Vec<(Part, &'static str)>,
 }
 
 impl Desired {
+    pub fn keeps(&self, part: Part, attr: &str) -> bool {
+        self.kept.iter().any(|(p, a)| *p == part && *a == attr)
+    }
+
     pub fn part(&self, part: Part) -> Option<&Attrs> {
         match part {
             Part::Customer => Some(&self.customer),
@@ -201,12 +208,38 @@ impl Desired {
     }
 }
 
-/// How a document is checked: a create, or a full replace of an existing customer
-/// (whose current document read-only fields are compared with).
+/// How a document is checked: a create, a full replace of an existing customer (whose
+/// current document read-only fields are compared with), or the result of a merge patch
+/// on it (where a field the patch did not touch is not refused for its stored value).
 #[derive(Debug, Clone, Copy)]
 pub enum Mode<'a> {
     Create,
     Replace { current: &'a Value },
+    Patch { current: &'a Value, patch: &'a Value },
+}
+
+impl<'a> Mode<'a> {
+    fn current(&self) -> Option<&'a Value> {
+        match *self {
+            Mode::Create => None,
+            Mode::Replace { current } | Mode::Patch { current, .. } => Some(current),
+        }
+    }
+}
+
+/// Whether a merge patch sets the field at a dotted path (or the object holding it).
+pub fn touches(patch: &Value, path: &str) -> bool {
+    let mut at = patch;
+    for key in path.split('.') {
+        match at {
+            Value::Object(m) => match m.get(key) {
+                Some(v) => at = v,
+                None => return false,
+            },
+            _ => return true,
+        }
+    }
+    true
 }
 
 fn present(v: Option<&Value>) -> Option<&Value> {
@@ -274,12 +307,12 @@ pub fn parse(doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
         let given = present(obj.get(f.name));
         if f.read_only {
             if let Some(v) = given {
-                match mode {
-                    Mode::Create => problems.push(Problem::new(f.name, "is read-only and set by the server")),
-                    Mode::Replace { current } if current.get(f.name) != Some(v) => {
+                match mode.current() {
+                    None => problems.push(Problem::new(f.name, "is read-only and set by the server")),
+                    Some(current) if current.get(f.name) != Some(v) => {
                         problems.push(Problem::new(f.name, "is read-only: it may only be given with its current value"))
                     }
-                    Mode::Replace { .. } => {}
+                    Some(_) => {}
                 }
             }
             continue;
@@ -330,7 +363,10 @@ pub fn parse(doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
             if let Some(b) = &billing {
                 if let (Some(g), Some(s)) = (b.get(PERSON_NAME_ATTRS.0), b.get(PERSON_NAME_ATTRS.1)) {
                     let full = format!("{g} {s}");
-                    if name.as_ref().is_some_and(|n| *n != full) {
+                    // A replace may repeat the name GET showed (an admin may have edited
+                    // the billing names since): it follows the billing names all the same.
+                    let shown = mode.current().and_then(|c| c.get(name_field)).and_then(Value::as_str);
+                    if name.as_ref().is_some_and(|n| *n != full && Some(n.as_str()) != shown) {
                         problems.push(Problem::new(
                             name_field,
                             format!(
@@ -346,8 +382,30 @@ pub fn parse(doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
         None => {}
     }
 
+    let mut kept = Vec::new();
+    if let Mode::Patch { patch, .. } = mode {
+        let (touched, untouched): (Vec<Problem>, Vec<Problem>) =
+            problems.into_iter().partition(|p| touches(patch, &p.field));
+        problems = touched;
+        for p in untouched {
+            let Some((part, f)) = table::resolve(&p.field) else {
+                problems.push(p);
+                continue;
+            };
+            kept.push((part, f.attr));
+            if part == Part::Billing && [PERSON_NAME_ATTRS.0, PERSON_NAME_ATTRS.1].contains(&f.attr) {
+                kept.extend([(Part::Customer, PERSON_NAME_ATTRS.0), (Part::Customer, PERSON_NAME_ATTRS.1)]);
+            }
+        }
+    }
     if problems.is_empty() {
-        Ok(Desired { reseller: reseller.unwrap_or_default(), customer, billing: billing.unwrap_or_default(), shipping })
+        Ok(Desired {
+            reseller: reseller.unwrap_or_default(),
+            customer,
+            billing: billing.unwrap_or_default(),
+            shipping,
+            kept,
+        })
     } else {
         Err(problems)
     }
@@ -384,18 +442,44 @@ pub fn new_entry(part: Part, id: u64, attrs: &Attrs) -> Vec<(String, Vec<String>
     out
 }
 
+/// The auxiliary class an entry of this part needs for the attributes the gateway writes.
+pub fn auxiliary_class(part: Part) -> &'static str {
+    match part {
+        Part::Customer => "sstRelationship",
+        Part::Billing | Part::Shipping => "sstAddress",
+    }
+}
+
 /// The modifications that turn an entry into the desired state, touching only the
-/// attributes the mapping manages.
-pub fn diff(part: Part, current: &Entry, desired: &Attrs) -> Vec<Mod<String>> {
+/// attributes the mapping manages and `keep` does not name. A field shows an attribute's
+/// first value: a write that keeps it changes nothing, one that changes it replaces that
+/// value and keeps the others (an admin's second `mail`, say), and removing the field
+/// removes every value. An entry written by hand without the part's auxiliary class
+/// gets it with the first change.
+pub fn diff(part: Part, current: &Entry, desired: &Attrs, keep: impl Fn(&str) -> bool) -> Vec<Mod<String>> {
     let mut mods = Vec::new();
     for attr in managed(part) {
+        if keep(attr) {
+            continue;
+        }
         let now = current.values(attr);
         match desired.get(attr) {
-            Some(v) if now.len() == 1 && now[0] == *v => {}
-            Some(v) => mods.push(Mod::Replace(attr.to_string(), [v.clone()].into())),
+            Some(v) if now.first() == Some(v) => {}
+            Some(v) => {
+                mods.push(Mod::Replace(attr.to_string(), [v.clone()].into()));
+                let others: std::collections::HashSet<String> =
+                    now.iter().skip(1).filter(|o| o.to_lowercase() != v.to_lowercase()).cloned().collect();
+                if !others.is_empty() {
+                    mods.push(Mod::Add(attr.to_string(), others));
+                }
+            }
             None if !now.is_empty() => mods.push(Mod::Delete(attr.to_string(), Default::default())),
             None => {}
         }
+    }
+    let class = auxiliary_class(part);
+    if !mods.is_empty() && !current.has_object_class(class) {
+        mods.insert(0, Mod::Add("objectClass".to_string(), [class.to_string()].into()));
     }
     mods
 }
@@ -479,9 +563,48 @@ mod tests {
         e.attrs.insert("description".into(), vec!["admin note".into()]);
         let mut want = Attrs::new();
         want.insert("l", "Thun".into());
-        let mods = diff(Part::Billing, &e, &want);
+        e.attrs.insert("objectclass".into(), vec!["organizationalUnit".into(), "sstAddress".into()]);
+        let mods = diff(Part::Billing, &e, &want, |_| false);
         assert!(mods.contains(&Mod::Replace("l".into(), ["Thun".to_string()].into())));
         assert!(mods.contains(&Mod::Delete("telephonenumber".into(), Default::default())));
         assert_eq!(mods.len(), 2, "description is not managed and stays");
+        assert!(diff(Part::Billing, &e, &want, |a| a == "l" || a == "telephonenumber").is_empty());
+    }
+
+    #[test]
+    fn diff_keeps_other_values_and_adds_a_missing_auxiliary_class() {
+        let mut e = Entry::default();
+        e.attrs.insert("mail".into(), vec!["a@x.ch".into(), "b@x.ch".into(), "C@x.ch".into()]);
+        e.attrs.insert("objectclass".into(), vec!["organizationalUnit".into()]);
+        let mut want = Attrs::new();
+        want.insert("mail", "a@x.ch".into());
+        let keep = |a: &str| a != "mail";
+        assert!(diff(Part::Billing, &e, &want, keep).is_empty(), "the value shown is unchanged");
+        want.insert("mail", "c@x.ch".into());
+        let mods = diff(Part::Billing, &e, &want, keep);
+        assert_eq!(mods[0], Mod::Add("objectClass".into(), ["sstAddress".to_string()].into()));
+        assert_eq!(mods[1], Mod::Replace("mail".into(), ["c@x.ch".to_string()].into()));
+        assert_eq!(mods[2], Mod::Add("mail".into(), ["b@x.ch".to_string()].into()));
+        assert_eq!(mods.len(), 3);
+    }
+
+    #[test]
+    fn a_patch_keeps_bad_stored_values_of_fields_it_does_not_touch() {
+        let mut a = address();
+        a["gender"] = json!("x");
+        let current = json!({"id": 1, "isCompany": true, "customerName": "A", "belongsToResellerID": 4000001, "billingAddress": a});
+        let patch = json!({"billingAddress": {"localityName": "Thun"}});
+        let mut merged = current.clone();
+        super::super::patch::merge(&mut merged, &patch);
+        let d = parse(&merged, Mode::Patch { current: &current, patch: &patch }).unwrap();
+        assert!(d.keeps(Part::Billing, "sstgender"));
+        assert_eq!(d.billing.get("l").unwrap(), "Thun");
+        let patch = json!({"billingAddress": {"gender": "y"}});
+        let mut merged = current.clone();
+        super::super::patch::merge(&mut merged, &patch);
+        let e = parse(&merged, Mode::Patch { current: &current, patch: &patch }).unwrap_err();
+        assert_eq!(e[0].field, "billingAddress.gender");
+        assert!(parse(&current, Mode::Replace { current: &current }).is_err());
+        assert!(touches(&json!({"a": null}), "a.b") && !touches(&json!({"a": {}}), "a.b"));
     }
 }

@@ -41,8 +41,11 @@ fn layout(part: Part) -> &'static [(&'static str, Option<Kind>)] {
 }
 
 /// The values of one entry, in the order of its part's layout, in one allocation: the
-/// end offsets of the values (u16, little-endian), then the values' UTF-8 bytes. One
-/// allocation is one cache miss when a list looks at many customers.
+/// end offsets of the slots (u16, little-endian), then the slots' UTF-8 bytes. A slot
+/// holds every value of its attribute, in the directory's order, apart by NUL (which no
+/// value the gateway writes and no query contains): JSON and sorting take the first,
+/// filters and `q=` any. One allocation is one cache miss when a list looks at many
+/// customers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartValues {
     data: Box<[u8]>,
@@ -58,13 +61,21 @@ impl PartValues {
         let mut ends = Vec::with_capacity(slots.len());
         for (attr, kind) in slots {
             let before = text.len();
-            if let Some(raw) = entry.first(attr) {
+            for raw in entry.values(attr) {
+                let start = text.len();
+                if start > before {
+                    text.push(SEPARATOR);
+                }
                 match kind.and_then(|k| values::from_ldap(k, raw)) {
-                    Some(Value::String(s)) => text.push_str(&s),
+                    Some(Value::String(s)) => text.push_str(&s.replace(SEPARATOR, " ")),
                     Some(Value::Bool(b)) => text.push_str(if b { "true" } else { "false" }),
                     Some(other) => text.push_str(&other.to_string()),
-                    None if kind.is_none() => text.push_str(raw),
+                    None if kind.is_none() => text.push_str(&raw.replace(SEPARATOR, " ")),
                     None => {}
+                }
+                if text.len() == start + usize::from(start > before) {
+                    // A value that cannot be shown as its kind is not kept.
+                    text.truncate(start);
                 }
             }
             if text.len() > u16::MAX as usize {
@@ -80,17 +91,27 @@ impl PartValues {
         PartValues { data: data.into() }
     }
 
-    /// The value of an attribute (canonical name) when the entry has one.
+    /// The (first) value of an attribute (canonical name) when the entry has one.
     pub fn get(&self, part: Part, attr: &str) -> Option<&str> {
         self.at(part, slot_of(part, attr)?)
+    }
+
+    /// Every value of an attribute.
+    pub fn all(&self, part: Part, attr: &str) -> impl Iterator<Item = &str> {
+        slot_of(part, attr).and_then(|i| self.slot(part, i)).into_iter().flat_map(|s| s.split(SEPARATOR))
     }
 
     fn end(&self, i: usize) -> usize {
         u16::from_le_bytes([self.data[2 * i], self.data[2 * i + 1]]) as usize
     }
 
-    /// The value in a slot of the part's layout (see [`slot_of`]).
+    /// The first value in a slot of the part's layout (see [`slot_of`]).
     pub fn at(&self, part: Part, i: usize) -> Option<&str> {
+        self.slot(part, i).map(|s| s.split(SEPARATOR).next().unwrap_or_default())
+    }
+
+    /// Every value in a slot, apart by [`SEPARATOR`].
+    pub fn slot(&self, part: Part, i: usize) -> Option<&str> {
         let n = layout(part).len();
         if i >= n {
             return None;
@@ -100,6 +121,9 @@ impl PartValues {
         std::str::from_utf8(bytes).ok().filter(|s| !s.is_empty())
     }
 }
+
+/// What keeps the values of one attribute apart in a slot.
+pub const SEPARATOR: char = '\0';
 
 /// Where a part keeps an attribute, to look it up once for many rows.
 pub fn slot_of(part: Part, attr: &str) -> Option<usize> {
@@ -163,7 +187,30 @@ impl Row {
             Kind::ResellerRef => Some(Cow::Owned(reseller.to_string())),
             Kind::CustomerName => self.customer_name().map(Cow::Owned),
             Kind::Object(_) | Kind::Link(_) => None,
-            _ => self.get(col.part, col.field.attr).map(Cow::Borrowed),
+            _ => self.get(col.part, col.field.attr).map(Cow::Borrowed).or_else(|| default_of(col.field)),
+        }
+    }
+
+    /// Every value of a column: one for the derived ones, the default where none is
+    /// stored, else all the entry holds.
+    pub fn values(&self, col: Column, id: u64, reseller: u64) -> Vec<Cow<'_, str>> {
+        match col.field.kind {
+            Kind::Id | Kind::ResellerRef | Kind::CustomerName | Kind::Object(_) | Kind::Link(_) => {
+                self.value(col, id, reseller).into_iter().collect()
+            }
+            _ => {
+                let all: Vec<Cow<'_, str>> = self
+                    .part(col.part)
+                    .into_iter()
+                    .flat_map(|v| v.all(col.part, col.field.attr))
+                    .map(Cow::Borrowed)
+                    .collect();
+                if all.is_empty() {
+                    default_of(col.field).into_iter().collect()
+                } else {
+                    all
+                }
+            }
         }
     }
 
@@ -172,13 +219,18 @@ impl Row {
     pub fn search_text(&self, id: u64) -> Box<str> {
         let mut out = String::new();
         for col in searchable_columns() {
-            if let Some(v) = self.value(*col, id, 0) {
+            for v in self.values(*col, id, 0) {
                 out.push_str(&v.to_lowercase());
                 out.push('\0');
             }
         }
         out.into()
     }
+}
+
+/// The value a field reads as when the entry has none (`isActive`: true).
+fn default_of(f: &Field) -> Option<Cow<'static, str>> {
+    f.default.map(|d| Cow::Borrowed(if d { "true" } else { "false" }))
 }
 
 /// The customer's fields that pass `pick`, then the billing address's.

@@ -16,8 +16,10 @@ fn has_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control())
 }
 
-/// Checks plain text: 1..=max characters, no control characters.
+/// Checks plain text: 1..=max characters, no control characters; white space around it
+/// is not kept.
 pub fn text(s: &str, max: usize) -> Result<String, String> {
+    let s = s.trim();
     let n = s.chars().count();
     if n == 0 || s.trim().is_empty() {
         return Err("must not be empty".into());

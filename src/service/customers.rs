@@ -178,6 +178,14 @@ impl Customers {
                 ServiceError::Conflict("externalID is already used by another entry".into())
             }
             Some(rc::ALREADY_EXISTS) => ServiceError::Conflict("the entry exists already".into()),
+            // What an admin left may not take the change (a value the schema refuses,
+            // fields an entry of its classes must have): the caller can send them.
+            Some(rc::OBJECT_CLASS_VIOLATION | rc::INVALID_SYNTAX | rc::CONSTRAINT_VIOLATION) => {
+                ServiceError::Invalid(vec![Problem::new(
+                    "",
+                    "the directory refused the change for what its entries hold; send the whole customer (PUT) to set every field",
+                )])
+            }
             _ => e.into(),
         }
     }
@@ -322,7 +330,7 @@ impl Customers {
     /// parent's last child inside a transaction, and a modrdn inside one can crash it.
     fn plan_update(&self, s: &Stored, d: &Desired) -> Vec<Guarded> {
         let mut ops = Self::guards(s);
-        let mods = customer::diff(Part::Customer, &s.customer, &d.customer);
+        let mods = customer::diff(Part::Customer, &s.customer, &d.customer, |a| d.keeps(Part::Customer, a));
         if !mods.is_empty() {
             ops.push(Op::Modify { dn: s.customer.dn.clone(), mods }.into());
         }
@@ -330,7 +338,7 @@ impl Customers {
             let ou = part.ou().unwrap_or_default();
             match (s.entry(part), d.part(part)) {
                 (Some(e), Some(want)) => {
-                    let mods = customer::diff(part, e, want);
+                    let mods = customer::diff(part, e, want, |a| d.keeps(part, a));
                     if !mods.is_empty() {
                         ops.push(Op::Modify { dn: e.dn.clone(), mods }.into());
                     }
@@ -381,8 +389,8 @@ impl Customers {
                 return Err(ServiceError::PreconditionFailed);
             }
             let current = customer::to_json(&s, &self.public_url);
-            let doc = match update {
-                Update::Replace(body) => body.clone(),
+            let (doc, mode) = match update {
+                Update::Replace(body) => (body.clone(), Mode::Replace { current: &current }),
                 Update::MergePatch(p) => {
                     if !p.is_object() {
                         return Err(ServiceError::Invalid(vec![Problem::new(
@@ -392,10 +400,17 @@ impl Customers {
                     }
                     let mut d = current.clone();
                     patch::merge(&mut d, p);
-                    d
+                    // A private customer's name is derived: it follows the billing names
+                    // unless the patch names it.
+                    if d.get("isCompany") == Some(&Value::Bool(false)) && !customer::touches(p, "customerName") {
+                        if let Some(m) = d.as_object_mut() {
+                            m.remove("customerName");
+                        }
+                    }
+                    (d, Mode::Patch { current: &current, patch: p })
                 }
             };
-            let desired = customer::parse(&doc, Mode::Replace { current: &current }).map_err(ServiceError::Invalid)?;
+            let desired = customer::parse(&doc, mode).map_err(ServiceError::Invalid)?;
             if let Scope::Customer { .. } = scope {
                 let mut denied = Vec::new();
                 let was_active =

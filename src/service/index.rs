@@ -98,6 +98,9 @@ struct State {
 /// it look into the records instead.
 const DICT_CAP: usize = 4096;
 
+/// The dictionary id of a slot whose entry holds several values of the column.
+const MANY: u32 = u32::MAX;
+
 /// A filter column's values, folded as its matching rule compares them, one id per
 /// customer (0: none), so that a filter is decided once per distinct value and then
 /// checked for every customer in a small array.
@@ -141,7 +144,7 @@ impl Dict {
         if new != 0 {
             self.refs[new as usize - 1] += 1;
         }
-        if old != 0 {
+        if old != 0 && old != MANY {
             let r = &mut self.refs[old as usize - 1];
             *r -= 1;
             if *r == 0 {
@@ -150,6 +153,12 @@ impl Dict {
             }
         }
         self.ids[slot] = new;
+    }
+
+    /// Marks a slot whose entry holds several values: filters look into its record.
+    fn set_many(&mut self, slot: usize) {
+        self.set(slot, None);
+        self.ids[slot] = MANY;
     }
 
     fn distinct(&self) -> usize {
@@ -259,8 +268,12 @@ impl State {
         for (c, col) in row::filter_columns().iter().enumerate() {
             let touched = part.is_none_or(|p| p == col.part || col.kind() == Kind::CustomerName);
             let Some(dict) = self.dicts[c].as_mut().filter(|_| touched) else { continue };
-            let value = rec.and_then(|r| r.row.value(*col, r.id, r.reseller).map(|v| row::fold(col.kind(), &v)));
-            dict.set(slot as usize, value);
+            let values = rec.map(|r| r.row.values(*col, r.id, r.reseller)).unwrap_or_default();
+            if values.len() > 1 {
+                dict.set_many(slot as usize);
+            } else {
+                dict.set(slot as usize, values.first().map(|v| row::fold(col.kind(), v)));
+            }
             if dict.distinct() > DICT_CAP {
                 self.dicts[c] = None;
             }
@@ -632,8 +645,9 @@ impl CustomerIndex {
 
 /// How one filter is checked.
 enum Check<'a> {
-    /// Decided per distinct value of a dictionary column.
-    Dict { ids: &'a [u32], allowed: Vec<bool> },
+    /// Decided per distinct value of a dictionary column (a customer with several values
+    /// is checked in its record).
+    Dict { ids: &'a [u32], allowed: Vec<bool>, col: Column, pattern: &'a row::Pattern },
     /// Read from the record (slot in the part's values, or a derived value).
     Record { col: Column, slot: Option<usize>, pattern: &'a row::Pattern },
 }
@@ -658,11 +672,12 @@ impl<'a> Matcher<'a> {
                         for (i, v) in dict.values.iter().enumerate() {
                             allowed[i + 1] = f.pattern.matches_folded(Some(v));
                         }
-                        Check::Dict { ids: &dict.ids, allowed }
+                        Check::Dict { ids: &dict.ids, allowed, col: f.column, pattern: &f.pattern }
                     }
                     None => {
                         let slot = match f.column.kind() {
                             Kind::Id | Kind::ResellerRef | Kind::CustomerName => None,
+                            _ if f.column.field.default.is_some() => None,
                             _ => row::slot_of(f.column.part, f.column.field.attr),
                         };
                         Check::Record { col: f.column, slot, pattern: &f.pattern }
@@ -695,9 +710,18 @@ impl<'a> Matcher<'a> {
         let mut record_checks = false;
         for check in &self.checks {
             match check {
-                Check::Dict { ids, allowed } => {
-                    let id = ids.get(slot as usize).copied().unwrap_or(0) as usize;
-                    if !allowed.get(id).copied().unwrap_or(false) {
+                Check::Dict { ids, allowed, col, pattern } => {
+                    let id = ids.get(slot as usize).copied().unwrap_or(0);
+                    let ok = if id == MANY {
+                        let rec = state.rec(slot);
+                        rec.row
+                            .values(*col, rec.id, rec.reseller)
+                            .iter()
+                            .any(|v| pattern.matches(col.kind(), Some(v), scratch))
+                    } else {
+                        allowed.get(id as usize).copied().unwrap_or(false)
+                    };
+                    if !ok {
                         return false;
                     }
                 }
@@ -714,10 +738,15 @@ impl<'a> Matcher<'a> {
         for check in &self.checks {
             if let Check::Record { col, slot, pattern } = check {
                 let ok = match slot {
-                    Some(i) => {
-                        pattern.matches(col.kind(), rec.row.part(col.part).and_then(|v| v.at(col.part, *i)), scratch)
-                    }
-                    None => pattern.matches(col.kind(), rec.row.value(*col, rec.id, rec.reseller).as_deref(), scratch),
+                    Some(i) => match rec.row.part(col.part).and_then(|v| v.slot(col.part, *i)) {
+                        Some(all) => all.split(row::SEPARATOR).any(|v| pattern.matches(col.kind(), Some(v), scratch)),
+                        None => pattern.matches(col.kind(), None, scratch),
+                    },
+                    None => rec
+                        .row
+                        .values(*col, rec.id, rec.reseller)
+                        .iter()
+                        .any(|v| pattern.matches(col.kind(), Some(v), scratch)),
                 };
                 if !ok {
                     return false;
