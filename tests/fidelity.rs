@@ -253,3 +253,22 @@ async fn text_is_stored_without_surrounding_white_space() {
     assert_eq!(got["customerName"], "Spaced AG");
     assert_eq!(got["billingAddress"]["localityName"], "Bern");
 }
+
+#[tokio::test]
+async fn a_write_leaves_the_address_entries_it_does_not_change_alone() {
+    let app = spawn_app().await;
+    let mut body = company("Siblings AG");
+    body["shippingAddress"] = address();
+    let id = app.create(&body).await;
+    let shipping = format!("ou=shipping,{}", dn_of(&app, 4000001, id));
+    let before = app.ldapsearch(&shipping, "(objectClass=*)", &["entryCSN", "modifiersName"]);
+    modify(&app, &format!("dn: {shipping}\nchangetype: modify\nreplace: l\nl: Basel\n"));
+    let by_admin = app.ldapsearch(&shipping, "(objectClass=*)", &["entryCSN", "modifiersName"]);
+    assert_ne!(before, by_admin);
+    assert_eq!(patch(&app, id, json!({"billingAddress": {"localityName": "Thun"}})).await.status(), 200);
+    assert_eq!(patch(&app, id, json!({"externalID": "SIB-1"})).await.status(), 200);
+    let after = app.ldapsearch(&shipping, "(objectClass=*)", &["entryCSN", "modifiersName"]);
+    assert_eq!(by_admin, after, "the shipping entry was not changed");
+    assert!(after.contains("modifiersName: cn=Manager"), "{after}");
+    assert_eq!(doc(&app, id).await["shippingAddress"]["localityName"], "Basel");
+}

@@ -248,6 +248,7 @@ impl Customers {
     /// They open the transaction, so the check and the writes after it are one step;
     /// being empty, they also keep the assertion away from overlays (unique) that run
     /// internal searches for the real modifications.
+    /// The customer entry's comes first.
     fn guards(s: &Stored) -> Vec<Guarded> {
         [Some(&s.customer), s.billing.as_ref(), s.shipping.as_ref()]
             .into_iter()
@@ -328,8 +329,17 @@ impl Customers {
     /// It holds only adds, modifies and the removal of a leaf that keeps a sibling (the
     /// billing entry is always there or added first): slapd 2.5 cannot delete a
     /// parent's last child inside a transaction, and a modrdn inside one can crash it.
-    fn plan_update(&self, s: &Stored, d: &Desired) -> Vec<Guarded> {
+    ///
+    /// The customer entry is always guarded (and so changed: it is the customer's version
+    /// that moves and deletes check). An address entry is guarded by the assertion on its
+    /// own write, and left untouched when the write does not change it; only under
+    /// `If-Match` (`strict`), which speaks for every entry, is each one guarded.
+    fn plan_update(&self, s: &Stored, d: &Desired, strict: bool) -> Vec<Guarded> {
         let mut ops = Self::guards(s);
+        if !strict {
+            ops.truncate(1);
+        }
+        let own = |e: &crate::directory::Entry| if strict { None } else { Stored::unchanged(e) };
         let mods = customer::diff(Part::Customer, &s.customer, &d.customer, |a| d.keeps(Part::Customer, a));
         if !mods.is_empty() {
             ops.push(Op::Modify { dn: s.customer.dn.clone(), mods }.into());
@@ -340,10 +350,10 @@ impl Customers {
                 (Some(e), Some(want)) => {
                     let mods = customer::diff(part, e, want, |a| d.keeps(part, a));
                     if !mods.is_empty() {
-                        ops.push(Op::Modify { dn: e.dn.clone(), mods }.into());
+                        ops.push(Guarded { op: Op::Modify { dn: e.dn.clone(), mods }, assertion: own(e) });
                     }
                 }
-                (Some(e), None) => ops.push(Op::Delete { dn: e.dn.clone() }.into()),
+                (Some(e), None) => ops.push(Guarded { op: Op::Delete { dn: e.dn.clone() }, assertion: own(e) }),
                 (None, Some(want)) => ops.push(
                     Op::Add { dn: layout::child_dn(&s.customer.dn, ou), attrs: customer::new_entry(part, s.id, want) }
                         .into(),
@@ -463,7 +473,7 @@ impl Customers {
                     None => continue,
                 }
             }
-            let result = self.dir.apply(self.plan_update(&s, &desired)).await;
+            let result = self.dir.apply(self.plan_update(&s, &desired, precondition.is_some())).await;
             if result.is_err() && s.reseller != origin {
                 if let Err(e) = self.relocate(&s, origin, false).await {
                     tracing::error!(id, error = %e, "could not move the customer back after a failed update");
