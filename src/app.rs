@@ -11,16 +11,19 @@ use crate::directory::pool::{self, ConnSpec};
 use crate::directory::sync::SyncConsumer;
 use crate::directory::{DirError, Directory};
 use crate::mapping::query::PageLimits;
+use crate::mapping::resource::ResourceDef;
+use crate::mapping::resources::{ALL, CUSTOMERS, RESELLERS};
 use crate::mapping::table;
 use crate::service::auth::{AuthSettings, Authenticator};
-use crate::service::index::CustomerIndex;
-use crate::service::Customers;
+use crate::service::index::{CustomerIndex, Fanout};
+use crate::service::Resources;
 
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub directory: Directory,
-    pub customers: Customers,
+    pub customers: Resources,
+    pub resellers: Resources,
     pub auth: Arc<Authenticator>,
     pub sync: Arc<SyncConsumer>,
     pub body_limit: usize,
@@ -28,6 +31,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The service of every resource, in the order of `resources::ALL`.
+    pub fn resources(&self) -> [&Resources; 2] {
+        [&self.customers, &self.resellers]
+    }
+
+    /// The service of a resource.
+    pub fn service(&self, def: &'static ResourceDef) -> &Resources {
+        self.resources().into_iter().find(|r| std::ptr::eq(r.def(), def)).unwrap_or(&self.customers)
+    }
+
     pub fn new(settings: Settings) -> Result<AppState, DirError> {
         let l = &settings.ldap;
         let spec = ConnSpec {
@@ -54,27 +67,36 @@ impl AppState {
         )?;
         let directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms))
             .with_failover_id_gap(l.failover_id_gap);
-        let index = Arc::new(CustomerIndex::new(&l.base_dn));
+        // One synchronisation session feeds the index of every resource.
+        let restart = Arc::new(tokio::sync::Notify::new());
+        let indexes: Vec<Arc<CustomerIndex>> =
+            ALL.iter().map(|def| Arc::new(CustomerIndex::sharing(def, &l.base_dn, restart.clone()))).collect();
         let sync = Arc::new(
             SyncConsumer::new(
                 spec,
                 l.base_dn.clone(),
-                table::all_attributes().into_iter().map(String::from).collect(),
-                index.restarter(),
+                table::all_attributes(ALL).into_iter().map(String::from).collect(),
+                restart,
             )
             .following(directory.pool().manager()),
         );
         let p = &settings.pagination;
-        let customers = Customers::new(
-            directory.clone(),
-            &settings.public_url(),
-            index,
-            PageLimits {
-                default_per_page: p.default_per_page.max(1) as u64,
-                max_per_page: p.max_per_page.max(1) as u64,
-            },
-            Duration::from_millis(settings.index.catch_up_ms),
-        );
+        let limits = PageLimits {
+            default_per_page: p.default_per_page.max(1) as u64,
+            max_per_page: p.max_per_page.max(1) as u64,
+        };
+        let service = |def: &'static ResourceDef| {
+            let index = indexes.iter().find(|i| std::ptr::eq(i.def(), def)).expect("an index per resource").clone();
+            Resources::new(
+                def,
+                directory.clone(),
+                &settings.public_url(),
+                index,
+                limits,
+                Duration::from_millis(settings.index.catch_up_ms),
+            )
+        };
+        let (customers, resellers) = (service(&CUSTOMERS), service(&RESELLERS));
         let a = &settings.auth;
         let auth = Arc::new(Authenticator::new(
             directory.clone(),
@@ -92,6 +114,7 @@ impl AppState {
             settings: Arc::new(settings),
             directory,
             customers,
+            resellers,
             auth,
             sync,
         })
@@ -105,7 +128,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // The customer index follows the directory for as long as the server runs.
-    let sync = tokio::spawn(state.sync.clone().run(state.customers.index().clone()));
+    let sink = Fanout(state.resources().iter().map(|r| r.index().clone()).collect());
+    let sync = tokio::spawn(state.sync.clone().run(Arc::new(sink)));
     // With several servers: watch them, compare their replication after a disturbance,
     // and move back to a preferred one once it answers again and holds what it should.
     let pools = [state.directory.pool().clone(), state.auth.pool().clone()];

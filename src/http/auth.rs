@@ -8,8 +8,8 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::json;
 
-use super::customers::json_response;
 use super::error::ApiError;
+use super::resources::json_response;
 use crate::app::AppState;
 use crate::service::auth::{AuthError, Principal};
 use crate::service::Scope;

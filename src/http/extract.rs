@@ -56,9 +56,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
-/// The numeric id in `/v1/customers/{id}`. Anything that is not a plain positive number
-/// of at most 15 digits cannot name a customer: 404.
-pub struct CustomerId(pub u64);
+/// The numeric id in `/v1/<resource>/{id}`. Anything that is not a plain positive number
+/// of at most 15 digits cannot name an element: 404.
+pub struct ElementId(pub u64);
 
 pub fn parse_id(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 15 || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -67,12 +67,12 @@ pub fn parse_id(s: &str) -> Option<u64> {
     s.parse().ok().filter(|n| *n > 0)
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for CustomerId {
+impl<S: Send + Sync> FromRequestParts<S> for ElementId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::not_found())?;
-        parse_id(&raw).map(CustomerId).ok_or_else(ApiError::not_found)
+        parse_id(&raw).map(ElementId).ok_or_else(ApiError::not_found)
     }
 }
 

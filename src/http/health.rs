@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::customers::json_response;
 use super::error::ApiError;
+use super::resources::json_response;
 use crate::app::AppState;
 
 pub async fn health() -> Response {

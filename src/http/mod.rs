@@ -1,11 +1,11 @@
 //! The HTTP layer: routes, extractors, the error type and the middleware stack.
 
 pub mod auth;
-pub mod customers;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod openapi;
+pub mod resources;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,25 +69,26 @@ async fn limits_and_metrics(State(limits): State<Arc<Limits>>, req: Request<Body
     res
 }
 
-/// Every route of the API. The OpenAPI document describes exactly these (a test holds
-/// the two together).
-fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![
-        ("/health", get(health::health)),
-        ("/ready", get(health::ready)),
-        ("/metrics", get(health::metrics)),
-        ("/openapi.json", get(openapi::document)),
-        ("/v1/auth", get(auth::whoami)),
-        ("/v1/customers", get(customers::list).post(customers::create)),
-        (
-            "/v1/customers/{id}",
-            get(customers::read).put(customers::replace).patch(customers::patch).delete(customers::delete),
-        ),
-    ]
+/// Every route of the API: the fixed ones, then a collection and an element per
+/// resource. The OpenAPI document describes exactly these (a test holds the two
+/// together).
+fn routes() -> Vec<(String, MethodRouter<AppState>)> {
+    let mut out: Vec<(String, MethodRouter<AppState>)> = vec![
+        ("/health".into(), get(health::health)),
+        ("/ready".into(), get(health::ready)),
+        ("/metrics".into(), get(health::metrics)),
+        ("/openapi.json".into(), get(openapi::document)),
+        ("/v1/auth".into(), get(auth::whoami)),
+    ];
+    for def in crate::mapping::resources::ALL {
+        out.push((format!("/v1/{}", def.name), resources::collection(def)));
+        out.push((format!("/v1/{}/{{id}}", def.name), resources::element(def)));
+    }
+    out
 }
 
 /// The paths the router serves.
-pub fn paths() -> Vec<&'static str> {
+pub fn paths() -> Vec<String> {
     routes().into_iter().map(|(p, _)| p).collect()
 }
 
@@ -108,7 +109,7 @@ pub fn router(state: AppState) -> Router {
     };
     let mut router = Router::new();
     for (path, methods) in routes() {
-        router = router.route(path, methods);
+        router = router.route(&path, methods);
     }
     router
         .fallback(not_found)

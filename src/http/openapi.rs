@@ -1,24 +1,25 @@
 //! `/openapi.json`: an OpenAPI 3.0 description of every route, parameter, header, body
-//! and error of the API. The schemas of the customer and of its addresses, and the
-//! filter and sort parameters of the collection, come from the mapping tables.
+//! and error of the API. The paths, schemas, filter and sort parameters of every
+//! resource come from its definition.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use super::customers::json_response;
+use super::resources::json_response;
 use crate::app::AppState;
 use crate::mapping::query;
-use crate::mapping::row;
-use crate::mapping::table::{Field, Kind, ADDRESS, CUSTOMER};
+use crate::mapping::resource::ResourceDef;
+use crate::mapping::resources::{ADDRESS, ALL};
+use crate::mapping::table::{Field, Kind, Part};
 
 fn scalar_schema(kind: Kind) -> Value {
     match kind {
-        Kind::Id | Kind::ResellerRef => json!({"type": "integer", "format": "int64", "minimum": 1}),
+        Kind::Id | Kind::ParentRef => json!({"type": "integer", "format": "int64", "minimum": 1}),
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Text { max } => json!({"type": "string", "minLength": 1, "maxLength": max}),
-        Kind::CustomerName => json!({"type": "string", "minLength": 1, "maxLength": 64}),
+        Kind::DisplayName => json!({"type": "string", "minLength": 1, "maxLength": 64}),
         Kind::Gender => json!({"type": "string", "enum": ["f", "m", "n"]}),
         Kind::Country => json!({"type": "string", "pattern": "^[A-Z]{2}$", "description": "ISO 3166-1 alpha-2"}),
         Kind::Language => json!({"type": "string", "example": "en-GB"}),
@@ -47,9 +48,9 @@ fn object_schema(fields: &[Field]) -> Value {
         if let Some(d) = f.default {
             s["default"] = json!(d);
         }
-        if f.kind == Kind::CustomerName {
+        if f.kind == Kind::DisplayName {
             s["description"] = json!(
-                "Companies: required, stored as o. Private customers: the billing address's givenName and surname; may be left out on writes."
+                "Companies: required, stored as o. Private persons: the billing address's givenName and surname; may be left out on writes."
             );
         }
         if let Some((other, values)) = f.required_if {
@@ -63,9 +64,9 @@ fn object_schema(fields: &[Field]) -> Value {
     json!({"type": "object", "additionalProperties": false, "properties": props, "required": required})
 }
 
-fn item_schema() -> Value {
+fn item_schema(def: &'static ResourceDef) -> Value {
     let mut props = Map::new();
-    for c in row::item_columns() {
+    for c in &def.columns().item {
         props.insert(c.field.name.to_string(), scalar_schema(c.field.kind));
     }
     json!({"type": "object", "properties": props})
@@ -101,23 +102,25 @@ fn responses(list: &[(&str, Value)]) -> Value {
     Value::Object(m)
 }
 
-fn collection_parameters() -> Vec<Value> {
-    let sortable: Vec<&str> = query::sort_columns().iter().map(|c| c.field.name).collect();
+/// The name a list query gives a column (dotted for the addresses).
+fn column_name(part: Part, field: &Field) -> String {
+    match part {
+        Part::Root => field.name.to_string(),
+        Part::Billing => format!("billingAddress.{}", field.name),
+        Part::Shipping => format!("shippingAddress.{}", field.name),
+    }
+}
+
+fn collection_parameters(def: &'static ResourceDef) -> Vec<Value> {
+    let sortable: Vec<&str> = query::sort_columns(def).iter().map(|c| c.field.name).collect();
+    let searched: Vec<String> = def.columns().search.iter().map(|c| column_name(c.part, c.field)).collect();
     let mut out = vec![
         json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}}),
         json!({"name": "per_page", "in": "query", "description": "Larger values are clamped to the maximum.", "schema": {"type": "integer", "minimum": 1, "default": 30}}),
         json!({"name": "sort", "in": "query", "description": format!("Comma-separated keys, '-' for descending; ties by id. Keys: {}.", sortable.join(", ")), "schema": {"type": "string"}}),
-        json!({"name": "q", "in": "query", "description": "Case-insensitive substring of id, customerName, externalID and the billing address's names, postal address, postal code, locality and mail.", "schema": {"type": "string", "minLength": 3, "maxLength": 256}}),
+        json!({"name": "q", "in": "query", "description": format!("Case-insensitive substring of any of: {}.", searched.join(", ")), "schema": {"type": "string", "minLength": 3, "maxLength": 256}}),
     ];
-    let mut names: Vec<String> = Vec::new();
-    for c in row::filter_columns() {
-        let name = match c.part {
-            crate::mapping::Part::Customer => c.field.name.to_string(),
-            crate::mapping::Part::Billing => format!("billingAddress.{}", c.field.name),
-            crate::mapping::Part::Shipping => format!("shippingAddress.{}", c.field.name),
-        };
-        names.push(name);
-    }
+    let mut names: Vec<String> = def.columns().filter.iter().map(|c| column_name(c.part, c.field)).collect();
     names.extend(ADDRESS.iter().filter(|f| f.in_collection).map(|f| f.name.to_string()));
     for name in names {
         out.push(json!({"name": name, "in": "query", "description": "Filter following the attribute's matching rule; * is a wildcard, * alone means present.", "schema": {"type": "string"}}));
@@ -125,42 +128,101 @@ fn collection_parameters() -> Vec<Value> {
     out
 }
 
-/// The document, for a server at `public_url`.
-pub fn build(public_url: &str) -> Value {
+fn etag() -> Value {
+    json!({"ETag": {"schema": {"type": "string"}}})
+}
+
+/// The paths of one resource: its collection and its elements.
+fn resource_paths(def: &'static ResourceDef) -> (Value, Value) {
+    let (one, many, schema) = (def.singular, def.name, def.schema);
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}});
-    let if_match = json!({"name": "If-Match", "in": "header", "schema": {"type": "string"}, "description": "The ETag of a GET: the write only happens if the customer is unchanged."});
-    let customer_body = |content_types: &[&str]| {
+    let if_match = json!({"name": "If-Match", "in": "header", "schema": {"type": "string"},
+        "description": format!("The ETag of a GET: the write only happens if the {one} is unchanged.")});
+    let body = |content_types: &[&str]| {
         let mut content = Map::new();
         for ct in content_types {
-            content.insert(ct.to_string(), json!({"schema": {"$ref": "#/components/schemas/Customer"}}));
+            content.insert(ct.to_string(), json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}}));
         }
         json!({"required": true, "content": content})
     };
-    let etag = json!({"ETag": {"schema": {"type": "string"}}});
+    let missing = format!("No such {one}, or not the caller's.");
+    let conflict = if def.parent.is_some() {
+        "The externalID is taken.".to_string()
+    } else {
+        "The externalID is taken, or the change conflicts with what the directory holds.".to_string()
+    };
     // PUT and PATCH answer alike.
     let write_responses = |done: &str| {
         responses(&[
-            ("200", json!({"description": done, "headers": etag.clone()})),
+            ("200", json!({"description": done, "headers": etag()})),
             ("400", error("Malformed JSON.")),
             ("403", error("A change the caller may not make.")),
-            ("404", error("No such customer, or not the caller's.")),
-            ("409", error("The externalID is taken.")),
+            ("404", error(&missing)),
+            ("409", error(&conflict)),
             ("412", error("The ETag is stale.")),
             ("413", error("The body is too large.")),
             ("415", error("The body is not JSON.")),
             ("422", error("Invalid fields.")),
         ])
     };
+    let mut delete_errors = vec![
+        ("200", json!({"description": "Deleted."})),
+        ("403", error(&format!("The caller may not delete {many}."))),
+        ("404", error(&missing)),
+        ("412", error("The ETag is stale.")),
+    ];
+    if let Some((_, why)) = def.delete_blocked_by {
+        delete_errors.push(("409", error(&format!("Not deleted: {why}."))));
+    }
+    let collection = json!({
+        "get": {"summary": format!("A page of the {many} the caller may see."), "parameters": collection_parameters(def),
+            "responses": responses(&[
+                ("200", json!({"description": "The page.", "headers": {
+                    "Link": {"schema": {"type": "string"}, "description": "first, prev, next and last (RFC 8288)."},
+                    "X-Total-Count": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": format!("#/components/schemas/{schema}Item")}}}}})),
+                ("400", error("A broken query string.")),
+                ("422", error("Unknown parameters, sort keys or bad values.")),
+            ])},
+        "post": {"summary": format!("Creates a {one}."), "requestBody": body(&["application/json"]),
+            "responses": responses(&[
+                ("201", json!({"description": "Created.", "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Created"}}}})),
+                ("400", error("Malformed JSON.")), ("403", error(&format!("The caller may not create {many}."))),
+                ("409", error("The externalID is taken.")), ("413", error("The body is too large.")),
+                ("415", error("The body is not JSON.")), ("422", error("Invalid fields, all of them in details.")),
+            ])},
+    });
+    let element = json!({
+        "parameters": [id],
+        "get": {"summary": format!("One {one}."), "responses": responses(&[
+            ("200", json!({"description": format!("The {one}."), "headers": etag(),
+                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})),
+            ("404", error(&missing)),
+        ])},
+        "put": {"summary": format!("Replaces a {one} (optional fields left out are removed)."), "parameters": [if_match.clone()],
+            "requestBody": body(&["application/json"]), "responses": write_responses("Replaced.")},
+        "patch": {"summary": format!("Changes a {one} (JSON merge patch, RFC 7396; null removes)."), "parameters": [if_match.clone()],
+            "requestBody": body(&["application/merge-patch+json", "application/json"]),
+            "responses": write_responses("Changed.")},
+        "delete": {"summary": format!("Deletes a {one} and everything under it."), "parameters": [if_match],
+            "responses": responses(&delete_errors)},
+    });
+    (collection, element)
+}
+
+/// The document, for a server at `public_url`.
+pub fn build(public_url: &str) -> Value {
     let plain = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"type": "object"}}}});
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "stoney customer directory gateway", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "The stoney core customers resource on an OpenLDAP directory."},
+                 "description": "The stoney core customers and resellers resources on an OpenLDAP directory."},
         "servers": [{"url": public_url}],
         "security": [{"basic": []}],
         "paths": {
             "/health": {"get": {"summary": "The process is up.", "security": [], "responses": {"200": plain("Up.")}}},
-            "/ready": {"get": {"summary": "The directory answers and the customer index is loaded.", "security": [],
+            "/ready": {"get": {"summary": "The directory answers and the collection indexes are loaded.", "security": [],
                 "responses": {"200": plain("Ready."), "503": retry("Not ready.")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics.", "security": [],
                 "responses": {"200": {"description": "Text format 0.0.4.", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
@@ -168,51 +230,11 @@ pub fn build(public_url: &str) -> Value {
             "/v1/auth": {"get": {"summary": "Checks the credentials.", "responses": responses(&[
                 ("200", json!({"description": "Who the credentials belong to.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Auth"}}}})),
             ])}},
-            "/v1/customers": {
-                "get": {"summary": "A page of the customers the caller may see.", "parameters": collection_parameters(),
-                    "responses": responses(&[
-                        ("200", json!({"description": "The page.", "headers": {
-                            "Link": {"schema": {"type": "string"}, "description": "first, prev, next and last (RFC 8288)."},
-                            "X-Total-Count": {"schema": {"type": "integer"}}},
-                            "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/CustomerItem"}}}}})),
-                        ("400", error("A broken query string.")),
-                        ("422", error("Unknown parameters, sort keys or bad values.")),
-                    ])},
-                "post": {"summary": "Creates a customer.", "requestBody": customer_body(&["application/json"]),
-                    "responses": responses(&[
-                        ("201", json!({"description": "Created.", "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Created"}}}})),
-                        ("400", error("Malformed JSON.")), ("403", error("The caller may not create customers.")),
-                        ("409", error("The externalID is taken.")), ("413", error("The body is too large.")),
-                        ("415", error("The body is not JSON.")), ("422", error("Invalid fields, all of them in details.")),
-                    ])},
-            },
-            "/v1/customers/{id}": {
-                "parameters": [id.clone()],
-                "get": {"summary": "One customer.", "responses": responses(&[
-                    ("200", json!({"description": "The customer.", "headers": etag.clone(),
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Customer"}}}})),
-                    ("404", error("No such customer, or not the caller's.")),
-                ])},
-                "put": {"summary": "Replaces a customer (optional fields left out are removed).", "parameters": [if_match.clone()],
-                    "requestBody": customer_body(&["application/json"]), "responses": write_responses("Replaced.")},
-                "patch": {"summary": "Changes a customer (JSON merge patch, RFC 7396; null removes).", "parameters": [if_match.clone()],
-                    "requestBody": customer_body(&["application/merge-patch+json", "application/json"]),
-                    "responses": write_responses("Changed.")},
-                "delete": {"summary": "Deletes a customer and everything under it.", "parameters": [if_match.clone()],
-                    "responses": responses(&[
-                        ("200", json!({"description": "Deleted."})),
-                        ("403", error("The caller may not delete customers.")),
-                        ("404", error("No such customer, or not the caller's.")), ("412", error("The ETag is stale.")),
-                    ])},
-            },
         },
         "components": {
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic", "description": "The user name is a person's mail."}},
             "schemas": {
-                "Customer": object_schema(CUSTOMER),
                 "Address": object_schema(ADDRESS),
-                "CustomerItem": item_schema(),
                 "Created": {"type": "object", "properties": {"id": {"type": "integer"}, "location": {"type": "string", "format": "uri"}}},
                 "Auth": {"type": "object", "properties": {"id": {"type": "integer"}, "user": {"type": "string"}, "location": {"type": "string", "format": "uri"}}},
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
@@ -222,7 +244,15 @@ pub fn build(public_url: &str) -> Value {
                             "field": {"type": "string"}, "message": {"type": "string"}}}}}}}},
             },
         },
-    })
+    });
+    for def in ALL {
+        let (collection, element) = resource_paths(def);
+        doc["paths"][format!("/v1/{}", def.name)] = collection;
+        doc["paths"][format!("/v1/{}/{{id}}", def.name)] = element;
+        doc["components"]["schemas"][def.schema] = object_schema(def.fields);
+        doc["components"]["schemas"][format!("{}Item", def.schema)] = item_schema(def);
+    }
+    doc
 }
 
 pub async fn document(State(app): State<AppState>) -> Response {

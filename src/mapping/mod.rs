@@ -2,9 +2,11 @@
 //! lives in LDAP, the value types they validate with, and the conversion between JSON
 //! documents and directory entries that walks those tables.
 
-pub mod customer;
+pub mod document;
 pub mod patch;
 pub mod query;
+pub mod resource;
+pub mod resources;
 pub mod row;
 pub mod table;
 pub mod values;

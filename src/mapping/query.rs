@@ -2,7 +2,8 @@
 //! attribute filters, parsed from the raw query string and checked against the table.
 //! Every problem is reported at once; nothing here reaches LDAP.
 
-use super::row::{self, Column, Pattern};
+use super::resource::ResourceDef;
+use super::row::{Column, Pattern};
 use super::Problem;
 
 /// A checked list query.
@@ -110,14 +111,13 @@ pub fn pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// The columns `sort=` accepts: the sortable fields of the collection item.
-pub fn sort_columns() -> &'static [Column] {
-    static COLS: std::sync::OnceLock<Vec<Column>> = std::sync::OnceLock::new();
-    COLS.get_or_init(|| row::item_columns().iter().filter(|c| c.field.sortable).copied().collect())
+pub fn sort_columns(def: &'static ResourceDef) -> &'static [Column] {
+    &def.columns().sort
 }
 
 /// A sort column by its item name.
-pub fn sort_column(name: &str) -> Option<Column> {
-    sort_columns().iter().find(|c| c.field.name == name).copied()
+pub fn sort_column(def: &'static ResourceDef, name: &str) -> Option<Column> {
+    sort_columns(def).iter().find(|c| c.field.name == name).copied()
 }
 
 fn positive(value: &str) -> Option<u64> {
@@ -128,7 +128,7 @@ fn positive(value: &str) -> Option<u64> {
 }
 
 /// Parses and checks a list query.
-pub fn parse(raw: Option<&str>, limits: PageLimits) -> Result<ListQuery, QueryError> {
+pub fn parse(def: &'static ResourceDef, raw: Option<&str>, limits: PageLimits) -> Result<ListQuery, QueryError> {
     let given = pairs(raw.unwrap_or_default()).map_err(QueryError::Malformed)?;
     let mut problems = Vec::new();
     let mut page = 1;
@@ -159,14 +159,14 @@ pub fn parse(raw: Option<&str>, limits: PageLimits) -> Result<ListQuery, QueryEr
                         Some(rest) => (rest, true),
                         None => (part, false),
                     };
-                    match sort_column(name) {
+                    match sort_column(def, name) {
                         Some(column) if sort.iter().any(|s: &SortBy| s.column == column) => {
                             problems.push(Problem::new("sort", format!("sorts by {name:?} twice")))
                         }
                         Some(column) => sort.push(SortBy { column, descending }),
                         None => problems.push(Problem::new(
                             "sort",
-                            format!("cannot sort by {part:?}; sortable: {}", sortable_names().join(", ")),
+                            format!("cannot sort by {part:?}; sortable: {}", sortable_names(def).join(", ")),
                         )),
                     }
                 }
@@ -182,7 +182,7 @@ pub fn parse(raw: Option<&str>, limits: PageLimits) -> Result<ListQuery, QueryEr
                     q = Some(text.to_lowercase());
                 }
             }
-            name => match row::column(name) {
+            name => match def.column(name) {
                 Some(column) if column.field.filterable => match Pattern::parse(column.kind(), value) {
                     Ok(pattern) => filters.push(Filter { column, pattern }),
                     Err(msg) => problems.push(Problem::new(name, msg)),
@@ -202,8 +202,8 @@ pub fn parse(raw: Option<&str>, limits: PageLimits) -> Result<ListQuery, QueryEr
     Ok(ListQuery { page, per_page, sort, filters, q, params })
 }
 
-fn sortable_names() -> Vec<&'static str> {
-    sort_columns().iter().map(|c| c.field.name).collect()
+fn sortable_names(def: &'static ResourceDef) -> Vec<&'static str> {
+    sort_columns(def).iter().map(|c| c.field.name).collect()
 }
 
 impl ListQuery {
@@ -243,15 +243,16 @@ impl ListQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::resources::CUSTOMERS;
 
     const LIMITS: PageLimits = PageLimits { default_per_page: 30, max_per_page: 100 };
 
     fn ok(raw: &str) -> ListQuery {
-        parse(Some(raw), LIMITS).unwrap()
+        parse(&CUSTOMERS, Some(raw), LIMITS).unwrap()
     }
 
     fn problems(raw: &str) -> Vec<String> {
-        match parse(Some(raw), LIMITS) {
+        match parse(&CUSTOMERS, Some(raw), LIMITS) {
             Err(QueryError::Invalid(p)) => p.into_iter().map(|p| p.field).collect(),
             other => panic!("{raw}: {other:?}"),
         }
@@ -295,7 +296,7 @@ mod tests {
         use crate::mapping::Part::*;
         assert_eq!(
             names,
-            [(Customer, "isActive"), (Billing, "localityName"), (Billing, "countryCode"), (Shipping, "countryCode")]
+            [(Root, "isActive"), (Billing, "localityName"), (Billing, "countryCode"), (Shipping, "countryCode")]
         );
         assert_eq!(
             problems("isActive=maybe&location=x&billingAddress=x&id=abc"),
@@ -313,9 +314,9 @@ mod tests {
 
     #[test]
     fn broken_query_strings_are_malformed() {
-        assert!(matches!(parse(Some("q=%zz"), LIMITS), Err(QueryError::Malformed(_))));
-        assert!(matches!(parse(Some("q=%ff%fe"), LIMITS), Err(QueryError::Malformed(_))));
-        assert!(matches!(parse(Some("q=%4"), LIMITS), Err(QueryError::Malformed(_))));
+        assert!(matches!(parse(&CUSTOMERS, Some("q=%zz"), LIMITS), Err(QueryError::Malformed(_))));
+        assert!(matches!(parse(&CUSTOMERS, Some("q=%ff%fe"), LIMITS), Err(QueryError::Malformed(_))));
+        assert!(matches!(parse(&CUSTOMERS, Some("q=%4"), LIMITS), Err(QueryError::Malformed(_))));
     }
 
     #[test]

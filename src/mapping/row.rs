@@ -1,43 +1,104 @@
-//! A customer as the collection sees it: the mapped values of its entries kept compactly,
+//! A resource as the collection sees it: the mapped values of its entries kept compactly,
 //! the collection item built from them, and the value semantics of lists (matching of
 //! filter patterns, collation for sorting, the text `q=` searches), all by the tables.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 use unicode_normalization::UnicodeNormalization;
 
-use super::customer;
-use super::table::{self, Field, Kind, Part, ADDRESS, CUSTOMER, PERSON_NAME_ATTRS};
+use super::document;
+use super::resource::ResourceDef;
+use super::table::{self, Field, Kind, Part, PERSON_NAME_ATTRS};
 use super::values;
 use crate::directory::Entry;
 
-/// Attributes kept for one part, with the kind that says how their values read in JSON
-/// (`None`: not a field of its own, e.g. a private customer's names on the customer entry).
-fn layout(part: Part) -> &'static [(&'static str, Option<Kind>)] {
-    static CUSTOMER_LAYOUT: OnceLock<Vec<(&'static str, Option<Kind>)>> = OnceLock::new();
-    static ADDRESS_LAYOUT: OnceLock<Vec<(&'static str, Option<Kind>)>> = OnceLock::new();
-    match part {
-        Part::Customer => CUSTOMER_LAYOUT.get_or_init(|| {
-            let mut out: Vec<(&'static str, Option<Kind>)> = CUSTOMER
-                .iter()
-                // The id and the reseller come from the DN.
-                .filter(|f| !f.attr.is_empty() && !matches!(f.kind, Kind::Id | Kind::ResellerRef))
-                .map(|f| (f.attr, Some(f.kind)))
-                .collect();
-            for a in [PERSON_NAME_ATTRS.0, PERSON_NAME_ATTRS.1] {
-                if !out.iter().any(|(x, _)| *x == a) {
-                    out.push((a, None));
-                }
+type Layout = Vec<(&'static str, Option<Kind>)>;
+
+/// What is derived from a resource's tables once: the attributes kept for each part
+/// and the columns of its collection.
+#[derive(Debug)]
+pub struct Columns {
+    /// Attributes kept for each part (`part_index`), with the kind that says how their
+    /// values read in JSON (`None`: not a field of its own, e.g. a private customer's
+    /// names on the customer entry).
+    layouts: [Layout; 3],
+    /// The collection item's columns, in its order: the root's own fields, then the
+    /// billing address's.
+    pub item: Vec<Column>,
+    /// What `q=` searches: the searchable fields of the root and the billing address.
+    pub search: Vec<Column>,
+    /// What a list may filter on: the filterable fields, the addresses' for each address.
+    pub filter: Vec<Column>,
+    /// What `sort=` accepts: the sortable item columns.
+    pub sort: Vec<Column>,
+}
+
+pub fn part_index(p: Part) -> usize {
+    match p {
+        Part::Root => 0,
+        Part::Billing => 1,
+        Part::Shipping => 2,
+    }
+}
+
+impl Columns {
+    pub fn of(def: &'static ResourceDef) -> Columns {
+        let mut root: Layout = def
+            .fields
+            .iter()
+            // The id and the parent come from the DN.
+            .filter(|f| !f.attr.is_empty() && !matches!(f.kind, Kind::Id | Kind::ParentRef))
+            .map(|f| (f.attr, Some(f.kind)))
+            .collect();
+        for a in [PERSON_NAME_ATTRS.0, PERSON_NAME_ATTRS.1] {
+            if !root.iter().any(|(x, _)| *x == a) {
+                root.push((a, None));
             }
-            out
-        }),
-        Part::Billing | Part::Shipping => {
-            ADDRESS_LAYOUT.get_or_init(|| ADDRESS.iter().map(|f| (f.attr, Some(f.kind))).collect())
+        }
+        let child = |p: Part| -> Layout { table::part_fields(def, p).iter().map(|f| (f.attr, Some(f.kind))).collect() };
+        let root_and_billing = |pick: fn(&Field) -> bool| -> Vec<Column> {
+            let own = def.fields.iter().filter(|f| pick(f)).map(|field| Column { def, part: Part::Root, field });
+            let billing = table::part_fields(def, Part::Billing).iter().filter(|f| pick(f));
+            own.chain(billing.map(|field| Column { def, part: Part::Billing, field })).collect()
+        };
+        let item = root_and_billing(|f| f.in_collection);
+        let mut filter: Vec<Column> = def
+            .fields
+            .iter()
+            .filter(|f| f.filterable && !f.is_object())
+            .map(|field| Column { def, part: Part::Root, field })
+            .collect();
+        for &part in def.children {
+            filter.extend(table::part_fields(def, part).iter().filter(|f| f.filterable).map(|field| Column {
+                def,
+                part,
+                field,
+            }));
+        }
+        Columns {
+            layouts: [root, child(Part::Billing), child(Part::Shipping)],
+            sort: item.iter().filter(|c| c.field.sortable).copied().collect(),
+            search: root_and_billing(|f| f.searchable),
+            filter,
+            item,
         }
     }
+
+    /// A column by the name a list query uses: a field of the element (`isActive`), a
+    /// dotted address field (`billingAddress.localityName`) or the collection item's
+    /// shorthand for a billing field (`localityName`).
+    pub fn by_name(&self, def: &'static ResourceDef, name: &str) -> Option<Column> {
+        if let Some((part, field)) = table::resolve(def, name) {
+            return Some(Column { def, part, field });
+        }
+        self.item.iter().find(|c| c.part == Part::Billing && c.field.name == name).copied()
+    }
+}
+
+fn layout(def: &'static ResourceDef, part: Part) -> &'static [(&'static str, Option<Kind>)] {
+    &def.columns().layouts[part_index(part)]
 }
 
 /// The values of one entry, in the order of its part's layout, in one allocation: the
@@ -55,8 +116,8 @@ impl PartValues {
     /// Takes what the mapping knows of an entry, each value in its JSON reading (postal
     /// addresses with line breaks, booleans as `true`/`false`); other attributes are
     /// dropped, and so is what would take the values past 64 KiB.
-    pub fn from_entry(part: Part, entry: &Entry) -> PartValues {
-        let slots = layout(part);
+    pub fn from_entry(def: &'static ResourceDef, part: Part, entry: &Entry) -> PartValues {
+        let slots = layout(def, part);
         let mut text = String::new();
         let mut ends = Vec::with_capacity(slots.len());
         for (attr, kind) in slots {
@@ -92,13 +153,13 @@ impl PartValues {
     }
 
     /// The (first) value of an attribute (canonical name) when the entry has one.
-    pub fn get(&self, part: Part, attr: &str) -> Option<&str> {
-        self.at(part, slot_of(part, attr)?)
+    pub fn get(&self, def: &'static ResourceDef, part: Part, attr: &str) -> Option<&str> {
+        self.at(def, part, slot_of(def, part, attr)?)
     }
 
     /// Every value of an attribute.
-    pub fn all(&self, part: Part, attr: &str) -> impl Iterator<Item = &str> {
-        slot_of(part, attr).and_then(|i| self.slot(part, i)).into_iter().flat_map(|s| s.split(SEPARATOR))
+    pub fn all(&self, def: &'static ResourceDef, part: Part, attr: &str) -> impl Iterator<Item = &str> {
+        slot_of(def, part, attr).and_then(|i| self.slot(def, part, i)).into_iter().flat_map(|s| s.split(SEPARATOR))
     }
 
     fn end(&self, i: usize) -> usize {
@@ -106,13 +167,13 @@ impl PartValues {
     }
 
     /// The first value in a slot of the part's layout (see [`slot_of`]).
-    pub fn at(&self, part: Part, i: usize) -> Option<&str> {
-        self.slot(part, i).map(|s| s.split(SEPARATOR).next().unwrap_or_default())
+    pub fn at(&self, def: &'static ResourceDef, part: Part, i: usize) -> Option<&str> {
+        self.slot(def, part, i).map(|s| s.split(SEPARATOR).next().unwrap_or_default())
     }
 
     /// Every value in a slot, apart by [`SEPARATOR`].
-    pub fn slot(&self, part: Part, i: usize) -> Option<&str> {
-        let n = layout(part).len();
+    pub fn slot(&self, def: &'static ResourceDef, part: Part, i: usize) -> Option<&str> {
+        let n = layout(def, part).len();
         if i >= n {
             return None;
         }
@@ -126,13 +187,14 @@ impl PartValues {
 pub const SEPARATOR: char = '\0';
 
 /// Where a part keeps an attribute, to look it up once for many rows.
-pub fn slot_of(part: Part, attr: &str) -> Option<usize> {
-    layout(part).iter().position(|(a, _)| *a == attr)
+pub fn slot_of(def: &'static ResourceDef, part: Part, attr: &str) -> Option<usize> {
+    layout(def, part).iter().position(|(a, _)| *a == attr)
 }
 
-/// A column of the collection: a field of the table and the entry it is read from.
+/// A column of the collection: a field of a resource and the entry it is read from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Column {
+    pub def: &'static ResourceDef,
     pub part: Part,
     pub field: &'static Field,
 }
@@ -143,10 +205,10 @@ impl Column {
     }
 }
 
-/// The entries of one customer as the collection keeps them.
+/// The entries of one resource as the collection keeps them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Row {
-    pub customer: Option<PartValues>,
+    pub root: Option<PartValues>,
     pub billing: Option<PartValues>,
     pub shipping: Option<PartValues>,
 }
@@ -154,7 +216,7 @@ pub struct Row {
 impl Row {
     pub fn part(&self, part: Part) -> Option<&PartValues> {
         match part {
-            Part::Customer => self.customer.as_ref(),
+            Part::Root => self.root.as_ref(),
             Part::Billing => self.billing.as_ref(),
             Part::Shipping => self.shipping.as_ref(),
         }
@@ -162,47 +224,51 @@ impl Row {
 
     pub fn part_mut(&mut self, part: Part) -> &mut Option<PartValues> {
         match part {
-            Part::Customer => &mut self.customer,
+            Part::Root => &mut self.root,
             Part::Billing => &mut self.billing,
             Part::Shipping => &mut self.shipping,
         }
     }
 
-    fn get(&self, part: Part, attr: &str) -> Option<&str> {
-        self.part(part).and_then(|v| v.get(part, attr))
+    fn get(&self, def: &'static ResourceDef, part: Part, attr: &str) -> Option<&str> {
+        self.part(part).and_then(|v| v.get(def, part, attr))
     }
 
-    pub fn is_company(&self) -> bool {
-        self.get(Part::Customer, "sstiscompany") == Some("true")
+    pub fn is_company(&self, def: &'static ResourceDef) -> bool {
+        self.get(def, Part::Root, "sstiscompany") == Some("true")
     }
 
-    pub fn customer_name(&self) -> Option<String> {
-        customer::customer_name_by(self.is_company(), |a| self.get(Part::Customer, a), |a| self.get(Part::Billing, a))
+    pub fn display_name(&self, def: &'static ResourceDef) -> Option<String> {
+        document::display_name_by(
+            self.is_company(def),
+            |a| self.get(def, Part::Root, a),
+            |a| self.get(def, Part::Billing, a),
+        )
     }
 
     /// The value of a column as JSON shows it (numbers in decimal).
-    pub fn value(&self, col: Column, id: u64, reseller: u64) -> Option<Cow<'_, str>> {
+    pub fn value(&self, col: Column, id: u64, parent: u64) -> Option<Cow<'_, str>> {
         match col.field.kind {
             Kind::Id => Some(Cow::Owned(id.to_string())),
-            Kind::ResellerRef => Some(Cow::Owned(reseller.to_string())),
-            Kind::CustomerName => self.customer_name().map(Cow::Owned),
+            Kind::ParentRef => Some(Cow::Owned(parent.to_string())),
+            Kind::DisplayName => self.display_name(col.def).map(Cow::Owned),
             Kind::Object(_) | Kind::Link(_) => None,
-            _ => self.get(col.part, col.field.attr).map(Cow::Borrowed).or_else(|| default_of(col.field)),
+            _ => self.get(col.def, col.part, col.field.attr).map(Cow::Borrowed).or_else(|| default_of(col.field)),
         }
     }
 
     /// Every value of a column: one for the derived ones, the default where none is
     /// stored, else all the entry holds.
-    pub fn values(&self, col: Column, id: u64, reseller: u64) -> Vec<Cow<'_, str>> {
+    pub fn values(&self, col: Column, id: u64, parent: u64) -> Vec<Cow<'_, str>> {
         match col.field.kind {
-            Kind::Id | Kind::ResellerRef | Kind::CustomerName | Kind::Object(_) | Kind::Link(_) => {
-                self.value(col, id, reseller).into_iter().collect()
+            Kind::Id | Kind::ParentRef | Kind::DisplayName | Kind::Object(_) | Kind::Link(_) => {
+                self.value(col, id, parent).into_iter().collect()
             }
             _ => {
                 let all: Vec<Cow<'_, str>> = self
                     .part(col.part)
                     .into_iter()
-                    .flat_map(|v| v.all(col.part, col.field.attr))
+                    .flat_map(|v| v.all(col.def, col.part, col.field.attr))
                     .map(Cow::Borrowed)
                     .collect();
                 if all.is_empty() {
@@ -216,9 +282,9 @@ impl Row {
 
     /// The text `q=` searches: every searchable column, lower-cased, kept apart by NUL
     /// (which no query contains) so that no match spans two values.
-    pub fn search_text(&self, id: u64) -> Box<str> {
+    pub fn search_text(&self, def: &'static ResourceDef, id: u64) -> Box<str> {
         let mut out = String::new();
-        for col in searchable_columns() {
+        for col in &def.columns().search {
             for v in self.values(*col, id, 0) {
                 out.push_str(&v.to_lowercase());
                 out.push('\0');
@@ -233,46 +299,16 @@ fn default_of(f: &Field) -> Option<Cow<'static, str>> {
     f.default.map(|d| Cow::Borrowed(if d { "true" } else { "false" }))
 }
 
-/// The customer's fields that pass `pick`, then the billing address's.
-fn customer_and_billing(pick: fn(&Field) -> bool) -> Vec<Column> {
-    let customer = CUSTOMER.iter().filter(|f| pick(f)).map(|field| Column { part: Part::Customer, field });
-    customer.chain(ADDRESS.iter().filter(|f| pick(f)).map(|field| Column { part: Part::Billing, field })).collect()
-}
-
-/// The columns `q=` searches: the searchable customer fields and the searchable fields of
-/// the billing address.
-pub fn searchable_columns() -> &'static [Column] {
-    static COLS: OnceLock<Vec<Column>> = OnceLock::new();
-    COLS.get_or_init(|| customer_and_billing(|f| f.searchable))
-}
-
-/// The columns of a collection item, in the order of the item: the customer's own
-/// fields, then the billing address's.
-pub fn item_columns() -> &'static [Column] {
-    static COLS: OnceLock<Vec<Column>> = OnceLock::new();
-    COLS.get_or_init(|| customer_and_billing(|f| f.in_collection))
-}
-
-/// A column by the name a list query uses: a field of the element (`isActive`), a dotted
-/// address field (`billingAddress.localityName`) or the collection item's shorthand for a
-/// billing field (`localityName`).
-pub fn column(name: &str) -> Option<Column> {
-    if let Some((part, field)) = table::resolve(name) {
-        return Some(Column { part, field });
-    }
-    ADDRESS.iter().find(|f| f.in_collection && f.name == name).map(|field| Column { part: Part::Billing, field })
-}
-
-/// One collection item (`GET /v1/customers`).
-pub fn item(id: u64, reseller: u64, row: &Row, public_url: &str) -> Value {
+/// One collection item (`GET /v1/<resource>`).
+pub fn item(def: &'static ResourceDef, id: u64, parent: u64, row: &Row, public_url: &str) -> Value {
     let mut m = Map::new();
-    for col in item_columns() {
+    for col in &def.columns().item {
         let v = match col.field.kind {
             Kind::Id => Some(Value::from(id)),
-            Kind::ResellerRef => Some(Value::from(reseller)),
-            Kind::Link(suffix) => Some(Value::String(customer::link(public_url, id, suffix))),
-            Kind::Bool => row.value(*col, id, reseller).map(|v| Value::Bool(v == "true")),
-            _ => row.value(*col, id, reseller).map(|v| Value::String(v.into_owned())),
+            Kind::ParentRef => Some(Value::from(parent)),
+            Kind::Link(template) => Some(Value::String(def.link(public_url, id, template))),
+            Kind::Bool => row.value(*col, id, parent).map(|v| Value::Bool(v == "true")),
+            _ => row.value(*col, id, parent).map(|v| Value::String(v.into_owned())),
         };
         if let Some(v) = v {
             m.insert(col.field.name.to_string(), v);
@@ -341,23 +377,6 @@ pub fn fold(kind: Kind, s: &str) -> String {
     out
 }
 
-/// The columns a list may filter on: the filterable fields of the element, with the
-/// address fields once for each address.
-pub fn filter_columns() -> &'static [Column] {
-    static COLS: OnceLock<Vec<Column>> = OnceLock::new();
-    COLS.get_or_init(|| {
-        let mut out: Vec<Column> = CUSTOMER
-            .iter()
-            .filter(|f| f.filterable && !f.is_object())
-            .map(|f| Column { part: Part::Customer, field: f })
-            .collect();
-        for part in [Part::Billing, Part::Shipping] {
-            out.extend(ADDRESS.iter().filter(|f| f.filterable).map(|field| Column { part, field }));
-        }
-        out
-    })
-}
-
 /// A filter value: `*` alone asks for presence; other `*` are wildcards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pattern {
@@ -390,7 +409,7 @@ impl Pattern {
                     _ => Err("must be true or false".into()),
                 };
             }
-            Kind::Id | Kind::ResellerRef
+            Kind::Id | Kind::ParentRef
                 if raw.trim().is_empty() || !raw.trim().chars().all(|c| c.is_ascii_digit() || c == '*') =>
             {
                 return Err("must be a number (digits, * as a wildcard)".into());
@@ -482,7 +501,7 @@ pub fn collate(s: &str) -> String {
 /// The sort key of a value of a kind.
 pub fn sort_key(kind: Kind, value: &str) -> SortKey {
     match kind {
-        Kind::Id | Kind::ResellerRef => SortKey::Int(value.trim().parse().unwrap_or(u64::MAX)),
+        Kind::Id | Kind::ParentRef => SortKey::Int(value.trim().parse().unwrap_or(u64::MAX)),
         Kind::Bool => SortKey::Bool(value == "true"),
         _ => SortKey::Text(collate(value).into()),
     }
@@ -503,6 +522,7 @@ pub fn compare_keys(a: Option<&SortKey>, b: Option<&SortKey>, descending: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::resources::{CUSTOMERS, RESELLERS};
 
     fn entry(pairs: &[(&str, &str)]) -> Entry {
         let mut e = Entry::default();
@@ -520,50 +540,72 @@ mod tests {
             ("description", "not mapped"),
             ("c", "ch"),
         ]);
-        let v = PartValues::from_entry(Part::Billing, &e);
-        assert_eq!(v.get(Part::Billing, "l"), Some("Bern"));
-        assert_eq!(v.get(Part::Billing, "postaladdress"), Some("a$b\nLine 2"));
-        assert_eq!(v.get(Part::Billing, "c"), Some("CH"));
-        assert_eq!(v.get(Part::Billing, "mail"), None);
-        assert_eq!(v.get(Part::Billing, "description"), None);
+        let d = &CUSTOMERS;
+        let v = PartValues::from_entry(d, Part::Billing, &e);
+        assert_eq!(v.get(d, Part::Billing, "l"), Some("Bern"));
+        assert_eq!(v.get(d, Part::Billing, "postaladdress"), Some("a$b\nLine 2"));
+        assert_eq!(v.get(d, Part::Billing, "c"), Some("CH"));
+        assert_eq!(v.get(d, Part::Billing, "mail"), None);
+        assert_eq!(v.get(d, Part::Billing, "description"), None);
+        let two = entry(&[("mail", "a@x.ch"), ("mail", "b@x.ch")]);
+        let v = PartValues::from_entry(d, Part::Billing, &two);
+        assert_eq!(v.get(d, Part::Billing, "mail"), Some("a@x.ch"));
+        assert_eq!(v.all(d, Part::Billing, "mail").collect::<Vec<_>>(), ["a@x.ch", "b@x.ch"]);
     }
 
     #[test]
-    fn customer_name_and_items_come_from_the_rows() {
+    fn display_names_and_items_come_from_the_rows() {
+        let d = &CUSTOMERS;
         let row = Row {
-            customer: Some(PartValues::from_entry(
-                Part::Customer,
+            root: Some(PartValues::from_entry(
+                d,
+                Part::Root,
                 &entry(&[("sstIsCompany", "FALSE"), ("sstIsActive", "TRUE"), ("givenName", "Zoë"), ("sn", "Müller")]),
             )),
             billing: Some(PartValues::from_entry(
+                d,
                 Part::Billing,
                 &entry(&[("c", "CH"), ("postalCode", "3011"), ("l", "Bern")]),
             )),
             shipping: None,
         };
-        assert_eq!(row.customer_name().as_deref(), Some("Zoë Müller"));
-        let item = item(5000001, 4000001, &row, "http://gw");
+        assert_eq!(row.display_name(d).as_deref(), Some("Zoë Müller"));
+        let item = item(d, 5000001, 4000001, &row, "http://gw");
         assert_eq!(
             item,
             serde_json::json!({"id": 5000001, "location": "http://gw/v1/customers/5000001", "isCompany": false,
                 "isActive": true, "customerName": "Zoë Müller", "belongsToResellerID": 4000001,
                 "countryCode": "CH", "postalCode": "3011", "localityName": "Bern"})
         );
-        assert_eq!(&*row.search_text(5000001), "5000001\0zoë müller\u{0}3011\0bern\0");
+        assert_eq!(&*row.search_text(d, 5000001), "5000001\0zoë müller\u{0}3011\0bern\0");
+        // The same entries as a reseller: its own fields, its own name field.
+        let r = &RESELLERS;
+        let row = Row {
+            root: Some(PartValues::from_entry(r, Part::Root, &entry(&[("sstIsCompany", "TRUE"), ("o", "Alpine AG")]))),
+            billing: Some(PartValues::from_entry(r, Part::Billing, &entry(&[("c", "CH"), ("l", "Bern")]))),
+            shipping: None,
+        };
+        assert_eq!(
+            super::item(r, 4000001, 4000001, &row, "http://gw"),
+            serde_json::json!({"id": 4000001, "location": "http://gw/v1/resellers/4000001", "isCompany": true,
+                "isActive": true, "resellerName": "Alpine AG", "countryCode": "CH", "localityName": "Bern"})
+        );
     }
 
     #[test]
     fn columns_resolve_by_element_dotted_and_shorthand_names() {
-        assert_eq!(column("isActive").map(|c| c.part), Some(Part::Customer));
-        let c = column("billingAddress.mail").unwrap();
+        assert!(RESELLERS.column("belongsToResellerID").is_none());
+        assert!(RESELLERS.column("resellerName").is_some());
+        assert_eq!(CUSTOMERS.column("isActive").map(|c| c.part), Some(Part::Root));
+        let c = CUSTOMERS.column("billingAddress.mail").unwrap();
         assert_eq!((c.part, c.field.attr), (Part::Billing, "mail"));
-        let c = column("shippingAddress.localityName").unwrap();
+        let c = CUSTOMERS.column("shippingAddress.localityName").unwrap();
         assert_eq!((c.part, c.field.attr), (Part::Shipping, "l"));
-        let c = column("localityName").unwrap();
+        let c = CUSTOMERS.column("localityName").unwrap();
         assert_eq!((c.part, c.field.attr), (Part::Billing, "l"));
-        assert!(column("mail").is_none(), "only collection fields have a shorthand");
-        assert!(column("billingAddress").is_none());
-        assert!(column("nope").is_none());
+        assert!(CUSTOMERS.column("mail").is_none(), "only collection fields have a shorthand");
+        assert!(CUSTOMERS.column("billingAddress").is_none());
+        assert!(CUSTOMERS.column("nope").is_none());
     }
 
     #[test]

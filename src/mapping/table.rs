@@ -1,15 +1,18 @@
-//! The customer resource as data. Each row names a JSON field, the entry it lives in,
+//! The rows of a resource's fields. Each row names a JSON field, the entry it lives in,
 //! its LDAP attribute, its value type and its flags; validation, the attribute lists of
 //! searches, (de)serialisation, filters and sort keys are all derived from these rows.
+//! The tables themselves are in `mapping/resources/`.
 
-/// Which entry of a customer a field is stored in.
+use super::resource::{ResourceDef, Role};
+
+/// Which entry of a resource a field is stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Part {
-    /// `uid=<id>,ou=customers,uid=<reseller>,ou=reseller,<base>`
-    Customer,
-    /// `ou=address,<customer>`: the billing address, mandatory.
+    /// The root entry (`uid=<id>,…`, see the resource's DN template).
+    Root,
+    /// `ou=address,<root>`: the billing address, mandatory.
     Billing,
-    /// `ou=shipping,<customer>`: the shipping address, only when it differs.
+    /// `ou=shipping,<root>`: the shipping address, only when it differs.
     Shipping,
 }
 
@@ -17,7 +20,7 @@ impl Part {
     /// The RDN value of the child entry (`ou=address`, `ou=shipping`).
     pub fn ou(self) -> Option<&'static str> {
         match self {
-            Part::Customer => None,
+            Part::Root => None,
             Part::Billing => Some("address"),
             Part::Shipping => Some("shipping"),
         }
@@ -34,14 +37,16 @@ impl Part {
 pub enum Kind {
     /// The entry's numeric uid; an integer in JSON, a string in LDAP.
     Id,
-    /// The reseller the customer belongs to: the parent subtree plus an attribute.
-    ResellerRef,
+    /// The parent resource (a customer's reseller): the parent in the DN, repeated in an
+    /// attribute.
+    ParentRef,
     /// LDAP Boolean (`TRUE`/`FALSE`).
     Bool,
     /// UTF-8 text without control characters, 1 to `max` characters.
     Text { max: usize },
-    /// Company: stored in `o`; private person: `givenName` + `sn` of the billing address.
-    CustomerName,
+    /// The display name: a company's `o`; a private person's `givenName` + `sn` of the
+    /// billing address.
+    DisplayName,
     /// `f`, `m` or `n`.
     Gender,
     /// ISO 3166-1 alpha-2.
@@ -58,7 +63,8 @@ pub enum Kind {
     Postal,
     /// A nested object described by another table.
     Object(&'static [Field]),
-    /// A read-only URI of the response (`location`, `employees`, `users`).
+    /// A read-only URI of the response: `{location}`, `{base}` and `{id}` are replaced
+    /// (`{location}/employees`, `{base}/v1/customers?belongsToResellerID={id}`).
     Link(&'static str),
 }
 
@@ -81,15 +87,15 @@ pub struct Field {
     pub required_if: Option<(&'static str, &'static [&'static str])>,
     /// Value written when a create or a full replace leaves the field out.
     pub default: Option<bool>,
-    /// LDAP ordering rule for server-side sort.
-    pub ordering: Option<&'static str>,
+    /// Roles that may not change it (their writes must repeat its current value).
+    pub not_by: &'static [Role],
 }
 
 impl Field {
     pub const fn new(name: &'static str, attr: &'static str, kind: Kind) -> Field {
         Field {
             name,
-            part: Part::Customer,
+            part: Part::Root,
             attr,
             kind,
             required: false,
@@ -100,7 +106,7 @@ impl Field {
             in_collection: false,
             required_if: None,
             default: None,
-            ordering: None,
+            not_by: &[],
         }
     }
     pub const fn part(mut self, part: Part) -> Field {
@@ -119,9 +125,8 @@ impl Field {
         self.filterable = true;
         self
     }
-    pub const fn sortable(mut self, ordering: &'static str) -> Field {
+    pub const fn sortable(mut self) -> Field {
         self.sortable = true;
-        self.ordering = Some(ordering);
         self
     }
     pub const fn searchable(mut self) -> Field {
@@ -141,102 +146,20 @@ impl Field {
         self
     }
 
+    pub const fn not_by(mut self, roles: &'static [Role]) -> Field {
+        self.not_by = roles;
+        self
+    }
+
     pub fn is_object(&self) -> bool {
         matches!(self.kind, Kind::Object(_))
     }
 }
 
-const CASE_IGNORE_ORDERING: &str = "caseIgnoreOrderingMatch";
-const INTEGER_ORDERING: &str = "integerOrderingMatch";
-const BOOLEAN_ORDERING: &str = "caseIgnoreOrderingMatch";
-
-/// An address object (`billingAddress`, `shippingAddress`); rows take their part from
-/// the object field that holds them.
-pub const ADDRESS: &[Field] = &[
-    Field::new("organizationName", "o", Kind::Text { max: 64 })
-        .filterable()
-        .sortable(CASE_IGNORE_ORDERING)
-        .searchable(),
-    Field::new("gender", "sstgender", Kind::Gender).required().filterable(),
-    Field::new("givenName", "givenname", Kind::Text { max: 64 })
-        .required()
-        .filterable()
-        .sortable(CASE_IGNORE_ORDERING)
-        .searchable(),
-    Field::new("surname", "sn", Kind::Text { max: 64 })
-        .required()
-        .filterable()
-        .sortable(CASE_IGNORE_ORDERING)
-        .searchable(),
-    Field::new("postalAddress", "postaladdress", Kind::Postal).required().filterable().searchable(),
-    Field::new("postOfficeBox", "postofficebox", Kind::Text { max: 40 }).filterable(),
-    Field::new("stateOrProvinceName", "st", Kind::Text { max: 128 })
-        .required_if("countryCode", &["US", "CA"])
-        .filterable()
-        .sortable(CASE_IGNORE_ORDERING),
-    Field::new("countryCode", "c", Kind::Country)
-        .required()
-        .filterable()
-        .sortable(CASE_IGNORE_ORDERING)
-        .in_collection(),
-    Field::new("postalCode", "postalcode", Kind::Text { max: 40 })
-        .required()
-        .filterable()
-        .sortable(CASE_IGNORE_ORDERING)
-        .searchable()
-        .in_collection(),
-    Field::new("localityName", "l", Kind::Text { max: 128 })
-        .required()
-        .filterable()
-        .sortable(CASE_IGNORE_ORDERING)
-        .searchable()
-        .in_collection(),
-    Field::new("preferredLanguage", "preferredlanguage", Kind::Language).required().filterable(),
-    Field::new("mail", "mail", Kind::Mail).required().filterable().sortable(CASE_IGNORE_ORDERING).searchable(),
-    Field::new("telephoneNumber", "telephonenumber", Kind::Phone).filterable(),
-    Field::new("mobileTelephoneNumber", "mobile", Kind::Phone).filterable(),
-    Field::new("websiteURL", "sstwebsiteurl", Kind::Url).filterable(),
-];
-
-/// The customer resource (SPEC section 3), in response order.
-pub const CUSTOMER: &[Field] = &[
-    Field::new("id", "uid", Kind::Id).read_only().filterable().sortable(INTEGER_ORDERING).searchable().in_collection(),
-    Field::new("location", "", Kind::Link("")).read_only().in_collection(),
-    Field::new("isCompany", "sstiscompany", Kind::Bool)
-        .required()
-        .filterable()
-        .sortable(BOOLEAN_ORDERING)
-        .in_collection(),
-    Field::new("isActive", "sstisactive", Kind::Bool)
-        .default_bool(true)
-        .filterable()
-        .sortable(BOOLEAN_ORDERING)
-        .in_collection(),
-    Field::new("customerName", "o", Kind::CustomerName)
-        .filterable()
-        .sortable(CASE_IGNORE_ORDERING)
-        .searchable()
-        .in_collection(),
-    Field::new("externalID", "sstexternalid", Kind::Text { max: 256 })
-        .filterable()
-        .sortable(CASE_IGNORE_ORDERING)
-        .searchable(),
-    Field::new("belongsToResellerID", "sstbelongstoreselleruid", Kind::ResellerRef)
-        .required()
-        .filterable()
-        .sortable(INTEGER_ORDERING)
-        .in_collection(),
-    Field::new("billingAddress", "", Kind::Object(ADDRESS)).part(Part::Billing).required(),
-    Field::new("shippingAddress", "", Kind::Object(ADDRESS)).part(Part::Shipping),
-    Field::new("employees", "", Kind::Link("employees")).read_only(),
-    Field::new("users", "", Kind::Link("users")).read_only(),
-];
-
-/// Object classes of the entries the gateway writes.
-pub const CUSTOMER_CLASSES: &[&str] = &["top", "sstCustomer", "sstRelationship"];
+/// Object classes of the address entries the gateway writes.
 pub const ADDRESS_CLASSES: &[&str] = &["top", "organizationalUnit", "sstAddress"];
 
-/// Private customers carry the billing holder's names on the customer entry.
+/// Private persons carry the billing holder's names on their root entry.
 pub const PERSON_NAME_ATTRS: (&str, &str) = ("givenname", "sn");
 
 /// The field of a table by JSON name.
@@ -245,11 +168,11 @@ pub fn field(table: &'static [Field], name: &str) -> Option<&'static Field> {
 }
 
 /// A field by dotted path (`billingAddress.localityName`), with the part it lives in.
-pub fn resolve(path: &str) -> Option<(Part, &'static Field)> {
+pub fn resolve(def: &ResourceDef, path: &str) -> Option<(Part, &'static Field)> {
     match path.split_once('.') {
-        None => field(CUSTOMER, path).filter(|f| !f.is_object()).map(|f| (f.part, f)),
+        None => field(def.fields, path).filter(|f| !f.is_object()).map(|f| (f.part, f)),
         Some((obj, rest)) => {
-            let o = field(CUSTOMER, obj)?;
+            let o = field(def.fields, obj)?;
             match o.kind {
                 Kind::Object(sub) => field(sub, rest).map(|f| (o.part, f)),
                 _ => None,
@@ -258,18 +181,33 @@ pub fn resolve(path: &str) -> Option<(Part, &'static Field)> {
     }
 }
 
+/// The fields of a part: the root's own, or an address table.
+pub fn part_fields(def: &ResourceDef, part: Part) -> &'static [Field] {
+    match part {
+        Part::Root => def.fields,
+        _ => def
+            .fields
+            .iter()
+            .find_map(|f| match f.kind {
+                Kind::Object(sub) if f.part == part => Some(sub),
+                _ => None,
+            })
+            .unwrap_or(&[]),
+    }
+}
+
 /// Every LDAP attribute a part needs to be read (plus what each entry needs for ETags).
-pub fn attributes(part: Part) -> Vec<&'static str> {
+pub fn attributes(def: &ResourceDef, part: Part) -> Vec<&'static str> {
     let mut out = vec!["objectClass", "entryCSN"];
     match part {
-        Part::Customer => {
+        Part::Root => {
             out.push(PERSON_NAME_ATTRS.0);
             out.push(PERSON_NAME_ATTRS.1);
-            out.extend(CUSTOMER.iter().filter(|f| !f.attr.is_empty()).map(|f| f.attr));
+            out.extend(def.fields.iter().filter(|f| !f.attr.is_empty()).map(|f| f.attr));
         }
         Part::Billing | Part::Shipping => {
             out.push("ou");
-            out.extend(ADDRESS.iter().map(|f| f.attr));
+            out.extend(part_fields(def, part).iter().map(|f| f.attr));
         }
     }
     out.sort_unstable();
@@ -277,10 +215,14 @@ pub fn attributes(part: Part) -> Vec<&'static str> {
     out
 }
 
-/// The attribute list of a search that reads a whole customer (all parts).
-pub fn all_attributes() -> Vec<&'static str> {
-    let mut out = attributes(Part::Customer);
-    out.extend(attributes(Part::Billing));
+/// The attribute list of a search that reads whole resources (all parts of all of them).
+pub fn all_attributes(defs: &[&ResourceDef]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for def in defs {
+        for part in std::iter::once(Part::Root).chain(def.children.iter().copied()) {
+            out.extend(attributes(def, part));
+        }
+    }
     out.sort_unstable();
     out.dedup();
     out
@@ -290,30 +232,40 @@ pub fn all_attributes() -> Vec<&'static str> {
 mod tests {
     use super::*;
 
+    use crate::mapping::resources::{ADDRESS, ALL, CUSTOMERS, RESELLERS};
+
     #[test]
     fn dotted_paths_resolve_to_their_part() {
-        let (p, f) = resolve("billingAddress.localityName").unwrap();
-        assert_eq!((p, f.attr), (Part::Billing, "l"));
-        let (p, f) = resolve("shippingAddress.countryCode").unwrap();
-        assert_eq!((p, f.attr), (Part::Shipping, "c"));
-        assert!(resolve("billingAddress").is_none());
-        assert!(resolve("billingAddress.nope").is_none());
-        assert!(resolve("nope").is_none());
+        for def in ALL {
+            let (p, f) = resolve(def, "billingAddress.localityName").unwrap();
+            assert_eq!((p, f.attr), (Part::Billing, "l"));
+            let (p, f) = resolve(def, "shippingAddress.countryCode").unwrap();
+            assert_eq!((p, f.attr), (Part::Shipping, "c"));
+            assert!(resolve(def, "billingAddress").is_none());
+            assert!(resolve(def, "billingAddress.nope").is_none());
+            assert!(resolve(def, "nope").is_none());
+        }
+        assert_eq!(resolve(&CUSTOMERS, "customerName").unwrap().1.attr, "o");
+        assert_eq!(resolve(&RESELLERS, "resellerName").unwrap().1.attr, "o");
+        assert!(resolve(&RESELLERS, "customerName").is_none());
     }
 
     #[test]
     fn attribute_lists_come_from_the_table() {
-        let a = attributes(Part::Billing);
+        let a = attributes(&CUSTOMERS, Part::Billing);
         for f in ADDRESS {
             assert!(a.contains(&f.attr), "{}", f.name);
         }
-        assert!(attributes(Part::Customer).contains(&"sstexternalid"));
+        assert!(attributes(&CUSTOMERS, Part::Root).contains(&"sstexternalid"));
+        assert!(all_attributes(ALL).contains(&"sstbelongstoreselleruid"));
     }
 
     #[test]
     fn every_attribute_is_canonical() {
-        for f in CUSTOMER.iter().chain(ADDRESS) {
-            assert_eq!(crate::directory::entry::canonical_attr(f.attr), f.attr, "{}", f.name);
+        for def in ALL {
+            for f in def.fields.iter().chain(ADDRESS) {
+                assert_eq!(crate::directory::entry::canonical_attr(f.attr), f.attr, "{}", f.name);
+            }
         }
     }
 }

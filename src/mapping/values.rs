@@ -152,12 +152,12 @@ pub fn to_ldap(kind: Kind, v: &Value) -> Result<String, String> {
             .as_bool()
             .map(|b| if b { "TRUE" } else { "FALSE" }.to_string())
             .ok_or_else(|| "must be true or false".into()),
-        Kind::Id | Kind::ResellerRef => match v.as_u64() {
+        Kind::Id | Kind::ParentRef => match v.as_u64() {
             Some(n) if n > 0 && n < 1 << 53 => Ok(n.to_string()),
             _ => Err("must be a positive integer".into()),
         },
         Kind::Text { max } => text(as_str()?, max),
-        Kind::CustomerName => text(as_str()?, 64),
+        Kind::DisplayName => text(as_str()?, 64),
         Kind::Gender => match as_str()? {
             g @ ("f" | "m" | "n") => Ok(g.to_string()),
             _ => Err("must be one of f, m, n".into()),
@@ -188,7 +188,7 @@ pub fn from_ldap(kind: Kind, s: &str) -> Option<Value> {
             "FALSE" => Some(Value::Bool(false)),
             _ => None,
         },
-        Kind::Id | Kind::ResellerRef => s.trim().parse::<u64>().ok().map(Value::from),
+        Kind::Id | Kind::ParentRef => s.trim().parse::<u64>().ok().map(Value::from),
         Kind::Gender => Some(Value::String(s.to_ascii_lowercase())),
         Kind::Country => Some(Value::String(s.to_ascii_uppercase())),
         Kind::Postal => Some(Value::String(postal_from_ldap(s))),

@@ -14,28 +14,20 @@ use serde_json::Value;
 use tokio::sync::{watch, Notify};
 
 use super::Scope;
-use crate::directory::layout::{self, Placement};
 use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
 use crate::directory::Entry;
-use crate::mapping::customer;
+use crate::mapping::document;
 use crate::mapping::query::{self, ListQuery};
-use crate::mapping::row::{self, compare_keys, Column, PartValues, Row, SortKey};
+use crate::mapping::resource::{ResourceDef, Tenant};
+use crate::mapping::row::{self, compare_keys, part_index, Column, PartValues, Row, SortKey};
 use crate::mapping::table::{Kind, Part};
-
-fn part_index(p: Part) -> usize {
-    match p {
-        Part::Customer => 0,
-        Part::Billing => 1,
-        Part::Shipping => 2,
-    }
-}
 
 struct Record {
     id: u64,
     /// The reseller of the DN.
     reseller: u64,
     /// Whether the customer entry's `sstBelongsToResellerUID` agrees with the DN (see
-    /// `customer::tenant`): a customer on its way to another reseller belongs to none.
+    /// `document::tenant`): a customer on its way to another reseller belongs to none.
     committed: bool,
     row: Row,
     uuids: [Option<Uuid>; 3],
@@ -46,7 +38,7 @@ struct Record {
 impl Record {
     /// Listed once its customer entry is known.
     fn listed(&self) -> bool {
-        self.row.customer.is_some()
+        self.row.root.is_some()
     }
 
     fn tenant(&self) -> Option<u64> {
@@ -69,8 +61,8 @@ struct Order {
     same: Vec<bool>,
 }
 
-#[derive(Default)]
 struct State {
+    def: &'static ResourceDef,
     records: Vec<Option<Record>>,
     /// The tenant of each slot (0: none), apart from the records so that a pass that
     /// only checks the scope stays in a small array.
@@ -83,9 +75,9 @@ struct State {
     /// Customer entries the gateway does not serve (a uid with leading zeros, say).
     unserved: std::collections::HashSet<Uuid>,
     by_uuid: HashMap<Uuid, (u32, Part, u32)>,
-    /// One per sort column (`query::sort_columns()`).
+    /// One per sort column (`query::sort_columns(def)`).
     orders: Vec<Order>,
-    /// One per filter column (`row::filter_columns()`): its values dictionary-encoded,
+    /// One per filter column (`def.columns().filter`): its values dictionary-encoded,
     /// while it has few distinct values.
     dicts: Vec<Option<Dict>>,
     /// Generation of the current refresh, for the sweep after a present phase.
@@ -168,11 +160,7 @@ impl Dict {
 
 fn dictionary_column(col: Column) -> bool {
     // Ids are unique and the reseller has its own array.
-    !matches!(col.kind(), Kind::Id | Kind::ResellerRef)
-}
-
-fn column(c: usize) -> Column {
-    query::sort_columns()[c]
+    !matches!(col.kind(), Kind::Id | Kind::ParentRef)
 }
 
 type IdAndReseller = (u64, u64);
@@ -184,12 +172,26 @@ fn cmp_keyed(a: (&Option<SortKey>, u64, u64), b: (&Option<SortKey>, u64, u64)) -
 }
 
 impl State {
-    fn new() -> State {
+    fn new(def: &'static ResourceDef) -> State {
         State {
-            orders: vec![Order::default(); query::sort_columns().len()],
-            dicts: row::filter_columns().iter().map(|c| dictionary_column(*c).then(Dict::default)).collect(),
-            ..Default::default()
+            def,
+            records: Vec::new(),
+            resellers: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            shared_ids: HashMap::new(),
+            unserved: Default::default(),
+            by_uuid: HashMap::new(),
+            orders: vec![Order::default(); query::sort_columns(def).len()],
+            dicts: def.columns().filter.iter().map(|c| dictionary_column(*c).then(Dict::default)).collect(),
+            gen: 0,
+            bulk: false,
         }
+    }
+
+    /// The sort column of order `c`.
+    fn column(&self, c: usize) -> Column {
+        query::sort_columns(self.def)[c]
     }
 
     fn rec(&self, slot: u32) -> &Record {
@@ -198,7 +200,7 @@ impl State {
 
     /// Where a record with this key, id and reseller sits (or would sit) in order `c`.
     fn position(&self, c: usize, key: &Option<SortKey>, id: u64, reseller: u64) -> Result<usize, usize> {
-        let col = column(c);
+        let col = self.column(c);
         self.orders[c].slots.binary_search_by(|&s| {
             let r = self.rec(s);
             cmp_keyed((&r.key(col), r.id, r.reseller), (key, id, reseller))
@@ -213,7 +215,7 @@ impl State {
     fn same_at(&self, c: usize, i: usize) -> bool {
         let o = &self.orders[c];
         i > 0 && i < o.slots.len() && {
-            let col = column(c);
+            let col = self.column(c);
             self.rec(o.slots[i - 1]).key(col) == self.rec(o.slots[i]).key(col)
         }
     }
@@ -224,7 +226,7 @@ impl State {
         }
         for c in 0..self.orders.len() {
             let rec = self.rec(slot);
-            if let Ok(i) = self.position(c, &rec.key(column(c)), rec.id, rec.reseller) {
+            if let Ok(i) = self.position(c, &rec.key(self.column(c)), rec.id, rec.reseller) {
                 self.orders[c].slots.remove(i);
                 self.orders[c].same.remove(i);
                 if i < self.orders[c].slots.len() {
@@ -240,7 +242,7 @@ impl State {
         }
         for c in 0..self.orders.len() {
             let rec = self.rec(slot);
-            let i = self.position(c, &rec.key(column(c)), rec.id, rec.reseller).unwrap_or_else(|i| i);
+            let i = self.position(c, &rec.key(self.column(c)), rec.id, rec.reseller).unwrap_or_else(|i| i);
             self.orders[c].slots.insert(i, slot);
             self.orders[c].same.insert(i, false);
             self.orders[c].same[i] = self.same_at(c, i);
@@ -255,7 +257,7 @@ impl State {
         self.unlist(slot);
         let rec = self.records[slot as usize].as_mut().expect("a live slot");
         f(rec);
-        rec.text = rec.row.search_text(rec.id);
+        rec.text = rec.row.search_text(self.def, rec.id);
         self.resellers[slot as usize] = rec.tenant().unwrap_or(0);
         self.list(slot);
         self.encode(slot, Some(part));
@@ -265,8 +267,8 @@ impl State {
     /// customer name, which depends on two parts), or all columns for `None`.
     fn encode(&mut self, slot: u32, part: Option<Part>) {
         let rec = self.records[slot as usize].as_ref();
-        for (c, col) in row::filter_columns().iter().enumerate() {
-            let touched = part.is_none_or(|p| p == col.part || col.kind() == Kind::CustomerName);
+        for (c, col) in self.def.columns().filter.iter().enumerate() {
+            let touched = part.is_none_or(|p| p == col.part || col.kind() == Kind::DisplayName);
             let Some(dict) = self.dicts[c].as_mut().filter(|_| touched) else { continue };
             let values = rec.map(|r| r.row.values(*col, r.id, r.reseller)).unwrap_or_default();
             if values.len() > 1 {
@@ -346,7 +348,7 @@ impl State {
     fn detach(&mut self, uuid: &Uuid) {
         self.unserved.remove(uuid);
         let Some((slot, part, _)) = self.by_uuid.remove(uuid) else { return };
-        if part == Part::Customer {
+        if part == Part::Root {
             self.drop_record(slot);
             return;
         }
@@ -360,16 +362,21 @@ impl State {
     }
 
     fn upsert(&mut self, base: &str, uuid: Uuid, entry: &Entry) {
-        let target = match layout::placement(&entry.dn, base) {
-            Some(Placement::Customer { id, reseller }) if entry.has_object_class("sstCustomer") => {
-                Some((id, reseller, Part::Customer))
+        let def = self.def;
+        let target = match def.place(&entry.dn, base) {
+            Some(p) if p.part != Part::Root || entry.has_object_class(def.structural) => {
+                // The reseller the DN gives it to (see `Tenant`).
+                let reseller = match def.tenant {
+                    Tenant::Parent => p.parent,
+                    Tenant::Own => p.id,
+                };
+                Some((p.id, reseller, p.part))
             }
-            Some(Placement::Child { ou, id, reseller }) => Part::of_child(&ou).map(|p| (id, reseller, p)),
             _ => None,
         };
-        if target.is_none() && entry.has_object_class("sstCustomer") && layout::in_customer_tree(&entry.dn, base) {
+        if target.is_none() && entry.has_object_class(def.structural) && def.has_root_shape(&entry.dn, base) {
             if self.unserved.insert(uuid) {
-                tracing::warn!(dn = %entry.dn, "a customer entry whose DN the gateway does not serve (its uid must be a plain number without leading zeros) is not listed");
+                tracing::warn!(resource = def.name, dn = %entry.dn, "an entry whose DN the gateway does not serve (its uid must be a plain number without leading zeros) is not listed");
             }
         } else {
             self.unserved.remove(&uuid);
@@ -391,13 +398,13 @@ impl State {
         if let Some(old) = self.rec(slot).uuids[pi].filter(|old| *old != uuid) {
             self.by_uuid.remove(&old);
         }
-        let values = PartValues::from_entry(part, entry);
+        let values = PartValues::from_entry(def, part, entry);
         self.modify(slot, part, |rec| {
             *rec.row.part_mut(part) = Some(values);
             rec.uuids[pi] = Some(uuid);
-            if part == Part::Customer {
+            if part == Part::Root {
                 rec.reseller = reseller;
-                rec.committed = customer::tenant(reseller, entry.values(customer::RESELLER_ATTR)).is_some();
+                rec.committed = document::tenant(reseller, entry.values(document::RESELLER_ATTR)).is_some();
             }
         });
         self.by_uuid.insert(uuid, (slot, part, self.gen));
@@ -411,9 +418,9 @@ impl State {
             .filter(|(_, r)| r.as_ref().is_some_and(Record::listed))
             .map(|(i, _)| i as u32)
             .collect();
-        self.orders = (0..query::sort_columns().len())
+        self.orders = (0..query::sort_columns(self.def).len())
             .map(|c| {
-                let col = column(c);
+                let col = self.column(c);
                 let mut keyed: Vec<(Option<SortKey>, u64, u64, u32)> = listed
                     .iter()
                     .map(|&s| {
@@ -453,6 +460,7 @@ pub struct Page {
 }
 
 pub struct CustomerIndex {
+    def: &'static ResourceDef,
     base: String,
     state: RwLock<State>,
     progress: watch::Sender<Progress>,
@@ -465,13 +473,24 @@ pub struct CustomerIndex {
 pub struct Behind;
 
 impl CustomerIndex {
-    pub fn new(base: &str) -> Self {
+    pub fn new(def: &'static ResourceDef, base: &str) -> Self {
+        Self::sharing(def, base, Arc::new(Notify::new()))
+    }
+
+    /// An index whose synchronisation is restarted through `restart`, which it shares
+    /// with the indexes the same session feeds.
+    pub fn sharing(def: &'static ResourceDef, base: &str, restart: Arc<Notify>) -> Self {
         CustomerIndex {
+            def,
             base: base.to_string(),
-            state: RwLock::new(State::new()),
+            state: RwLock::new(State::new(def)),
             progress: watch::channel(Progress::default()).0,
-            restart: Arc::new(Notify::new()),
+            restart,
         }
+    }
+
+    pub fn def(&self) -> &'static ResourceDef {
+        self.def
     }
 
     /// What wakes the synchronisation to start a new session.
@@ -500,9 +519,10 @@ impl CustomerIndex {
         }
     }
 
-    /// The resellers a customer id is listed under, as far as the index knows (more
-    /// than one only for an id an admin gave to two customers).
-    pub fn resellers_of(&self, id: u64) -> Vec<u64> {
+    /// The parents an id is listed under, as far as the index knows (more than one only
+    /// for an id an admin gave to two customers); for a resource without a parent its
+    /// own id, which its DN template does not use.
+    pub fn parents_of(&self, id: u64) -> Vec<u64> {
         let Ok(state) = self.state.read() else { return Vec::new() };
         state.slots_of(id).map(|s| state.rec(s)).filter(|r| r.listed()).map(|r| r.reseller).collect()
     }
@@ -529,7 +549,7 @@ impl CustomerIndex {
     /// Answers a list query within the caller's scope.
     pub fn query(&self, scope: &Scope, q: &ListQuery, public_url: &str) -> Page {
         let Ok(state) = self.state.read() else { return Page { total: 0, items: Vec::new() } };
-        let sorts = query::sort_columns();
+        let sorts = query::sort_columns(self.def);
         let (primary, descending) = match q.sort.first() {
             Some(s) => (s.column, s.descending),
             None => (sorts.iter().copied().find(|c| c.kind() == Kind::Id).expect("id sorts"), false),
@@ -636,7 +656,7 @@ impl CustomerIndex {
             .into_iter()
             .map(|s| {
                 let rec = state.rec(s);
-                row::item(rec.id, rec.reseller, &rec.row, public_url)
+                row::item(self.def, rec.id, rec.reseller, &rec.row, public_url)
             })
             .collect();
         Page { total, items }
@@ -665,7 +685,7 @@ impl<'a> Matcher<'a> {
             .filters
             .iter()
             .map(|f| {
-                let c = row::filter_columns().iter().position(|x| *x == f.column);
+                let c = state.def.columns().filter.iter().position(|x| *x == f.column);
                 match c.and_then(|c| state.dicts[c].as_ref()) {
                     Some(dict) => {
                         let mut allowed = vec![false; dict.values.len() + 1];
@@ -676,9 +696,9 @@ impl<'a> Matcher<'a> {
                     }
                     None => {
                         let slot = match f.column.kind() {
-                            Kind::Id | Kind::ResellerRef | Kind::CustomerName => None,
+                            Kind::Id | Kind::ParentRef | Kind::DisplayName => None,
                             _ if f.column.field.default.is_some() => None,
-                            _ => row::slot_of(f.column.part, f.column.field.attr),
+                            _ => row::slot_of(state.def, f.column.part, f.column.field.attr),
                         };
                         Check::Record { col: f.column, slot, pattern: &f.pattern }
                     }
@@ -738,7 +758,7 @@ impl<'a> Matcher<'a> {
         for check in &self.checks {
             if let Check::Record { col, slot, pattern } = check {
                 let ok = match slot {
-                    Some(i) => match rec.row.part(col.part).and_then(|v| v.slot(col.part, *i)) {
+                    Some(i) => match rec.row.part(col.part).and_then(|v| v.slot(col.def, col.part, *i)) {
                         Some(all) => all.split(row::SEPARATOR).any(|v| pattern.matches(col.kind(), Some(v), scratch)),
                         None => pattern.matches(col.kind(), None, scratch),
                     },
@@ -757,6 +777,20 @@ impl<'a> Matcher<'a> {
     }
 }
 
+/// One content synchronisation for every resource's index: each event goes to all.
+pub struct Fanout(pub Vec<Arc<CustomerIndex>>);
+
+impl SyncSink for Fanout {
+    fn apply(&self, event: SyncEvent) {
+        if let Some((last, rest)) = self.0.split_last() {
+            for index in rest {
+                index.apply(event.clone());
+            }
+            last.apply(event);
+        }
+    }
+}
+
 impl SyncSink for CustomerIndex {
     fn apply(&self, event: SyncEvent) {
         let Ok(mut state) = self.state.write() else { return };
@@ -765,7 +799,7 @@ impl SyncSink for CustomerIndex {
                 state.gen = state.gen.wrapping_add(1);
                 if reload {
                     let gen = state.gen;
-                    *state = State { gen, bulk: true, ..State::new() };
+                    *state = State { gen, bulk: true, ..State::new(self.def) };
                     self.progress.send_modify(|p| p.loaded = false);
                 }
             }
@@ -814,6 +848,7 @@ fn release_free_memory() {
 mod tests {
     use super::*;
     use crate::mapping::query::PageLimits;
+    use crate::mapping::resources::CUSTOMERS;
 
     const BASE: &str = "dc=x";
 
@@ -844,13 +879,13 @@ mod tests {
     }
 
     fn ids(index: &CustomerIndex, scope: Scope, raw: &str) -> (u64, Vec<u64>) {
-        let q = query::parse(Some(raw), PageLimits { default_per_page: 30, max_per_page: 100 }).unwrap();
+        let q = query::parse(&CUSTOMERS, Some(raw), PageLimits { default_per_page: 30, max_per_page: 100 }).unwrap();
         let page = index.query(&scope, &q, "http://gw");
         (page.total, page.items.iter().map(|i| i["id"].as_u64().unwrap()).collect())
     }
 
     fn loaded(events: Vec<SyncEvent>) -> CustomerIndex {
-        let index = CustomerIndex::new(BASE);
+        let index = CustomerIndex::new(&CUSTOMERS, BASE);
         index.apply(SyncEvent::RefreshBegin { reload: true });
         for e in events {
             index.apply(e);
@@ -944,7 +979,7 @@ mod tests {
         {
             let state = index.state.read().unwrap();
             let c = |name: &str| {
-                row::filter_columns().iter().position(|c| c.field.name == name && c.part == Part::Customer)
+                CUSTOMERS.columns().filter.iter().position(|c| c.field.name == name && c.part == Part::Root)
             };
             assert!(state.dicts[c("customerName").unwrap()].is_none(), "too many names for a dictionary");
             assert!(state.dicts[c("isActive").unwrap()].is_some());
@@ -963,7 +998,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_needs_the_load_and_the_csn() {
-        let index = CustomerIndex::new(BASE);
+        let index = CustomerIndex::new(&CUSTOMERS, BASE);
         let target = Csns::from_values(["20260101000000.000000Z#000000#000#000000"]);
         assert!(index.wait_for(&Csns::default(), Duration::from_millis(10)).await.is_err(), "not loaded");
         index.apply(SyncEvent::RefreshBegin { reload: true });

@@ -1,12 +1,12 @@
-//! The service layer: the customer operations with their scope checks, on top of the
+//! The service layer: the operations of every resource with their scope checks, on top of the
 //! mapping and the directory. It speaks in documents and ids, never in HTTP.
 
 pub mod auth;
-pub mod customers;
 pub mod index;
+pub mod resources;
 pub mod scope;
 
-pub use customers::Customers;
+pub use resources::Resources;
 pub use scope::Scope;
 
 use crate::directory::DirError;

@@ -1,5 +1,7 @@
 //! What a caller may see and do (SPEC section 7).
 
+pub use crate::mapping::resource::Role;
+
 /// The reach of an authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -32,7 +34,11 @@ impl Scope {
         }
     }
 
-    pub fn may_create_or_delete(&self) -> bool {
-        !matches!(self, Scope::Customer { .. })
+    pub fn role(&self) -> Role {
+        match self {
+            Scope::Provider => Role::Provider,
+            Scope::Reseller(_) => Role::Reseller,
+            Scope::Customer { .. } => Role::Customer,
+        }
     }
 }

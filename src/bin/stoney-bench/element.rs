@@ -40,7 +40,8 @@ pub async fn element(out: &Path, concurrency: usize, seconds: u64, rounds: usize
     let gw_open = start_gateway(&slapd, true).await;
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build().unwrap();
     let d = Duration::from_secs(seconds);
-    let attrs: Arc<Vec<&'static str>> = Arc::new(table::all_attributes());
+    let attrs: Arc<Vec<&'static str>> =
+        Arc::new(table::all_attributes(&[&stoney_gateway::mapping::resources::CUSTOMERS]));
     let base = slapd.suffix.clone();
 
     let mut conns = Vec::new();

@@ -1,4 +1,5 @@
-//! Customer documents ↔ customer entries, by walking the tables of `table.rs`.
+//! Documents ↔ entries of a resource, by walking its definition (`resource.rs`) and
+//! tables (`table.rs`).
 
 use std::collections::BTreeMap;
 
@@ -6,79 +7,82 @@ use ldap3::Mod;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::table::{self, Field, Kind, Part, ADDRESS, CUSTOMER, PERSON_NAME_ATTRS};
+use super::resource::{ResourceDef, Tenant};
+use super::table::{self, Field, Kind, Part, ADDRESS_CLASSES, PERSON_NAME_ATTRS};
 use super::values;
 use super::Problem;
-use crate::directory::entry::{canonical_attr, rdn_value};
 use crate::directory::{layout, Entry};
 
 /// Attribute values of one entry, by canonical attribute name (single-valued here).
 pub type Attrs = BTreeMap<&'static str, String>;
 
-/// A customer as stored: its entry, its address entries, and anything else under it.
+/// A resource as stored: its root entry and its fixed child entries.
 #[derive(Debug, Clone)]
 pub struct Stored {
+    pub def: &'static ResourceDef,
     pub id: u64,
+    /// The parent of the DN (0 for a resource without one).
+    pub parent: u64,
+    /// The reseller the DN gives it to: its parent (customers) or itself (resellers).
     pub reseller: u64,
-    pub customer: Entry,
+    pub root: Entry,
     pub billing: Option<Entry>,
     pub shipping: Option<Entry>,
-    /// Every entry below the customer, deepest first (what a delete must remove).
-    pub children: Vec<String>,
 }
 
 impl Stored {
-    /// Sorts the entries of a subtree search based at a customer DN.
-    pub fn from_entries(mut entries: Vec<Entry>) -> Option<Stored> {
+    /// Sorts the entries of a read of a root and its children.
+    pub fn from_entries(def: &'static ResourceDef, base: &str, mut entries: Vec<Entry>) -> Option<Stored> {
         entries.sort_by_key(|e| layout::depth(&e.dn));
         let mut it = entries.into_iter();
-        let customer = it.next()?;
-        if !customer.has_object_class("sstCustomer") {
+        let root = it.next()?;
+        if !root.has_object_class(def.structural) {
             return None;
         }
-        let id = layout::canonical_id(customer.rdn_value("uid")?)?;
-        let reseller = layout::reseller_of(&customer.dn)?;
-        let depth = layout::depth(&customer.dn);
+        let at = def.place(&root.dn, base).filter(|p| p.part == Part::Root)?;
+        let reseller = match def.tenant {
+            Tenant::Parent => at.parent,
+            Tenant::Own => at.id,
+        };
+        let depth = layout::depth(&root.dn);
         let mut billing = None;
         let mut shipping = None;
-        let mut children = Vec::new();
         for e in it {
-            if layout::depth(&e.dn) == depth + 1 {
-                match rdn_value(&e.dn, "ou").and_then(Part::of_child) {
-                    Some(Part::Billing) => billing = Some(e.clone()),
-                    Some(Part::Shipping) => shipping = Some(e.clone()),
-                    _ => {}
-                }
+            if layout::depth(&e.dn) != depth + 1 {
+                continue;
             }
-            children.push(e.dn);
+            match def.place(&e.dn, base).map(|p| p.part) {
+                Some(Part::Billing) => billing = Some(e),
+                Some(Part::Shipping) => shipping = Some(e),
+                _ => {}
+            }
         }
-        children.sort_by_key(|dn| std::cmp::Reverse(layout::depth(dn)));
-        Some(Stored { id, reseller, customer, billing, shipping, children })
+        Some(Stored { def, id: at.id, parent: at.parent, reseller, root, billing, shipping })
     }
 
     pub fn entry(&self, part: Part) -> Option<&Entry> {
         match part {
-            Part::Customer => Some(&self.customer),
+            Part::Root => Some(&self.root),
             Part::Billing => self.billing.as_ref(),
             Part::Shipping => self.shipping.as_ref(),
         }
     }
 
-    /// The reseller the customer is committed to: the one of its DN, while every
+    /// The reseller the resource is committed to: the one of its DN, while every
     /// `sstBelongsToResellerUID` value names it too (see [`tenant`]).
     pub fn tenant(&self) -> Option<u64> {
-        tenant(self.reseller, self.customer.values(RESELLER_ATTR))
+        tenant(self.reseller, self.root.values(RESELLER_ATTR))
     }
 
     pub fn is_company(&self) -> bool {
-        self.customer.first("sstiscompany").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"))
+        self.root.first("sstiscompany").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"))
     }
 
     /// A strong validator over the change sequence numbers of every entry of the customer,
     /// so a change to any of them (through the gateway or by an admin) changes it.
     pub fn etag(&self) -> String {
         let mut h = Sha256::new();
-        for (label, e) in [("c", Some(&self.customer)), ("b", self.billing.as_ref()), ("s", self.shipping.as_ref())] {
+        for (label, e) in [("c", Some(&self.root)), ("b", self.billing.as_ref()), ("s", self.shipping.as_ref())] {
             if let Some(e) = e {
                 h.update(label.as_bytes());
                 h.update(e.dn.to_ascii_lowercase().as_bytes());
@@ -94,12 +98,12 @@ impl Stored {
         entry.first("entrycsn").map(|csn| format!("(entryCSN={})", crate::directory::escape::filter_value(csn)))
     }
 
-    /// The same for a rename of the customer entry. The unique overlay checks a rename's
+    /// The same for a rename of the root entry. The unique overlay checks a rename's
     /// uid with an internal search of the whole directory that inherits the assertion,
     /// and slapd tests it on that search's base entry; so the filter also holds for
-    /// entries that are no customer, and the customer entry must still be unchanged.
-    pub fn unchanged_customer(&self) -> Option<String> {
-        Self::unchanged(&self.customer).map(|f| format!("(|{f}(!(objectClass=sstCustomer)))"))
+    /// entries of other classes, and the root entry must still be unchanged.
+    pub fn unchanged_root(&self) -> Option<String> {
+        Self::unchanged(&self.root).map(|f| format!("(|{f}(!(objectClass={})))", self.def.structural))
     }
 }
 
@@ -113,27 +117,14 @@ pub fn tenant(dn_reseller: u64, attr_values: &[String]) -> Option<u64> {
     attr_values.iter().all(|v| v.trim().parse::<u64>() == Ok(dn_reseller)).then_some(dn_reseller)
 }
 
-/// URLs of a customer in responses.
-pub fn location(public_url: &str, id: u64) -> String {
-    format!("{}/v1/customers/{id}", public_url.trim_end_matches('/'))
+/// The name a resource is shown with: `o` for companies, "givenName sn" for persons.
+pub fn display_name(root: &Entry, billing: Option<&Entry>, is_company: bool) -> Option<String> {
+    display_name_by(is_company, |a| root.first(a), |a| billing.and_then(|b| b.first(a)))
 }
 
-pub fn link(public_url: &str, id: u64, suffix: &str) -> String {
-    if suffix.is_empty() {
-        location(public_url, id)
-    } else {
-        format!("{}/{suffix}", location(public_url, id))
-    }
-}
-
-/// The name a customer is shown with: `o` for companies, "givenName sn" for persons.
-pub fn customer_name(customer: &Entry, billing: Option<&Entry>, is_company: bool) -> Option<String> {
-    customer_name_by(is_company, |a| customer.first(a), |a| billing.and_then(|b| b.first(a)))
-}
-
-/// The same rule over any source of attribute values (canonical names): the customer
+/// The same rule over any source of attribute values (canonical names): the root
 /// entry's, and the billing entry's for a person whose entry lacks the names.
-pub fn customer_name_by<'a>(
+pub fn display_name_by<'a>(
     is_company: bool,
     customer: impl Fn(&str) -> Option<&'a str>,
     billing: impl Fn(&str) -> Option<&'a str>,
@@ -162,18 +153,18 @@ fn object_json(fields: &[Field], entry: &Entry) -> Value {
     Value::Object(m)
 }
 
-/// The full JSON document of a stored customer (GET element).
+/// The full JSON document of a stored resource (GET element).
 pub fn to_json(s: &Stored, public_url: &str) -> Value {
     let mut m = Map::new();
     let is_company = s.is_company();
-    for f in CUSTOMER {
+    for f in s.def.fields {
         let v = match f.kind {
             Kind::Id => Some(Value::from(s.id)),
-            Kind::ResellerRef => Some(Value::from(s.reseller)),
-            Kind::Link(suffix) => Some(Value::String(link(public_url, s.id, suffix))),
-            Kind::CustomerName => customer_name(&s.customer, s.billing.as_ref(), is_company).map(Value::String),
+            Kind::ParentRef => Some(Value::from(s.parent)),
+            Kind::Link(template) => Some(Value::String(s.def.link(public_url, s.id, template))),
+            Kind::DisplayName => display_name(&s.root, s.billing.as_ref(), is_company).map(Value::String),
             Kind::Object(fields) => s.entry(f.part).map(|e| object_json(fields, e)),
-            _ => scalar_json(f, &s.customer),
+            _ => scalar_json(f, &s.root),
         };
         if let Some(v) = v {
             m.insert(f.name.to_string(), v);
@@ -185,8 +176,9 @@ pub fn to_json(s: &Stored, public_url: &str) -> Value {
 /// What a valid document asks to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
-    pub reseller: u64,
-    pub customer: Attrs,
+    /// The parent the document names (0 for a resource without one).
+    pub parent: u64,
+    pub root: Attrs,
     pub billing: Attrs,
     pub shipping: Option<Attrs>,
     /// Attributes a merge patch leaves as stored: fields it did not touch whose stored
@@ -201,7 +193,7 @@ impl Desired {
 
     pub fn part(&self, part: Part) -> Option<&Attrs> {
         match part {
-            Part::Customer => Some(&self.customer),
+            Part::Root => Some(&self.root),
             Part::Billing => Some(&self.billing),
             Part::Shipping => self.shipping.as_ref(),
         }
@@ -288,22 +280,22 @@ fn check_object(
 
 /// Validates a whole document against the table and says what it asks to store; every
 /// problem is reported at once.
-pub fn parse(doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
+pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
     let Some(obj) = doc.as_object() else {
         return Err(vec![Problem::new("", "the body must be a JSON object")]);
     };
     let mut problems = Vec::new();
     for key in obj.keys() {
-        if table::field(CUSTOMER, key).is_none() {
+        if table::field(def.fields, key).is_none() {
             problems.push(Problem::new(key.clone(), "unknown attribute"));
         }
     }
-    let mut customer = Attrs::new();
+    let mut root = Attrs::new();
     let mut billing = None;
     let mut shipping = None;
-    let mut reseller = None;
+    let mut parent = None;
     let mut name: Option<String> = None;
-    for f in CUSTOMER {
+    for f in def.fields {
         let given = present(obj.get(f.name));
         if f.read_only {
             if let Some(v) = given {
@@ -326,23 +318,23 @@ pub fn parse(doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
                 }
             }
             (Kind::Object(_), Some(_)) => problems.push(Problem::new(f.name, "must be an object")),
-            (Kind::CustomerName, Some(v)) => match values::to_ldap(f.kind, v) {
+            (Kind::DisplayName, Some(v)) => match values::to_ldap(f.kind, v) {
                 Ok(s) => name = Some(s),
                 Err(msg) => problems.push(Problem::new(f.name, msg)),
             },
-            (Kind::CustomerName, None) => {}
+            (Kind::DisplayName, None) => {}
             (_, Some(v)) => match values::to_ldap(f.kind, v) {
                 Ok(s) => {
-                    if f.kind == Kind::ResellerRef {
-                        reseller = s.parse().ok();
+                    if f.kind == Kind::ParentRef {
+                        parent = s.parse().ok();
                     }
-                    customer.insert(f.attr, s);
+                    root.insert(f.attr, s);
                 }
                 Err(msg) => problems.push(Problem::new(f.name, msg)),
             },
             (_, None) => {
                 if let Some(d) = f.default {
-                    customer.insert(f.attr, if d { "TRUE" } else { "FALSE" }.to_string());
+                    root.insert(f.attr, if d { "TRUE" } else { "FALSE" }.to_string());
                 } else if f.required {
                     problems.push(Problem::new(f.name, "is required"));
                 }
@@ -350,12 +342,12 @@ pub fn parse(doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
         }
     }
 
-    // customerName: `o` for a company; for a person, the billing holder's names.
-    let name_field = CUSTOMER.iter().find(|f| f.kind == Kind::CustomerName).map(|f| f.name).unwrap_or("customerName");
-    match customer.get("sstiscompany").map(String::as_str) {
+    // The display name: `o` for a company; for a person, the billing holder's names.
+    let name_field = def.name_field().map(|f| f.name).unwrap_or("name");
+    match root.get("sstiscompany").map(String::as_str) {
         Some("TRUE") => match name {
             Some(n) => {
-                customer.insert("o", n);
+                root.insert("o", n);
             }
             None => problems.push(Problem::new(name_field, "is required for a company")),
         },
@@ -370,12 +362,13 @@ pub fn parse(doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
                         problems.push(Problem::new(
                             name_field,
                             format!(
-                                "of a private customer must be the billing address's givenName and surname: \"{full}\""
+                                "of a private {} must be the billing address's givenName and surname: \"{full}\"",
+                                def.singular
                             ),
                         ));
                     }
-                    customer.insert(PERSON_NAME_ATTRS.0, g.clone());
-                    customer.insert(PERSON_NAME_ATTRS.1, s.clone());
+                    root.insert(PERSON_NAME_ATTRS.0, g.clone());
+                    root.insert(PERSON_NAME_ATTRS.1, s.clone());
                 }
             }
         }
@@ -388,39 +381,34 @@ pub fn parse(doc: &Value, mode: Mode<'_>) -> Result<Desired, Vec<Problem>> {
             problems.into_iter().partition(|p| touches(patch, &p.field));
         problems = touched;
         for p in untouched {
-            let Some((part, f)) = table::resolve(&p.field) else {
+            let Some((part, f)) = table::resolve(def, &p.field) else {
                 problems.push(p);
                 continue;
             };
             kept.push((part, f.attr));
             if part == Part::Billing && [PERSON_NAME_ATTRS.0, PERSON_NAME_ATTRS.1].contains(&f.attr) {
-                kept.extend([(Part::Customer, PERSON_NAME_ATTRS.0), (Part::Customer, PERSON_NAME_ATTRS.1)]);
+                kept.extend([(Part::Root, PERSON_NAME_ATTRS.0), (Part::Root, PERSON_NAME_ATTRS.1)]);
             }
         }
     }
     if problems.is_empty() {
-        Ok(Desired {
-            reseller: reseller.unwrap_or_default(),
-            customer,
-            billing: billing.unwrap_or_default(),
-            shipping,
-            kept,
-        })
+        Ok(Desired { parent: parent.unwrap_or_default(), root, billing: billing.unwrap_or_default(), shipping, kept })
     } else {
         Err(problems)
     }
 }
 
 /// Every attribute the gateway manages on an entry of this part; others are left alone.
-pub fn managed(part: Part) -> Vec<&'static str> {
+pub fn managed(def: &ResourceDef, part: Part) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = match part {
-        Part::Customer => CUSTOMER
+        Part::Root => def
+            .fields
             .iter()
             .filter(|f| !f.attr.is_empty() && !f.read_only)
             .map(|f| f.attr)
             .chain([PERSON_NAME_ATTRS.0, PERSON_NAME_ATTRS.1])
             .collect(),
-        Part::Billing | Part::Shipping => ADDRESS.iter().map(|f| f.attr).collect(),
+        Part::Billing | Part::Shipping => table::part_fields(def, part).iter().map(|f| f.attr).collect(),
     };
     out.sort_unstable();
     out.dedup();
@@ -428,14 +416,17 @@ pub fn managed(part: Part) -> Vec<&'static str> {
 }
 
 /// The attributes of a new entry of this part.
-pub fn new_entry(part: Part, id: u64, attrs: &Attrs) -> Vec<(String, Vec<String>)> {
+pub fn new_entry(def: &ResourceDef, part: Part, id: u64, attrs: &Attrs) -> Vec<(String, Vec<String>)> {
     let classes = match part {
-        Part::Customer => table::CUSTOMER_CLASSES,
-        _ => table::ADDRESS_CLASSES,
+        Part::Root => def.classes,
+        _ => ADDRESS_CLASSES,
     };
     let mut out = vec![("objectClass".to_string(), classes.iter().map(|c| c.to_string()).collect())];
     match part.ou() {
-        None => out.push(("uid".into(), vec![id.to_string()])),
+        None => {
+            out.push(("uid".into(), vec![id.to_string()]));
+            out.extend(def.own_id_attrs.iter().map(|a| (a.to_string(), vec![id.to_string()])));
+        }
         Some(ou) => out.push(("ou".into(), vec![ou.to_string()])),
     }
     out.extend(attrs.iter().map(|(a, v)| (a.to_string(), vec![v.clone()])));
@@ -443,11 +434,13 @@ pub fn new_entry(part: Part, id: u64, attrs: &Attrs) -> Vec<(String, Vec<String>
 }
 
 /// The auxiliary class an entry of this part needs for the attributes the gateway writes.
-pub fn auxiliary_class(part: Part) -> &'static str {
-    match part {
-        Part::Customer => "sstRelationship",
-        Part::Billing | Part::Shipping => "sstAddress",
-    }
+pub fn auxiliary_class(def: &ResourceDef, part: Part) -> &'static str {
+    let classes = match part {
+        Part::Root => def.classes,
+        _ => ADDRESS_CLASSES,
+    };
+    let structural = if part == Part::Root { def.structural } else { "organizationalUnit" };
+    classes.iter().copied().find(|c| *c != "top" && *c != structural).unwrap_or("top")
 }
 
 /// The modifications that turn an entry into the desired state, touching only the
@@ -456,9 +449,15 @@ pub fn auxiliary_class(part: Part) -> &'static str {
 /// value and keeps the others (an admin's second `mail`, say), and removing the field
 /// removes every value. An entry written by hand without the part's auxiliary class
 /// gets it with the first change.
-pub fn diff(part: Part, current: &Entry, desired: &Attrs, keep: impl Fn(&str) -> bool) -> Vec<Mod<String>> {
+pub fn diff(
+    def: &ResourceDef,
+    part: Part,
+    current: &Entry,
+    desired: &Attrs,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<Mod<String>> {
     let mut mods = Vec::new();
-    for attr in managed(part) {
+    for attr in managed(def, part) {
         if keep(attr) {
             continue;
         }
@@ -477,21 +476,17 @@ pub fn diff(part: Part, current: &Entry, desired: &Attrs, keep: impl Fn(&str) ->
             None => {}
         }
     }
-    let class = auxiliary_class(part);
+    let class = auxiliary_class(def, part);
     if !mods.is_empty() && !current.has_object_class(class) {
         mods.insert(0, Mod::Add("objectClass".to_string(), [class.to_string()].into()));
     }
     mods
 }
 
-/// Whether an attribute name (any spelling) is one the mapping knows for this part.
-pub fn is_managed(part: Part, name: &str) -> bool {
-    managed(part).contains(&canonical_attr(name).as_str())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::resources::CUSTOMERS;
     use serde_json::json;
 
     fn address() -> Value {
@@ -503,25 +498,25 @@ mod tests {
     #[test]
     fn a_company_needs_a_name_and_stores_it_in_o() {
         let doc = json!({"isCompany": true, "customerName": "ACME AG", "belongsToResellerID": 4000001, "billingAddress": address()});
-        let d = parse(&doc, Mode::Create).unwrap();
-        assert_eq!(d.customer.get("o").unwrap(), "ACME AG");
-        assert_eq!(d.customer.get("sstisactive").unwrap(), "TRUE");
-        assert_eq!(d.reseller, 4000001);
+        let d = parse(&CUSTOMERS, &doc, Mode::Create).unwrap();
+        assert_eq!(d.root.get("o").unwrap(), "ACME AG");
+        assert_eq!(d.root.get("sstisactive").unwrap(), "TRUE");
+        assert_eq!(d.parent, 4000001);
         let doc = json!({"isCompany": true, "belongsToResellerID": 4000001, "billingAddress": address()});
-        let e = parse(&doc, Mode::Create).unwrap_err();
+        let e = parse(&CUSTOMERS, &doc, Mode::Create).unwrap_err();
         assert_eq!(e[0].field, "customerName");
     }
 
     #[test]
     fn a_private_customer_takes_the_billing_names() {
         let doc = json!({"isCompany": false, "belongsToResellerID": 4000001, "billingAddress": address()});
-        let d = parse(&doc, Mode::Create).unwrap();
-        assert_eq!(d.customer.get("givenname").unwrap(), "Zoë");
-        assert!(!d.customer.contains_key("o"));
+        let d = parse(&CUSTOMERS, &doc, Mode::Create).unwrap();
+        assert_eq!(d.root.get("givenname").unwrap(), "Zoë");
+        assert!(!d.root.contains_key("o"));
         let doc = json!({"isCompany": false, "customerName": "Someone Else", "belongsToResellerID": 4000001, "billingAddress": address()});
-        assert_eq!(parse(&doc, Mode::Create).unwrap_err()[0].field, "customerName");
+        assert_eq!(parse(&CUSTOMERS, &doc, Mode::Create).unwrap_err()[0].field, "customerName");
         let doc = json!({"isCompany": false, "customerName": "Zoë Müller", "belongsToResellerID": 4000001, "billingAddress": address()});
-        assert!(parse(&doc, Mode::Create).is_ok());
+        assert!(parse(&CUSTOMERS, &doc, Mode::Create).is_ok());
     }
 
     #[test]
@@ -531,7 +526,8 @@ mod tests {
         a["mail"] = json!("nope");
         a["extra"] = json!(1);
         let doc = json!({"isCompany": "yes", "id": 5, "foo": 1, "belongsToResellerID": 4000001, "billingAddress": a});
-        let fields: Vec<String> = parse(&doc, Mode::Create).unwrap_err().into_iter().map(|p| p.field).collect();
+        let fields: Vec<String> =
+            parse(&CUSTOMERS, &doc, Mode::Create).unwrap_err().into_iter().map(|p| p.field).collect();
         for f in [
             "foo",
             "id",
@@ -549,10 +545,10 @@ mod tests {
         let current = json!({"id": 5000001, "location": "http://x/v1/customers/5000001"});
         let doc = json!({"id": 5000001, "location": "http://x/v1/customers/5000001", "isCompany": true, "customerName": "A",
                          "belongsToResellerID": 4000001, "billingAddress": address()});
-        assert!(parse(&doc, Mode::Replace { current: &current }).is_ok());
+        assert!(parse(&CUSTOMERS, &doc, Mode::Replace { current: &current }).is_ok());
         let mut doc2 = doc.clone();
         doc2["id"] = json!(5000002);
-        assert_eq!(parse(&doc2, Mode::Replace { current: &current }).unwrap_err()[0].field, "id");
+        assert_eq!(parse(&CUSTOMERS, &doc2, Mode::Replace { current: &current }).unwrap_err()[0].field, "id");
     }
 
     #[test]
@@ -564,11 +560,11 @@ mod tests {
         let mut want = Attrs::new();
         want.insert("l", "Thun".into());
         e.attrs.insert("objectclass".into(), vec!["organizationalUnit".into(), "sstAddress".into()]);
-        let mods = diff(Part::Billing, &e, &want, |_| false);
+        let mods = diff(&CUSTOMERS, Part::Billing, &e, &want, |_| false);
         assert!(mods.contains(&Mod::Replace("l".into(), ["Thun".to_string()].into())));
         assert!(mods.contains(&Mod::Delete("telephonenumber".into(), Default::default())));
         assert_eq!(mods.len(), 2, "description is not managed and stays");
-        assert!(diff(Part::Billing, &e, &want, |a| a == "l" || a == "telephonenumber").is_empty());
+        assert!(diff(&CUSTOMERS, Part::Billing, &e, &want, |a| a == "l" || a == "telephonenumber").is_empty());
     }
 
     #[test]
@@ -579,9 +575,9 @@ mod tests {
         let mut want = Attrs::new();
         want.insert("mail", "a@x.ch".into());
         let keep = |a: &str| a != "mail";
-        assert!(diff(Part::Billing, &e, &want, keep).is_empty(), "the value shown is unchanged");
+        assert!(diff(&CUSTOMERS, Part::Billing, &e, &want, keep).is_empty(), "the value shown is unchanged");
         want.insert("mail", "c@x.ch".into());
-        let mods = diff(Part::Billing, &e, &want, keep);
+        let mods = diff(&CUSTOMERS, Part::Billing, &e, &want, keep);
         assert_eq!(mods[0], Mod::Add("objectClass".into(), ["sstAddress".to_string()].into()));
         assert_eq!(mods[1], Mod::Replace("mail".into(), ["c@x.ch".to_string()].into()));
         assert_eq!(mods[2], Mod::Add("mail".into(), ["b@x.ch".to_string()].into()));
@@ -596,15 +592,15 @@ mod tests {
         let patch = json!({"billingAddress": {"localityName": "Thun"}});
         let mut merged = current.clone();
         super::super::patch::merge(&mut merged, &patch);
-        let d = parse(&merged, Mode::Patch { current: &current, patch: &patch }).unwrap();
+        let d = parse(&CUSTOMERS, &merged, Mode::Patch { current: &current, patch: &patch }).unwrap();
         assert!(d.keeps(Part::Billing, "sstgender"));
         assert_eq!(d.billing.get("l").unwrap(), "Thun");
         let patch = json!({"billingAddress": {"gender": "y"}});
         let mut merged = current.clone();
         super::super::patch::merge(&mut merged, &patch);
-        let e = parse(&merged, Mode::Patch { current: &current, patch: &patch }).unwrap_err();
+        let e = parse(&CUSTOMERS, &merged, Mode::Patch { current: &current, patch: &patch }).unwrap_err();
         assert_eq!(e[0].field, "billingAddress.gender");
-        assert!(parse(&current, Mode::Replace { current: &current }).is_err());
+        assert!(parse(&CUSTOMERS, &current, Mode::Replace { current: &current }).is_err());
         assert!(touches(&json!({"a": null}), "a.b") && !touches(&json!({"a": {}}), "a.b"));
     }
 }

@@ -1,5 +1,6 @@
-//! The customer operations: create, read, replace, patch, delete and move, each all or
-//! nothing, with optimistic concurrency on the entries' change sequence numbers.
+//! The operations of a resource, read from its definition: create, read, replace,
+//! patch, delete, list and (for resources with a parent) move, each all or nothing, with
+//! optimistic concurrency on the entries' change sequence numbers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,48 +12,56 @@ use super::index::{CustomerIndex, Page};
 use super::{Precondition, Scope, ServiceError};
 use crate::directory::error::rc;
 use crate::directory::escape::filter_value;
-use crate::directory::{layout, DirError, Directory, Guarded, Op};
-use crate::mapping::customer::{self, Desired, Mode, Stored};
+use crate::directory::{layout, DirError, Directory, Entry, Guarded, Op};
+use crate::mapping::document::{self, Desired, Mode, Stored};
 use crate::mapping::query::{self, ListQuery, PageLimits, QueryError};
-use crate::mapping::table::{self, Part};
+use crate::mapping::resource::ResourceDef;
+use crate::mapping::resources::ALL;
+use crate::mapping::table::{self, Field, Kind, Part};
 use crate::mapping::{patch, Problem};
 
 /// How many times a write without `If-Match` is retried when another writer changed the
-/// customer between its read and its write.
+/// resource between its read and its write.
 const WRITE_ATTEMPTS: usize = 5;
 
 /// How many ids a create tries when the counter hands out ids that entries written by
 /// hand already have.
 const ID_ATTEMPTS: usize = 20;
 
-/// How a customer update is given.
+/// How an update is given.
 pub enum Update<'a> {
     Replace(&'a Value),
     MergePatch(&'a Value),
 }
 
 #[derive(Clone)]
-pub struct Customers {
+pub struct Resources {
+    def: &'static ResourceDef,
     dir: Directory,
     public_url: Arc<str>,
-    /// Every customer's collection data, kept by content synchronisation. It also says
-    /// which reseller an id lives under, so a read is one subtree search; a stale answer
-    /// is harmless: the search finds nothing and the id is looked up.
+    /// Every element's collection data, kept by content synchronisation. It also says
+    /// which parent an id lives under, so a read goes straight to its entries; a stale
+    /// answer is harmless: the read finds nothing and the id is looked up.
     index: Arc<CustomerIndex>,
     limits: PageLimits,
     /// How long a list waits for the index to catch up with the directory.
     catch_up: Duration,
 }
 
-impl Customers {
+impl Resources {
     pub fn new(
+        def: &'static ResourceDef,
         dir: Directory,
         public_url: &str,
         index: Arc<CustomerIndex>,
         limits: PageLimits,
         catch_up: Duration,
     ) -> Self {
-        Customers { dir, public_url: public_url.trim_end_matches('/').into(), index, limits, catch_up }
+        Resources { def, dir, public_url: public_url.trim_end_matches('/').into(), index, limits, catch_up }
+    }
+
+    pub fn def(&self) -> &'static ResourceDef {
+        self.def
     }
 
     pub fn index(&self) -> &Arc<CustomerIndex> {
@@ -64,37 +73,69 @@ impl Customers {
     }
 
     pub fn location(&self, id: u64) -> String {
-        customer::location(&self.public_url, id)
+        self.def.location(&self.public_url, id)
     }
 
     fn base(&self) -> &str {
         &self.dir.base_dn
     }
 
+    /// Reads a root and its children: its whole subtree in one search, or (where the
+    /// subtree holds other resources, as a reseller's holds its customers) the root and
+    /// its fixed children.
     async fn read_at(&self, dn: &str) -> Result<Option<Stored>, DirError> {
-        let attrs = table::all_attributes();
-        let entries = self.dir.search(dn, LdapScope::Subtree, "(objectClass=*)", &attrs).await?;
-        Ok(Stored::from_entries(entries))
+        let attrs = table::all_attributes(&[self.def]);
+        let entries = if self.def.read_subtree {
+            self.dir.search(dn, LdapScope::Subtree, "(objectClass=*)", &attrs).await?
+        } else {
+            let children: String = self
+                .def
+                .children
+                .iter()
+                .filter_map(|p| p.ou())
+                .map(|ou| format!("(ou={})", filter_value(ou)))
+                .collect();
+            let filter = format!("(|{children})");
+            let (root, kids) = tokio::join!(
+                self.dir.search(dn, LdapScope::Base, "(objectClass=*)", &attrs),
+                self.dir.search(dn, LdapScope::OneLevel, &filter, &attrs),
+            );
+            let mut all: Vec<Entry> = root?;
+            if all.is_empty() {
+                return Ok(None);
+            }
+            all.extend(kids?);
+            all
+        };
+        Ok(Stored::from_entries(self.def, self.base(), entries))
     }
 
-    /// Reads every customer with this id, each with all its entries: one, or none when
+    /// The root DN of an id under a parent (the parent is ignored by resources without).
+    fn root_dn(&self, id: u64, parent: u64) -> String {
+        self.def.root_dn(self.base(), id, parent)
+    }
+
+    /// Reads every element with this id, each with all its entries: one, or none when
     /// the id does not exist (several only where an admin gave one uid to customers of
     /// different resellers; the directory refuses new ones).
     pub async fn read(&self, id: u64) -> Result<Vec<Stored>, DirError> {
         let mut found = Vec::new();
-        for reseller in self.index.resellers_of(id) {
-            if let Some(s) = self.read_at(&layout::customer_dn(self.base(), reseller, id)).await? {
+        for parent in self.index.parents_of(id) {
+            if let Some(s) = self.read_at(&self.root_dn(id, parent)).await? {
                 found.push(s);
             }
         }
         if found.is_empty() {
             // Not in the index (yet): look for it.
-            let filter = format!("(&(objectClass=sstCustomer)(uid={}))", filter_value(&id.to_string()));
-            let dns =
-                self.dir.search(&layout::resellers_dn(self.base()), LdapScope::Subtree, &filter, &["1.1"]).await?;
+            let filter = format!("(&(objectClass={})(uid={}))", self.def.structural, filter_value(&id.to_string()));
+            let (base, one_level) = self.def.search_base(self.base());
+            let scope = if one_level { LdapScope::OneLevel } else { LdapScope::Subtree };
+            let dns = self.dir.search(&base, scope, &filter, &["1.1"]).await?;
             for e in dns {
-                if let Some(s) = self.read_at(&e.dn).await? {
-                    found.push(s);
+                if self.def.place(&e.dn, self.base()).is_some_and(|p| p.part == Part::Root) {
+                    if let Some(s) = self.read_at(&e.dn).await? {
+                        found.push(s);
+                    }
                 }
             }
         }
@@ -106,7 +147,7 @@ impl Customers {
     /// first brought up to the directory's newest committed change, so every write that
     /// finished before this request began is in the answer.
     pub async fn list(&self, scope: &Scope, raw_query: Option<&str>) -> Result<(ListQuery, Page), ServiceError> {
-        let q = query::parse(raw_query, self.limits).map_err(|e| match e {
+        let q = query::parse(self.def, raw_query, self.limits).map_err(|e| match e {
             QueryError::Malformed(m) => ServiceError::BadRequest(m),
             QueryError::Invalid(p) => ServiceError::Invalid(p),
         })?;
@@ -118,10 +159,10 @@ impl Customers {
 
     /// The URL of the collection (what `Link` URLs start with).
     pub fn collection_url(&self) -> String {
-        format!("{}/v1/customers", self.public_url)
+        self.def.collection(&self.public_url)
     }
 
-    /// The customer with this id that the caller sees. A customer on its way to another
+    /// The element with this id that the caller sees. A customer on its way to another
     /// reseller belongs to neither; an id that two customers have is ambiguous to a caller
     /// who sees both.
     async fn visible(&self, scope: &Scope, id: u64) -> Result<Stored, ServiceError> {
@@ -137,44 +178,55 @@ impl Customers {
     /// The full document and its ETag.
     pub async fn get(&self, scope: &Scope, id: u64) -> Result<(Value, String), ServiceError> {
         let s = self.visible(scope, id).await?;
-        Ok((customer::to_json(&s, &self.public_url), s.etag()))
+        Ok((document::to_json(&s, &self.public_url), s.etag()))
     }
 
-    /// Checks that a reseller exists and may be used by the caller; says whether its
-    /// `ou=customers` container exists yet.
-    async fn reseller_ready(&self, scope: &Scope, reseller: u64) -> Result<bool, ServiceError> {
-        let unknown = || {
-            ServiceError::Invalid(vec![Problem::new("belongsToResellerID", format!("there is no reseller {reseller}"))])
+    /// Checks that the parent a document names exists and may be used by the caller;
+    /// says whether the container of roots under it (`ou=customers`) exists yet. A
+    /// resource without a parent always has its container.
+    async fn parent_ready(&self, scope: &Scope, parent: u64) -> Result<bool, ServiceError> {
+        let (Some(parent_def), Some(field)) = (self.def.parent, self.def.parent_field()) else {
+            return Ok(true);
         };
-        if !scope.may_use_reseller(reseller) {
+        let unknown = || {
+            ServiceError::Invalid(vec![Problem::new(
+                field.name,
+                format!("there is no {} {parent}", parent_def.singular),
+            )])
+        };
+        if !scope.may_use_reseller(parent) {
             return Err(unknown());
         }
-        let (reseller_dn, container_dn) =
-            (layout::reseller_dn(self.base(), reseller), layout::customers_dn(self.base(), reseller));
+        let parent_dn = parent_def.root_dn(self.base(), parent, 0);
+        let container_dn = self.def.container_dn(self.base(), parent);
+        let class = format!("(objectClass={})", parent_def.structural);
         let (r, c) = tokio::join!(
-            self.dir.search(&reseller_dn, LdapScope::Base, "(objectClass=sstReseller)", &["1.1"]),
+            self.dir.search(&parent_dn, LdapScope::Base, &class, &["1.1"]),
             self.dir.search(&container_dn, LdapScope::Base, "(objectClass=*)", &["1.1"]),
         );
         if r?.is_empty() {
             return Err(unknown());
         }
-        Ok(!c?.is_empty())
+        Ok(!c?.is_empty() || !self.def.container_is_glue())
     }
 
-    fn container(&self, reseller: u64) -> Guarded {
+    /// The glue entry that holds the roots under a parent (`ou=customers`).
+    fn container(&self, parent: u64) -> Guarded {
+        let dn = self.def.container_dn(self.base(), parent);
+        let ou = crate::directory::entry::rdn_value(&dn, "ou").unwrap_or_default().to_string();
         Op::Add {
-            dn: layout::customers_dn(self.base(), reseller),
+            dn,
             attrs: vec![
                 ("objectClass".into(), vec!["top".into(), "organizationalUnit".into()]),
-                ("ou".into(), vec!["customers".into()]),
+                ("ou".into(), vec![ou]),
             ],
         }
         .into()
     }
 
-    fn conflict(e: DirError, d: &Desired) -> ServiceError {
+    fn conflict(&self, e: DirError, d: &Desired) -> ServiceError {
         match e.rc() {
-            Some(rc::CONSTRAINT_VIOLATION) if d.customer.contains_key("sstexternalid") => {
+            Some(rc::CONSTRAINT_VIOLATION) if d.root.contains_key("sstexternalid") => {
                 ServiceError::Conflict("externalID is already used by another entry".into())
             }
             Some(rc::ALREADY_EXISTS) => ServiceError::Conflict("the entry exists already".into()),
@@ -183,41 +235,42 @@ impl Customers {
             Some(rc::OBJECT_CLASS_VIOLATION | rc::INVALID_SYNTAX | rc::CONSTRAINT_VIOLATION) => {
                 ServiceError::Invalid(vec![Problem::new(
                     "",
-                    "the directory refused the change for what its entries hold; send the whole customer (PUT) to set every field",
+                    format!(
+                        "the directory refused the change for what its entries hold; send the whole {} (PUT) to set every field",
+                        self.def.singular
+                    ),
                 )])
             }
             _ => e.into(),
         }
     }
 
-    /// Creates a customer with a new id from the directory's counter; all its entries are
-    /// written in one transaction.
+    /// Creates an element with a new id from the directory's counter; all its entries
+    /// are written in one transaction.
     pub async fn create(&self, scope: &Scope, body: &Value) -> Result<u64, ServiceError> {
-        if !scope.may_create_or_delete() {
-            return Err(ServiceError::Forbidden("customer users cannot create customers".into()));
+        let def = self.def;
+        if !def.create_by.contains(&scope.role()) {
+            return Err(ServiceError::Forbidden(format!("{} cannot create {}", scope.role().users(), def.name)));
         }
-        let desired = customer::parse(body, Mode::Create).map_err(ServiceError::Invalid)?;
-        let has_container = self.reseller_ready(scope, desired.reseller).await?;
+        let desired = document::parse(def, body, Mode::Create).map_err(ServiceError::Invalid)?;
+        let has_container = self.parent_ready(scope, desired.parent).await?;
         for _ in 0..ID_ATTEMPTS {
             let id = self.dir.next_uid(&layout::counter_dn(self.base())).await?;
-            let dn = layout::customer_dn(self.base(), desired.reseller, id);
+            let dn = self.root_dn(id, desired.parent);
             let mut ops = Vec::new();
             if !has_container {
-                ops.push(self.container(desired.reseller));
+                ops.push(self.container(desired.parent));
             }
-            ops.push(
-                Op::Add { dn: dn.clone(), attrs: customer::new_entry(Part::Customer, id, &desired.customer) }.into(),
-            );
-            for part in [Part::Billing, Part::Shipping] {
-                if let (Some(attrs), Some(ou)) = (desired.part(part), part.ou()) {
-                    ops.push(
-                        Op::Add { dn: layout::child_dn(&dn, ou), attrs: customer::new_entry(part, id, attrs) }.into(),
-                    );
+            ops.push(Op::Add { dn: dn.clone(), attrs: document::new_entry(def, Part::Root, id, &desired.root) }.into());
+            for &part in def.children {
+                if let Some(attrs) = desired.part(part) {
+                    let attrs = document::new_entry(def, part, id, attrs);
+                    ops.push(Op::Add { dn: ResourceDef::child_dn(&dn, part), attrs }.into());
                 }
             }
             match self.dir.apply(ops).await {
                 Ok(()) => {
-                    tracing::info!(id, reseller = desired.reseller, "customer created");
+                    tracing::info!(resource = def.name, id, parent = desired.parent, "created");
                     return Ok(id);
                 }
                 // The unique overlay refuses a uid an entry written by hand already has:
@@ -228,7 +281,7 @@ impl Customers {
                 {
                     tracing::warn!(id, "the counter handed out an id an entry already has; taking the next one");
                 }
-                Err(e) => return Err(Self::conflict(e, &desired)),
+                Err(e) => return Err(self.conflict(e, &desired)),
             }
         }
         Err(ServiceError::Conflict("no free id found; the id counter is behind the directory's entries".into()))
@@ -236,10 +289,9 @@ impl Customers {
 
     /// Whether a customer, reseller or person has this uid already.
     async fn id_taken(&self, id: u64) -> Result<bool, DirError> {
-        let filter = format!(
-            "(&(uid={})(|(objectClass=sstCustomer)(objectClass=sstReseller)(objectClass=sstPerson)))",
-            filter_value(&id.to_string())
-        );
+        let classes: String =
+            ALL.iter().map(|d| d.structural).chain(["sstPerson"]).map(|c| format!("(objectClass={c})")).collect();
+        let filter = format!("(&(uid={})(|{classes}))", filter_value(&id.to_string()));
         Ok(!self.dir.search(self.base(), LdapScope::Subtree, &filter, &["1.1"]).await?.is_empty())
     }
 
@@ -250,7 +302,7 @@ impl Customers {
     /// internal searches for the real modifications.
     /// The customer entry's comes first.
     fn guards(s: &Stored) -> Vec<Guarded> {
-        [Some(&s.customer), s.billing.as_ref(), s.shipping.as_ref()]
+        [Some(&s.root), s.billing.as_ref(), s.shipping.as_ref()]
             .into_iter()
             .flatten()
             .map(|e| Guarded { op: Op::Modify { dn: e.dn.clone(), mods: Vec::new() }, assertion: Stored::unchanged(e) })
@@ -325,13 +377,13 @@ impl Customers {
         Ok(())
     }
 
-    /// The transaction that turns a stored customer into the desired one (same place).
+    /// The transaction that turns a stored element into the desired one (same place).
     /// It holds only adds, modifies and the removal of a leaf that keeps a sibling (the
     /// billing entry is always there or added first): slapd 2.5 cannot delete a
     /// parent's last child inside a transaction, and a modrdn inside one can crash it.
     ///
-    /// The customer entry is always guarded (and so changed: it is the customer's version
-    /// that moves and deletes check). An address entry is guarded by the assertion on its
+    /// The root entry is always guarded (and so changed: it is the element's version that
+    /// moves and deletes check). An address entry is guarded by the assertion on its
     /// own write, and left untouched when the write does not change it; only under
     /// `If-Match` (`strict`), which speaks for every entry, is each one guarded.
     fn plan_update(&self, s: &Stored, d: &Desired, strict: bool) -> Vec<Guarded> {
@@ -339,24 +391,27 @@ impl Customers {
         if !strict {
             ops.truncate(1);
         }
-        let own = |e: &crate::directory::Entry| if strict { None } else { Stored::unchanged(e) };
-        let mods = customer::diff(Part::Customer, &s.customer, &d.customer, |a| d.keeps(Part::Customer, a));
+        let def = self.def;
+        let own = |e: &Entry| if strict { None } else { Stored::unchanged(e) };
+        let mods = document::diff(def, Part::Root, &s.root, &d.root, |a| d.keeps(Part::Root, a));
         if !mods.is_empty() {
-            ops.push(Op::Modify { dn: s.customer.dn.clone(), mods }.into());
+            ops.push(Op::Modify { dn: s.root.dn.clone(), mods }.into());
         }
-        for part in [Part::Billing, Part::Shipping] {
-            let ou = part.ou().unwrap_or_default();
+        for &part in def.children {
             match (s.entry(part), d.part(part)) {
                 (Some(e), Some(want)) => {
-                    let mods = customer::diff(part, e, want, |a| d.keeps(part, a));
+                    let mods = document::diff(def, part, e, want, |a| d.keeps(part, a));
                     if !mods.is_empty() {
                         ops.push(Guarded { op: Op::Modify { dn: e.dn.clone(), mods }, assertion: own(e) });
                     }
                 }
                 (Some(e), None) => ops.push(Guarded { op: Op::Delete { dn: e.dn.clone() }, assertion: own(e) }),
                 (None, Some(want)) => ops.push(
-                    Op::Add { dn: layout::child_dn(&s.customer.dn, ou), attrs: customer::new_entry(part, s.id, want) }
-                        .into(),
+                    Op::Add {
+                        dn: ResourceDef::child_dn(&s.root.dn, part),
+                        attrs: document::new_entry(def, part, s.id, want),
+                    }
+                    .into(),
                 ),
                 (None, None) => {}
             }
@@ -372,20 +427,20 @@ impl Customers {
         Ok(found.iter().any(|e| !e.dn.eq_ignore_ascii_case(own_dn)))
     }
 
-    /// Moves a customer's subtree under another reseller: one modrdn, guarded by the
-    /// customer entry being unchanged since it was read (every gateway write changes it).
-    async fn relocate(&self, s: &Stored, reseller: u64, guard: bool) -> Result<(), DirError> {
+    /// Moves an element's subtree under another parent: one modrdn, guarded by the root
+    /// entry being unchanged since it was read (every gateway write changes it).
+    async fn relocate(&self, s: &Stored, parent: u64, guard: bool) -> Result<(), DirError> {
         let op = Op::Move {
-            dn: s.customer.dn.clone(),
+            dn: s.root.dn.clone(),
             new_rdn: layout::customer_rdn(s.id),
-            new_superior: layout::customers_dn(self.base(), reseller),
+            new_superior: self.def.container_dn(self.base(), parent),
         };
-        let assertion = if guard { s.unchanged_customer() } else { None };
+        let assertion = if guard { s.unchanged_root() } else { None };
         self.dir.apply(vec![Guarded { op, assertion }]).await?;
         Ok(())
     }
 
-    /// Replaces or patches a customer; returns the new ETag.
+    /// Replaces or patches an element; returns the new ETag.
     pub async fn update(
         &self,
         scope: &Scope,
@@ -398,7 +453,7 @@ impl Customers {
             if precondition.is_some_and(|p| !p.matches(&s.etag())) {
                 return Err(ServiceError::PreconditionFailed);
             }
-            let current = customer::to_json(&s, &self.public_url);
+            let current = document::to_json(&s, &self.public_url);
             let (doc, mode) = match update {
                 Update::Replace(body) => (body.clone(), Mode::Replace { current: &current }),
                 Update::MergePatch(p) => {
@@ -410,54 +465,54 @@ impl Customers {
                     }
                     let mut d = current.clone();
                     patch::merge(&mut d, p);
-                    // A private customer's name is derived: it follows the billing names
-                    // unless the patch names it.
-                    if d.get("isCompany") == Some(&Value::Bool(false)) && !customer::touches(p, "customerName") {
-                        if let Some(m) = d.as_object_mut() {
-                            m.remove("customerName");
+                    // A private person's display name is derived: it follows the billing
+                    // names unless the patch names it.
+                    if let Some(name) = self.def.name_field().map(|f| f.name) {
+                        if d.get("isCompany") == Some(&Value::Bool(false)) && !document::touches(p, name) {
+                            if let Some(m) = d.as_object_mut() {
+                                m.remove(name);
+                            }
                         }
                     }
                     (d, Mode::Patch { current: &current, patch: p })
                 }
             };
-            let desired = customer::parse(&doc, mode).map_err(ServiceError::Invalid)?;
-            if let Scope::Customer { .. } = scope {
-                let mut denied = Vec::new();
-                let was_active =
-                    s.customer.first("sstisactive").map(str::to_ascii_uppercase).unwrap_or_else(|| "TRUE".into());
-                if desired.customer.get("sstisactive") != Some(&was_active) {
-                    denied.push("isActive");
-                }
-                if desired.reseller != s.reseller {
-                    denied.push("belongsToResellerID");
-                }
-                if !denied.is_empty() {
-                    return Err(ServiceError::Forbidden(format!("customer users cannot change {}", denied.join(", "))));
-                }
+            let desired = document::parse(self.def, &doc, mode).map_err(ServiceError::Invalid)?;
+            let role = scope.role();
+            let denied: Vec<&str> = self
+                .def
+                .fields
+                .iter()
+                .filter(|f| f.not_by.contains(&role) && changes(f, &s, &desired))
+                .map(|f| f.name)
+                .collect();
+            if !denied.is_empty() {
+                return Err(ServiceError::Forbidden(format!("{} cannot change {}", role.users(), denied.join(", "))));
             }
             let retry =
                 |e: &DirError| matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT | rc::ALREADY_EXISTS));
-            // A change of reseller moves the subtree first; the content follows in one
-            // transaction on the moved entries, and a failure there moves it back.
+            // A change of parent (a customer's reseller) moves the subtree first; the
+            // content follows in one transaction on the moved entries, and a failure
+            // there moves it back.
             let mut s = s;
-            let origin = s.reseller;
-            if desired.reseller != s.reseller {
+            let origin = s.parent;
+            if self.def.parent.is_some() && desired.parent != s.parent {
                 // What would fail after the move is checked before it; the directory still
                 // decides in the end, and while the customer is moved but not yet
                 // committed (DN and sstBelongsToResellerUID disagree) no reseller sees it.
-                if let Some(ext) = desired.customer.get("sstexternalid") {
-                    if self.external_id_taken(ext, &s.customer.dn).await? {
+                if let Some(ext) = desired.root.get("sstexternalid") {
+                    if self.external_id_taken(ext, &s.root.dn).await? {
                         return Err(ServiceError::Conflict("externalID is already used by another entry".into()));
                     }
                 }
-                if !self.reseller_ready(scope, desired.reseller).await? {
-                    if let Err(e) = self.dir.apply(vec![self.container(desired.reseller)]).await {
+                if !self.parent_ready(scope, desired.parent).await? {
+                    if let Err(e) = self.dir.apply(vec![self.container(desired.parent)]).await {
                         if e.rc() != Some(rc::ALREADY_EXISTS) {
                             return Err(e.into());
                         }
                     }
                 }
-                match self.relocate(&s, desired.reseller, true).await {
+                match self.relocate(&s, desired.parent, true).await {
                     Ok(()) => {}
                     Err(e) if retry(&e) => {
                         tracing::debug!(id, error = %e, "concurrent change before the move");
@@ -468,20 +523,20 @@ impl Customers {
                     }
                     Err(e) => return Err(e.into()),
                 }
-                match self.read_at(&layout::customer_dn(self.base(), desired.reseller, id)).await? {
+                match self.read_at(&self.root_dn(id, desired.parent)).await? {
                     Some(moved) => s = moved,
                     None => continue,
                 }
             }
             let result = self.dir.apply(self.plan_update(&s, &desired, precondition.is_some())).await;
-            if result.is_err() && s.reseller != origin {
+            if result.is_err() && s.parent != origin {
                 if let Err(e) = self.relocate(&s, origin, false).await {
-                    tracing::error!(id, error = %e, "could not move the customer back after a failed update");
+                    tracing::error!(resource = self.def.name, id, error = %e, "could not move back after a failed update");
                 }
             }
             match result {
                 Ok(()) => {
-                    let dn = layout::customer_dn(self.base(), desired.reseller, id);
+                    let dn = self.root_dn(id, if self.def.parent.is_some() { desired.parent } else { s.parent });
                     let now = self.read_at(&dn).await?.ok_or(ServiceError::NotFound)?;
                     return Ok(now.etag());
                 }
@@ -491,36 +546,59 @@ impl Customers {
                         return Err(ServiceError::PreconditionFailed);
                     }
                 }
-                Err(e) => return Err(Self::conflict(e, &desired)),
+                Err(e) => return Err(self.conflict(e, &desired)),
             }
         }
-        Err(ServiceError::Conflict("the customer kept changing; try again".into()))
+        Err(ServiceError::Conflict(format!("the {} kept changing; try again", self.def.singular)))
     }
 
-    /// Deletes a customer and every entry under it.
+    /// Whether the subtree at `dn` holds an entry that blocks a delete.
+    async fn holds_blocking(&self, dn: &str) -> Result<bool, DirError> {
+        let Some((class, _)) = self.def.delete_blocked_by else { return Ok(false) };
+        let filter = format!("(objectClass={class})");
+        Ok(!self.dir.search(dn, LdapScope::Subtree, &filter, &["1.1"]).await?.is_empty())
+    }
+
+    /// Deletes an element and every entry under it.
     pub async fn delete(
         &self,
         scope: &Scope,
         id: u64,
         precondition: Option<&Precondition>,
     ) -> Result<(), ServiceError> {
+        let def = self.def;
+        let blocked = || ServiceError::Conflict(def.delete_blocked_by.map(|(_, why)| why).unwrap_or_default().into());
         for _ in 0..WRITE_ATTEMPTS {
             let s = self.visible(scope, id).await?;
-            if !scope.may_create_or_delete() {
-                return Err(ServiceError::Forbidden("customer users cannot delete customers".into()));
+            if !def.delete_by.contains(&scope.role()) {
+                return Err(ServiceError::Forbidden(format!("{} cannot delete {}", scope.role().users(), def.name)));
             }
             if precondition.is_some_and(|p| !p.matches(&s.etag())) {
                 return Err(ServiceError::PreconditionFailed);
             }
-            // One modrdn takes the whole subtree out of sight, guarded by the customer
-            // entry (every gateway write changes it); the trash is purged afterwards.
-            let (mut op, trashed) = self.to_trash(&s.customer.dn);
-            op.assertion = s.unchanged_customer();
+            if self.holds_blocking(&s.root.dn).await? {
+                return Err(blocked());
+            }
+            // One modrdn takes the whole subtree out of sight, guarded by the root entry
+            // (every gateway write changes it); the trash is purged afterwards.
+            let (mut op, trashed) = self.to_trash(&s.root.dn);
+            op.assertion = s.unchanged_root();
             let ops = vec![op];
             match self.dir.apply(ops).await {
                 Ok(()) => {
+                    // What was created below it meanwhile goes back with it.
+                    if self.holds_blocking(&trashed).await? {
+                        let rdn = s.root.dn.split(',').next().unwrap_or_default().to_string();
+                        let back = Op::Move {
+                            dn: trashed,
+                            new_rdn: rdn,
+                            new_superior: def.container_dn(self.base(), s.parent),
+                        };
+                        self.dir.apply(vec![back.into()]).await?;
+                        return Err(blocked());
+                    }
                     self.purge(&[trashed]).await;
-                    tracing::info!(id, "customer deleted");
+                    tracing::info!(resource = def.name, id, "deleted");
                     return Ok(());
                 }
                 Err(e) if matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT)) => {
@@ -531,6 +609,28 @@ impl Customers {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ServiceError::Conflict("the customer kept changing; try again".into()))
+        Err(ServiceError::Conflict(format!("the {} kept changing; try again", def.singular)))
+    }
+}
+
+/// Whether a write changes a field from what is stored.
+fn changes(f: &Field, s: &Stored, d: &Desired) -> bool {
+    match f.kind {
+        Kind::ParentRef => d.parent != s.parent,
+        Kind::Id | Kind::Link(_) | Kind::Object(_) => false,
+        _ => {
+            let stored = s.root.first(f.attr).map(str::to_string).or_else(|| f.default.map(|b| bool_ldap(b).into()));
+            let norm =
+                |v: Option<&str>| v.map(|v| if f.kind == Kind::Bool { v.to_ascii_uppercase() } else { v.to_string() });
+            norm(d.root.get(f.attr).map(String::as_str)) != norm(stored.as_deref())
+        }
+    }
+}
+
+fn bool_ldap(b: bool) -> &'static str {
+    if b {
+        "TRUE"
+    } else {
+        "FALSE"
     }
 }

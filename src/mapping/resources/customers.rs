@@ -1,0 +1,49 @@
+//! Customers (SPEC section 3): `uid=<id>,ou=customers,uid=<reseller>,ou=reseller,<base>`
+//! (`sstCustomer`, `sstRelationship`) with a billing and an optional shipping address.
+
+use std::sync::OnceLock;
+
+use super::ADDRESS;
+use crate::mapping::resource::{Rdn, ResourceDef, Role, Tenant};
+use crate::mapping::table::{Field, Kind, Part};
+
+pub static CUSTOMERS: ResourceDef = ResourceDef {
+    name: "customers",
+    singular: "customer",
+    schema: "Customer",
+    structural: "sstCustomer",
+    classes: &["top", "sstCustomer", "sstRelationship"],
+    dn: &[Rdn::Id, Rdn::Fixed("ou", "customers"), Rdn::Parent, Rdn::Fixed("ou", "reseller")],
+    parent: Some(&super::RESELLERS),
+    children: &[Part::Billing, Part::Shipping],
+    fields: &[
+        Field::new("id", "uid", Kind::Id).read_only().filterable().sortable().searchable().in_collection(),
+        Field::new("location", "", Kind::Link("{location}")).read_only().in_collection(),
+        Field::new("isCompany", "sstiscompany", Kind::Bool).required().filterable().sortable().in_collection(),
+        Field::new("isActive", "sstisactive", Kind::Bool)
+            .default_bool(true)
+            .not_by(&[Role::Customer])
+            .filterable()
+            .sortable()
+            .in_collection(),
+        Field::new("customerName", "o", Kind::DisplayName).filterable().sortable().searchable().in_collection(),
+        Field::new("externalID", "sstexternalid", Kind::Text { max: 256 }).filterable().sortable().searchable(),
+        Field::new("belongsToResellerID", "sstbelongstoreselleruid", Kind::ParentRef)
+            .required()
+            .not_by(&[Role::Customer])
+            .filterable()
+            .sortable()
+            .in_collection(),
+        Field::new("billingAddress", "", Kind::Object(ADDRESS)).part(Part::Billing).required(),
+        Field::new("shippingAddress", "", Kind::Object(ADDRESS)).part(Part::Shipping),
+        Field::new("employees", "", Kind::Link("{location}/employees")).read_only(),
+        Field::new("users", "", Kind::Link("{location}/users")).read_only(),
+    ],
+    own_id_attrs: &[],
+    tenant: Tenant::Parent,
+    read_subtree: true,
+    create_by: &[Role::Provider, Role::Reseller],
+    delete_by: &[Role::Provider, Role::Reseller],
+    delete_blocked_by: None,
+    columns: OnceLock::new(),
+};

@@ -1,0 +1,14 @@
+//! The resources, one definition each.
+
+mod address;
+mod customers;
+mod resellers;
+
+pub use address::ADDRESS;
+pub use customers::CUSTOMERS;
+pub use resellers::RESELLERS;
+
+use super::resource::ResourceDef;
+
+/// Every resource the gateway serves, in the order of the API.
+pub static ALL: &[&ResourceDef] = &[&CUSTOMERS, &RESELLERS];

@@ -1,0 +1,43 @@
+//! Resellers (SPEC section 9): `uid=<id>,ou=reseller,<base>` (`sstReseller`,
+//! `sstRelationship`, `sstBelongsToResellerUID` = its own uid) with a billing and an
+//! optional shipping address; its customers live in its subtree, under `ou=customers`.
+
+use std::sync::OnceLock;
+
+use super::ADDRESS;
+use crate::mapping::resource::{Rdn, ResourceDef, Role, Tenant};
+use crate::mapping::table::{Field, Kind, Part};
+
+pub static RESELLERS: ResourceDef = ResourceDef {
+    name: "resellers",
+    singular: "reseller",
+    schema: "Reseller",
+    structural: "sstReseller",
+    classes: &["top", "sstReseller", "sstRelationship"],
+    dn: &[Rdn::Id, Rdn::Fixed("ou", "reseller")],
+    parent: None,
+    children: &[Part::Billing, Part::Shipping],
+    fields: &[
+        Field::new("id", "uid", Kind::Id).read_only().filterable().sortable().searchable().in_collection(),
+        Field::new("location", "", Kind::Link("{location}")).read_only().in_collection(),
+        Field::new("isCompany", "sstiscompany", Kind::Bool).required().filterable().sortable().in_collection(),
+        Field::new("isActive", "sstisactive", Kind::Bool)
+            .default_bool(true)
+            .not_by(&[Role::Reseller, Role::Customer])
+            .filterable()
+            .sortable()
+            .in_collection(),
+        Field::new("resellerName", "o", Kind::DisplayName).filterable().sortable().searchable().in_collection(),
+        Field::new("externalID", "sstexternalid", Kind::Text { max: 256 }).filterable().sortable().searchable(),
+        Field::new("billingAddress", "", Kind::Object(ADDRESS)).part(Part::Billing).required(),
+        Field::new("shippingAddress", "", Kind::Object(ADDRESS)).part(Part::Shipping),
+        Field::new("customers", "", Kind::Link("{base}/v1/customers?belongsToResellerID={id}")).read_only(),
+    ],
+    own_id_attrs: &["sstbelongstoreselleruid"],
+    tenant: Tenant::Own,
+    read_subtree: false,
+    create_by: &[Role::Provider],
+    delete_by: &[Role::Provider],
+    delete_blocked_by: Some(("sstCustomer", "the reseller still has customers; delete or move them first")),
+    columns: OnceLock::new(),
+};
