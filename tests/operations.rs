@@ -50,6 +50,28 @@ async fn metrics_count_requests_ldap_operations_and_show_the_pools() {
     assert_eq!(sample(&after, "stoney_index_loaded"), 1.0);
 }
 
+#[tokio::test]
+async fn unknown_methods_and_paths_do_not_grow_the_metrics() {
+    let app = spawn_app().await;
+    for i in 0..40 {
+        let m = Method::from_bytes(format!("X{i}").as_bytes()).unwrap();
+        let res = app.client.request(m, app.url("/health")).send().await.unwrap();
+        assert_eq!(res.status(), 405);
+        app.client.get(app.url(&format!("/no/such/path/{i}"))).send().await.unwrap();
+    }
+    let after = app.get("/metrics").await.text().await.unwrap();
+    assert!(after.contains(r#"stoney_http_requests_total{route="/health",method="other",status="405"}"#), "{after}");
+    assert!(after.contains(r#"stoney_http_requests_total{route="unmatched",method="GET",status="404"}"#), "{after}");
+    // Every label value comes from a fixed set.
+    let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "other"];
+    let routes: Vec<&str> = stoney_gateway::http::paths().into_iter().chain(["unmatched"]).collect();
+    for line in after.lines().filter(|l| l.starts_with("stoney_http_request")) {
+        let label = |name: &str| line.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next());
+        assert!(methods.contains(&label("method").unwrap()), "{line}");
+        assert!(routes.contains(&label("route").unwrap()), "{line}");
+    }
+}
+
 /// The gateway on a directory behind a proxy that can stall it.
 async fn stallable(tweak: impl FnOnce(&mut stoney_gateway::config::Settings)) -> (Gateway, StallingProxy, Slapd) {
     let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
