@@ -123,7 +123,7 @@ pub async fn serve(
     let customers = state.customers.clone();
     tokio::spawn(async move {
         if let Err(e) = customers.sweep_trash().await {
-            tracing::warn!(error = %e, "could not sweep the trash at start");
+            tracing::warn!(error = ?e.to_string(), "could not sweep the trash at start");
         }
     });
     let router = crate::http::router(state);

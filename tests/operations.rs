@@ -177,6 +177,47 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     assert!(client.get(format!("{base}/health")).send().await.is_err());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_from_clients_cannot_forge_log_lines() {
+    let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
+        .await
+        .unwrap()
+        .expect("slapd");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let gateway = std::process::Command::new(env!("CARGO_BIN_EXE_stoney-gateway"))
+        .arg("serve")
+        .env("STONEY__LISTEN", format!("127.0.0.1:{port}"))
+        .env("STONEY__LDAP__URLS", &slapd.url)
+        .env("STONEY__LDAP__BIND_DN", &slapd.gateway_dn)
+        .env("STONEY__LDAP__BIND_PASSWORD", &slapd.gateway_password)
+        .env("STONEY__LOG__FORMAT", "text")
+        .env("STONEY__LOG__LEVEL", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the gateway starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/ready")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.get(format!("{base}/health")).header("x-request-id", "fake method=DELETE").send().await.unwrap();
+    // A user name with a line break, failing until it is throttled (which is logged).
+    for _ in 0..6 {
+        client.get(format!("{base}/v1/auth")).basic_auth("evil\nFORGED line", Some("x")).send().await.unwrap();
+    }
+    signal(gateway.id(), libc::SIGTERM);
+    let out = tokio::task::spawn_blocking(move || gateway.wait_with_output()).await.unwrap().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("too many failed logins"), "{log}");
+    assert!(!log.lines().any(|l| l.trim_start().to_ascii_lowercase().starts_with("forged")), "{log}");
+    assert!(!log.contains(" method=DELETE"), "{log}");
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_exactly_the_routes_of_the_router() {
     let app = spawn_app().await;

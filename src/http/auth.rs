@@ -54,7 +54,7 @@ impl FromRequestParts<AppState> for Principal {
             .with_header(header::RETRY_AFTER, &wait.as_secs().max(1).to_string())),
             Err(AuthError::Unavailable) => Err(ApiError::unavailable()),
             Err(AuthError::Internal(m)) => {
-                tracing::error!(error = %m, "authentication failed internally");
+                tracing::error!(error = ?m, "authentication failed internally");
                 Err(ApiError::internal())
             }
         }

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::Router;
 use tokio::sync::Semaphore;
+use tower::util::MapRequestLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -43,6 +44,25 @@ async fn error_bodies(req: Request<Body>, next: Next) -> Response {
     res
 }
 
+/// The longest `x-request-id` a client may choose.
+const REQUEST_ID_MAX: usize = 64;
+
+/// A client's `x-request-id` is kept only if short and made of `[A-Za-z0-9._:-]`; any
+/// other is dropped, and a new id is made for the request. It is echoed and logged, so
+/// it must not carry anything that could read as more log fields or lines.
+fn drop_unsafe_request_id(mut req: Request<Body>) -> Request<Body> {
+    let safe = |v: &header::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= REQUEST_ID_MAX && b.iter().all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+    };
+    if req.headers().get_all("x-request-id").iter().any(|v| !safe(v))
+        || req.headers().get_all("x-request-id").iter().count() > 1
+    {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
+}
+
 /// Limits every request: at most `max_concurrent` at once (more are answered 503 at
 /// once, not queued) and at most `timeout` each (then 503); and counts it in the
 /// metrics by route, method and status.
@@ -58,7 +78,7 @@ async fn limits_and_metrics(State(limits): State<Arc<Limits>>, req: Request<Body
         Ok(_permit) => match tokio::time::timeout(limits.timeout, next.run(req)).await {
             Ok(res) => res,
             Err(_) => {
-                tracing::warn!(route = %route, "request timed out");
+                tracing::warn!(route = ?route, "request timed out");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long; try again")
                     .with_header(header::RETRY_AFTER, "2")
                     .into_response()
@@ -104,7 +124,8 @@ pub fn router(state: AppState) -> Router {
     });
     let request_span = |req: &Request<Body>| {
         let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+        // Debug formatting quotes and escapes: no value can read as more fields.
+        tracing::info_span!("request", id = ?id, method = ?req.method().as_str(), path = ?req.uri().path())
     };
     let mut router = Router::new();
     for (path, methods) in routes() {
@@ -123,4 +144,5 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(MapRequestLayer::new(drop_unsafe_request_id))
 }

@@ -226,7 +226,7 @@ impl Customers {
     async fn purge(&self, dns: &[String]) {
         for dn in dns {
             if let Err(e) = self.delete_subtree(dn).await {
-                tracing::warn!(dn = %dn, error = %e, "purging the trash failed; the next sweep retries");
+                tracing::warn!(dn = ?dn, error = ?e.to_string(), "purging the trash failed; the next sweep retries");
             }
         }
     }
@@ -375,7 +375,7 @@ impl Customers {
                 match self.relocate(&s, desired.reseller, true).await {
                     Ok(()) => {}
                     Err(e) if retry(&e) => {
-                        tracing::debug!(id, error = %e, "concurrent change before the move");
+                        tracing::debug!(id, error = ?e.to_string(), "concurrent change before the move");
                         if precondition.is_some() {
                             return Err(ServiceError::PreconditionFailed);
                         }
@@ -391,7 +391,7 @@ impl Customers {
             let result = self.dir.apply(self.plan_update(&s, &desired)).await;
             if result.is_err() && s.reseller != origin {
                 if let Err(e) = self.relocate(&s, origin, false).await {
-                    tracing::error!(id, error = %e, "could not move the customer back after a failed update");
+                    tracing::error!(id, error = ?e.to_string(), "could not move the customer back after a failed update");
                 }
             }
             match result {
@@ -400,7 +400,7 @@ impl Customers {
                     return Ok(now.etag());
                 }
                 Err(e) if retry(&e) => {
-                    tracing::debug!(id, error = %e, "write refused");
+                    tracing::debug!(id, error = ?e.to_string(), "write refused");
                     if precondition.is_some() {
                         return Err(ServiceError::PreconditionFailed);
                     }
