@@ -127,7 +127,9 @@ pub async fn serve(
         }
     });
     let router = crate::http::router(state);
-    let res = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    let res = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
     sync.abort();
     failback.abort();
     res

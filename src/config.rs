@@ -38,7 +38,9 @@ pub struct LdapSettings {
 pub struct HttpSettings {
     pub body_limit_bytes: usize,
     pub request_timeout_ms: u64,
+    pub body_timeout_ms: u64,
     pub max_concurrent_requests: usize,
+    pub max_concurrent_per_caller: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,11 +7,13 @@ pub mod extract;
 pub mod health;
 pub mod openapi;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, MatchedPath, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, State};
 use axum::http::{header, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -63,29 +65,117 @@ fn drop_unsafe_request_id(mut req: Request<Body>) -> Request<Body> {
     req
 }
 
-/// Limits every request: at most `max_concurrent` at once (more are answered 503 at
-/// once, not queued) and at most `timeout` each (then 503); and counts it in the
-/// metrics by route, method and status.
+/// The routes operators and orchestrators poll: never refused for the request caps, so
+/// that a loaded gateway still reports how it is.
+const OPERATOR_ROUTES: [&str; 3] = ["/health", "/ready", "/metrics"];
+
+/// Who a request counts against for the per-caller cap: the Basic user name (checked or
+/// not; a wrong password ends at the login, before any body is read), else the client's
+/// address.
+fn caller_key(req: &Request<Body>) -> String {
+    if let Some(user) = auth::basic_user(req.headers()) {
+        let mut key = String::from("user:");
+        key.extend(user.chars().take(256));
+        return key;
+    }
+    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => format!("ip:{}", addr.ip()),
+        None => "ip:unknown".into(),
+    }
+}
+
+/// Requests in flight per caller.
+#[derive(Default)]
+struct Callers {
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+/// One request of a caller; the count goes down when it is dropped.
+struct CallerSlot {
+    callers: Arc<Limits>,
+    key: String,
+}
+
+impl Drop for CallerSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.callers.callers.in_flight.lock() {
+            if let Some(n) = map.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
+fn caller_slot(limits: &Arc<Limits>, key: String) -> Option<CallerSlot> {
+    let mut map = limits.callers.in_flight.lock().ok()?;
+    let n = map.entry(key.clone()).or_insert(0);
+    if *n >= limits.per_caller {
+        return None;
+    }
+    *n += 1;
+    Some(CallerSlot { callers: limits.clone(), key })
+}
+
+fn declared_length(req: &Request<Body>) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Limits every request: a declared body over the limit is refused before it is read
+/// (413); at most `max_concurrent` at once (more are answered 503 at once, not queued)
+/// and at most `per_caller` of one caller (429), neither counting the operator routes;
+/// and at most `timeout` each (then 503). Counts it in the metrics by route, method and
+/// status.
 async fn limits_and_metrics(State(limits): State<Arc<Limits>>, req: Request<Body>, next: Next) -> Response {
     let started = std::time::Instant::now();
     let route =
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
-    let res = match limits.slots.clone().try_acquire_owned() {
-        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests at once; try again")
-            .with_header(header::RETRY_AFTER, "1")
-            .into_response(),
-        Ok(_permit) => match tokio::time::timeout(limits.timeout, next.run(req)).await {
-            Ok(res) => res,
-            Err(_) => {
-                tracing::warn!(route = ?route, "request timed out");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long; try again")
-                    .with_header(header::RETRY_AFTER, "2")
-                    .into_response()
-            }
-        },
-    };
+    let res = admit(&limits, &route, req, next).await;
     crate::metrics::http_request(&route, method.as_str(), res.status().as_u16(), started.elapsed());
+    res
+}
+
+async fn admit(limits: &Arc<Limits>, route: &str, req: Request<Body>, next: Next) -> Response {
+    if declared_length(&req).is_some_and(|n| n > limits.body_limit as u64) {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            .with_header(header::CONNECTION, "close")
+            .into_response();
+    }
+    let mut held = None;
+    if !OPERATOR_ROUTES.contains(&route) {
+        let Ok(permit) = limits.slots.clone().try_acquire_owned() else {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many requests at once; try again",
+            )
+            .with_header(header::RETRY_AFTER, "1")
+            .into_response();
+        };
+        let Some(slot) = caller_slot(limits, caller_key(&req)) else {
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_concurrent_requests",
+                "too many requests of this caller at once; try again",
+            )
+            .with_header(header::RETRY_AFTER, "1")
+            .into_response();
+        };
+        held = Some((permit, slot));
+    }
+    let res = match tokio::time::timeout(limits.timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(route = ?route, "request timed out");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long; try again")
+                .with_header(header::RETRY_AFTER, "2")
+                .into_response()
+        }
+    };
+    drop(held);
     res
 }
 
@@ -113,6 +203,9 @@ pub fn paths() -> Vec<&'static str> {
 
 pub struct Limits {
     slots: Arc<Semaphore>,
+    per_caller: usize,
+    callers: Callers,
+    body_limit: usize,
     timeout: Duration,
 }
 
@@ -120,6 +213,9 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.body_limit;
     let limits = Arc::new(Limits {
         slots: Arc::new(Semaphore::new(state.settings.http.max_concurrent_requests.max(1))),
+        per_caller: state.settings.http.max_concurrent_per_caller.max(1),
+        callers: Callers::default(),
+        body_limit,
         timeout: Duration::from_millis(state.settings.http.request_timeout_ms.max(1)),
     });
     let request_span = |req: &Request<Body>| {

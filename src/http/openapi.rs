@@ -87,7 +87,10 @@ fn common_errors() -> Map<String, Value> {
     let mut unauthorized = error("Missing or wrong credentials.");
     unauthorized["headers"] = json!({"WWW-Authenticate": {"schema": {"type": "string"}}});
     m.insert("401".into(), unauthorized);
-    m.insert("429".into(), retry("Too many failed logins for this user name."));
+    m.insert(
+        "429".into(),
+        retry("Too many failed logins for this user name, or too many requests of this caller at once."),
+    );
     m.insert("503".into(), retry("The directory is unavailable, the request took too long, or too many run at once."));
     m.insert("500".into(), error("Internal error (no details are shown)."));
     m
@@ -143,6 +146,7 @@ pub fn build(public_url: &str) -> Value {
             ("200", json!({"description": done, "headers": etag.clone()})),
             ("400", error("Malformed JSON.")),
             ("403", error("A change the caller may not make.")),
+            ("408", error("The body did not arrive in time.")),
             ("404", error("No such customer, or not the caller's.")),
             ("409", error("The externalID is taken.")),
             ("412", error("The ETag is stale.")),
@@ -183,6 +187,7 @@ pub fn build(public_url: &str) -> Value {
                         ("201", json!({"description": "Created.", "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Created"}}}})),
                         ("400", error("Malformed JSON.")), ("403", error("The caller may not create customers.")),
+                        ("408", error("The body did not arrive in time.")),
                         ("409", error("The externalID is taken.")), ("413", error("The body is too large.")),
                         ("415", error("The body is not JSON.")), ("422", error("Invalid fields, all of them in details.")),
                     ])},
