@@ -126,10 +126,9 @@ pub async fn serve(
             tracing::warn!(error = ?e.to_string(), "could not sweep the trash at start");
         }
     });
+    let limits = crate::http::server::ConnLimits::from_settings(&state.settings.http);
     let router = crate::http::router(state);
-    let res = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let res = crate::http::server::run(listener, router, limits, shutdown).await;
     sync.abort();
     failback.abort();
     res

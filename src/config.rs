@@ -41,6 +41,9 @@ pub struct HttpSettings {
     pub body_timeout_ms: u64,
     pub max_concurrent_requests: usize,
     pub max_concurrent_per_caller: usize,
+    pub header_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -158,3 +158,93 @@ async fn health_ready_and_metrics_are_outside_the_request_cap() {
         assert_eq!(s.await.unwrap(), 200);
     }
 }
+
+/// Waits until the server closes the connection (`true`) or `within` passes (`false`).
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut chunk = [0u8; 1024];
+    loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else { return false };
+        match tokio::time::timeout(left, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_byte_by_byte_is_cut_off_and_others_are_served() {
+    let app = start(|s| {
+        s.http.header_read_timeout_ms = 500;
+        s.http.idle_timeout_ms = 5000;
+    })
+    .await;
+    let s = TcpStream::connect(app.addr).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let started = Instant::now();
+    let trickle = tokio::spawn(async move {
+        let _ = w.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n").await;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if w.write_all(b"X").await.is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
+    let mut chunk = [0u8; 1024];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(3), r.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => {}
+            Err(_) => break false,
+        }
+    };
+    trickle.abort();
+    assert!(closed, "still open after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(2), "closed after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let app = start(|s| {
+        s.http.idle_timeout_ms = 300;
+        s.http.header_read_timeout_ms = 10_000;
+    })
+    .await;
+    // Opened and never used.
+    let mut fresh = TcpStream::connect(app.addr).await.unwrap();
+    assert!(closed_within(&mut fresh, Duration::from_secs(2)).await);
+    // Kept alive after an answer.
+    let mut used = TcpStream::connect(app.addr).await.unwrap();
+    used.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(&mut used, Duration::from_secs(2)).await.map(|r| r.0), Some(200));
+    assert!(closed_within(&mut used, Duration::from_secs(2)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let app = start(|s| {
+        s.http.max_connections = 3;
+        s.http.idle_timeout_ms = 30_000;
+        s.http.header_read_timeout_ms = 30_000;
+    })
+    .await;
+    // The harness's client may hold one connection of its own.
+    let mut answered = Vec::new();
+    let mut waiting = Vec::new();
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+        match read_response(&mut s, Duration::from_millis(400)).await {
+            Some((200, _)) => answered.push(s),
+            Some((status, raw)) => panic!("{status}: {raw}"),
+            None => waiting.push(s),
+        }
+    }
+    assert!((2..=3).contains(&answered.len()), "{} answered", answered.len());
+    drop(answered);
+    let first = &mut waiting[0];
+    assert_eq!(read_response(first, Duration::from_secs(2)).await.map(|r| r.0), Some(200));
+}

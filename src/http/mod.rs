@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod openapi;
+pub mod server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
