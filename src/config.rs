@@ -44,6 +44,7 @@ pub struct HttpSettings {
     pub header_read_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub max_connections: usize,
+    pub max_header_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -301,3 +301,17 @@ async fn a_request_id_is_kept_only_when_short_and_plain() {
         assert!(got.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)), "{got}");
     }
 }
+
+#[tokio::test]
+async fn a_long_target_is_414_and_large_headers_431_with_the_error_body() {
+    let app = spawn_app().await;
+    let res = app.get(&format!("/v1/customers?q={}", "a".repeat(9000))).await;
+    assert_eq!(error_of(res).await.0, 414);
+    let res = app.req(Method::GET, "/v1/customers/5000001").header("x-large", "y".repeat(20_000)).send().await.unwrap();
+    assert_eq!(error_of(res).await.0, 431);
+    let mut req = app.req(Method::GET, "/health");
+    for i in 0..150 {
+        req = req.header(format!("x-h{i}"), "1");
+    }
+    assert_eq!(error_of(req.send().await.unwrap()).await.0, 431);
+}

@@ -120,6 +120,11 @@ fn caller_slot(limits: &Arc<Limits>, key: String) -> Option<CallerSlot> {
     Some(CallerSlot { callers: limits.clone(), key })
 }
 
+/// The longest request target (path and query) served; longer ones get 414.
+pub const MAX_TARGET_BYTES: usize = 8192;
+/// The most header fields served; more get 431.
+pub const MAX_HEADERS: usize = 100;
+
 fn declared_length(req: &Request<Body>) -> Option<u64> {
     req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
@@ -140,6 +145,20 @@ async fn limits_and_metrics(State(limits): State<Arc<Limits>>, req: Request<Body
 }
 
 async fn admit(limits: &Arc<Limits>, route: &str, req: Request<Body>, next: Next) -> Response {
+    if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > MAX_TARGET_BYTES {
+        return ApiError::new(StatusCode::URI_TOO_LONG, "uri_too_long", "the request target is too long")
+            .into_response();
+    }
+    let head: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if head > limits.max_header_bytes || req.headers().len() > MAX_HEADERS {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request_header_fields_too_large",
+            "the request headers are too large",
+        )
+        .with_header(header::CONNECTION, "close")
+        .into_response();
+    }
     if declared_length(&req).is_some_and(|n| n > limits.body_limit as u64) {
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
             .with_header(header::CONNECTION, "close")
@@ -207,6 +226,7 @@ pub struct Limits {
     per_caller: usize,
     callers: Callers,
     body_limit: usize,
+    max_header_bytes: usize,
     timeout: Duration,
 }
 
@@ -217,6 +237,7 @@ pub fn router(state: AppState) -> Router {
         per_caller: state.settings.http.max_concurrent_per_caller.max(1),
         callers: Callers::default(),
         body_limit,
+        max_header_bytes: state.settings.http.max_header_bytes.max(1024),
         timeout: Duration::from_millis(state.settings.http.request_timeout_ms.max(1)),
     });
     let request_span = |req: &Request<Body>| {

@@ -63,6 +63,40 @@ fn object_schema(fields: &[Field]) -> Value {
     json!({"type": "object", "additionalProperties": false, "properties": props, "required": required})
 }
 
+/// A JSON merge patch (RFC 7396) of an object: every field optional, `null` removes an
+/// optional one.
+fn patch_schema(fields: &[Field]) -> Value {
+    let mut props = Map::new();
+    for f in fields {
+        let mut s = match f.kind {
+            Kind::Object(_) if f.name == "billingAddress" || f.name == "shippingAddress" => {
+                json!({"allOf": [{"$ref": "#/components/schemas/AddressPatch"}]})
+            }
+            k => scalar_schema(k),
+        };
+        if f.read_only {
+            s["readOnly"] = json!(true);
+        }
+        if !f.required && !f.read_only {
+            s["nullable"] = json!(true);
+        }
+        props.insert(f.name.to_string(), s);
+    }
+    json!({"type": "object", "additionalProperties": false, "properties": props,
+           "description": "Only the given fields change; null removes an optional field."})
+}
+
+/// A filter parameter's schema: booleans and numbers typed, `*` (present) allowed too.
+fn filter_schema(kind: Kind) -> Value {
+    match kind {
+        Kind::Bool => json!({"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["*"]}]}),
+        Kind::Id | Kind::ResellerRef => json!({"anyOf": [
+            {"type": "integer", "format": "int64", "minimum": 1},
+            {"type": "string", "pattern": "^[0-9*]+$", "description": "digits, * as a wildcard"}]}),
+        _ => json!({"type": "string", "maxLength": 256}),
+    }
+}
+
 fn item_schema() -> Value {
     let mut props = Map::new();
     for c in row::item_columns() {
@@ -81,9 +115,28 @@ fn retry(description: &str) -> Value {
     e
 }
 
+/// What every route can answer before it is reached: a request head or a declared body
+/// over the limits.
+fn edge_errors() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("413".into(), error("The declared body is too large."));
+    m.insert("414".into(), error("The request target is too long."));
+    m.insert("431".into(), error("The request headers are too large."));
+    m
+}
+
+/// `list`, after the errors every route can answer.
+fn public_responses(list: &[(&str, Value)]) -> Value {
+    let mut m = edge_errors();
+    for (code, v) in list {
+        m.insert(code.to_string(), v.clone());
+    }
+    Value::Object(m)
+}
+
 /// The errors every authenticated route can answer.
 fn common_errors() -> Map<String, Value> {
-    let mut m = Map::new();
+    let mut m = edge_errors();
     let mut unauthorized = error("Missing or wrong credentials.");
     unauthorized["headers"] = json!({"WWW-Authenticate": {"schema": {"type": "string"}}});
     m.insert("401".into(), unauthorized);
@@ -112,18 +165,18 @@ fn collection_parameters() -> Vec<Value> {
         json!({"name": "sort", "in": "query", "description": format!("Comma-separated keys, '-' for descending; ties by id. Keys: {}.", sortable.join(", ")), "schema": {"type": "string"}}),
         json!({"name": "q", "in": "query", "description": "Case-insensitive substring of id, customerName, externalID and the billing address's names, postal address, postal code, locality and mail.", "schema": {"type": "string", "minLength": 3, "maxLength": 256}}),
     ];
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<(String, Kind)> = Vec::new();
     for c in row::filter_columns() {
         let name = match c.part {
             crate::mapping::Part::Customer => c.field.name.to_string(),
             crate::mapping::Part::Billing => format!("billingAddress.{}", c.field.name),
             crate::mapping::Part::Shipping => format!("shippingAddress.{}", c.field.name),
         };
-        names.push(name);
+        names.push((name, c.field.kind));
     }
-    names.extend(ADDRESS.iter().filter(|f| f.in_collection).map(|f| f.name.to_string()));
-    for name in names {
-        out.push(json!({"name": name, "in": "query", "description": "Filter following the attribute's matching rule; * is a wildcard, * alone means present.", "schema": {"type": "string"}}));
+    names.extend(ADDRESS.iter().filter(|f| f.in_collection).map(|f| (f.name.to_string(), f.kind)));
+    for (name, kind) in names {
+        out.push(json!({"name": name, "in": "query", "description": "Filter following the attribute's matching rule; * is a wildcard, * alone means present.", "schema": filter_schema(kind)}));
     }
     out
 }
@@ -132,10 +185,10 @@ fn collection_parameters() -> Vec<Value> {
 pub fn build(public_url: &str) -> Value {
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}});
     let if_match = json!({"name": "If-Match", "in": "header", "schema": {"type": "string"}, "description": "The ETag of a GET: the write only happens if the customer is unchanged."});
-    let customer_body = |content_types: &[&str]| {
+    let customer_body = |content_types: &[&str], schema: &str| {
         let mut content = Map::new();
         for ct in content_types {
-            content.insert(ct.to_string(), json!({"schema": {"$ref": "#/components/schemas/Customer"}}));
+            content.insert(ct.to_string(), json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}}));
         }
         json!({"required": true, "content": content})
     };
@@ -144,7 +197,7 @@ pub fn build(public_url: &str) -> Value {
     let write_responses = |done: &str| {
         responses(&[
             ("200", json!({"description": done, "headers": etag.clone()})),
-            ("400", error("Malformed JSON.")),
+            ("400", error("Malformed JSON, or If-Match is not a valid header value.")),
             ("403", error("A change the caller may not make.")),
             ("408", error("The body did not arrive in time.")),
             ("404", error("No such customer, or not the caller's.")),
@@ -163,12 +216,12 @@ pub fn build(public_url: &str) -> Value {
         "servers": [{"url": public_url}],
         "security": [{"basic": []}],
         "paths": {
-            "/health": {"get": {"summary": "The process is up.", "security": [], "responses": {"200": plain("Up.")}}},
+            "/health": {"get": {"summary": "The process is up.", "security": [], "responses": public_responses(&[("200", plain("Up."))])}},
             "/ready": {"get": {"summary": "The directory answers and the customer index is loaded.", "security": [],
-                "responses": {"200": plain("Ready."), "503": retry("Not ready.")}}},
+                "responses": public_responses(&[("200", plain("Ready.")), ("503", retry("Not ready."))])}},
             "/metrics": {"get": {"summary": "Prometheus metrics.", "security": [],
-                "responses": {"200": {"description": "Text format 0.0.4.", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-            "/openapi.json": {"get": {"summary": "This document.", "security": [], "responses": {"200": plain("OpenAPI 3.")}}},
+                "responses": public_responses(&[("200", json!({"description": "Text format 0.0.4.", "content": {"text/plain": {"schema": {"type": "string"}}}}))])}},
+            "/openapi.json": {"get": {"summary": "This document.", "security": [], "responses": public_responses(&[("200", plain("OpenAPI 3."))])}},
             "/v1/auth": {"get": {"summary": "Checks the credentials.", "responses": responses(&[
                 ("200", json!({"description": "Who the credentials belong to.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Auth"}}}})),
             ])}},
@@ -180,9 +233,10 @@ pub fn build(public_url: &str) -> Value {
                             "X-Total-Count": {"schema": {"type": "integer"}}},
                             "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/CustomerItem"}}}}})),
                         ("400", error("A broken query string.")),
+                        ("403", error("The account belongs to no provider, reseller or customer.")),
                         ("422", error("Unknown parameters, sort keys or bad values.")),
                     ])},
-                "post": {"summary": "Creates a customer.", "requestBody": customer_body(&["application/json"]),
+                "post": {"summary": "Creates a customer.", "requestBody": customer_body(&["application/json"], "Customer"),
                     "responses": responses(&[
                         ("201", json!({"description": "Created.", "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Created"}}}})),
@@ -197,16 +251,18 @@ pub fn build(public_url: &str) -> Value {
                 "get": {"summary": "One customer.", "responses": responses(&[
                     ("200", json!({"description": "The customer.", "headers": etag.clone(),
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Customer"}}}})),
+                    ("403", error("The account belongs to no provider, reseller or customer.")),
                     ("404", error("No such customer, or not the caller's.")),
                 ])},
                 "put": {"summary": "Replaces a customer (optional fields left out are removed).", "parameters": [if_match.clone()],
-                    "requestBody": customer_body(&["application/json"]), "responses": write_responses("Replaced.")},
+                    "requestBody": customer_body(&["application/json"], "Customer"), "responses": write_responses("Replaced.")},
                 "patch": {"summary": "Changes a customer (JSON merge patch, RFC 7396; null removes).", "parameters": [if_match.clone()],
-                    "requestBody": customer_body(&["application/merge-patch+json", "application/json"]),
+                    "requestBody": customer_body(&["application/merge-patch+json", "application/json"], "CustomerPatch"),
                     "responses": write_responses("Changed.")},
                 "delete": {"summary": "Deletes a customer and everything under it.", "parameters": [if_match.clone()],
                     "responses": responses(&[
                         ("200", json!({"description": "Deleted."})),
+                        ("400", error("If-Match is not a valid header value.")),
                         ("403", error("The caller may not delete customers.")),
                         ("404", error("No such customer, or not the caller's.")), ("412", error("The ETag is stale.")),
                     ])},
@@ -217,6 +273,8 @@ pub fn build(public_url: &str) -> Value {
             "schemas": {
                 "Customer": object_schema(CUSTOMER),
                 "Address": object_schema(ADDRESS),
+                "CustomerPatch": patch_schema(CUSTOMER),
+                "AddressPatch": patch_schema(ADDRESS),
                 "CustomerItem": item_schema(),
                 "Created": {"type": "object", "properties": {"id": {"type": "integer"}, "location": {"type": "string", "format": "uri"}}},
                 "Auth": {"type": "object", "properties": {"id": {"type": "integer"}, "user": {"type": "string"}, "location": {"type": "string", "format": "uri"}}},

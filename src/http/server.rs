@@ -29,6 +29,9 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// What hyper reads of a request head before it refuses it itself (431 without a
+    /// body): well above what the router refuses with a JSON body.
+    pub head_buffer: usize,
 }
 
 impl ConnLimits {
@@ -37,6 +40,7 @@ impl ConnLimits {
             header_read_timeout: Duration::from_millis(h.header_read_timeout_ms.max(1)),
             idle_timeout: Duration::from_millis(h.idle_timeout_ms.max(1)),
             max_connections: h.max_connections.max(1),
+            head_buffer: (4 * (h.max_header_bytes + super::MAX_TARGET_BYTES)).max(65536),
         }
     }
 }
@@ -120,7 +124,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.head_buffer)
+        .max_headers(2 * super::MAX_HEADERS);
     let http = Arc::new(http);
     // One permit per open connection; all of them back means every connection is closed.
     let open = Arc::new(Semaphore::new(limits.max_connections));
