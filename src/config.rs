@@ -11,6 +11,7 @@ pub struct Settings {
     pub public_url: String,
     pub ldap: LdapSettings,
     pub http: HttpSettings,
+    pub cors: CorsSettings,
     pub auth: AuthConfig,
     pub pagination: PageSettings,
     pub index: IndexSettings,
@@ -45,6 +46,15 @@ pub struct HttpSettings {
     pub idle_timeout_ms: u64,
     pub max_connections: usize,
     pub max_header_bytes: usize,
+}
+
+/// Cross-origin requests from browser portals; no origin listed: no CORS headers at all.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorsSettings {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub max_age_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,9 +96,38 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("ldap.urls")
+                .with_list_parse_key("cors.allowed_origins")
+                .with_list_parse_key("cors.allowed_methods")
+                .with_list_parse_key("cors.allowed_headers")
                 .try_parsing(true),
         );
-        b.build()?.try_deserialize()
+        let settings: Settings = b.build()?.try_deserialize()?;
+        settings.validate().map_err(config::ConfigError::Message)?;
+        Ok(settings)
+    }
+
+    /// Checks what deserialising cannot: the CORS lists.
+    pub fn validate(&self) -> Result<(), String> {
+        for o in &self.cors.allowed_origins {
+            let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+            let ok = rest.is_some_and(|h| {
+                !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            });
+            if !ok {
+                return Err(format!("cors.allowed_origins: {o:?} is not an origin like https://portal.example.com"));
+            }
+        }
+        for m in &self.cors.allowed_methods {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(format!("cors.allowed_methods: {m:?} is not a method like PATCH"));
+            }
+        }
+        for h in &self.cors.allowed_headers {
+            if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(format!("cors.allowed_headers: {h:?} is not a header name"));
+            }
+        }
+        Ok(())
     }
 
     /// Defaults only (tests and the embedded directory start from these).
@@ -118,5 +157,21 @@ mod tests {
         let s = Settings::defaults();
         assert_eq!(s.pagination.max_per_page, 100);
         assert_eq!(s.public_url(), "http://127.0.0.1:8080");
+        assert!(s.cors.allowed_origins.is_empty());
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn cors_lists_are_checked() {
+        let mut s = Settings::defaults();
+        s.cors.allowed_origins = vec!["https://portal.example.com".into(), "http://127.0.0.1:3000".into()];
+        assert!(s.validate().is_ok());
+        for bad in ["*", "portal.example.com", "https://portal.example.com/", "https://"] {
+            s.cors.allowed_origins = vec![bad.into()];
+            assert!(s.validate().is_err(), "{bad}");
+        }
+        s.cors.allowed_origins.clear();
+        s.cors.allowed_methods = vec!["*".into()];
+        assert!(s.validate().is_err());
     }
 }

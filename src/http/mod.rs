@@ -15,17 +15,19 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, State};
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::Router;
 use tokio::sync::Semaphore;
 use tower::util::MapRequestLayer;
+use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
+use crate::config::CorsSettings;
 use error::ApiError;
 
 async fn not_found() -> ApiError {
@@ -230,8 +232,40 @@ pub struct Limits {
     timeout: Duration,
 }
 
+/// The CORS layer for the configured origins, or none (then no CORS headers at all).
+/// Credentials are allowed for exactly the listed origins; the headers a portal needs
+/// from the answers are exposed.
+fn cors(c: &CorsSettings) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> =
+        c.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()).collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let methods: Vec<Method> = c.allowed_methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect();
+    let headers: Vec<HeaderName> =
+        c.allowed_headers.iter().filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()).collect();
+    let listed = origins.clone();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(AllowCredentials::predicate(move |origin, _| listed.contains(origin)))
+            .allow_methods(methods)
+            .allow_headers(headers)
+            .expose_headers([
+                header::LINK,
+                HeaderName::from_static("x-total-count"),
+                header::ETAG,
+                header::LOCATION,
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(c.max_age_secs)),
+    )
+}
+
 pub fn router(state: AppState) -> Router {
     let body_limit = state.body_limit;
+    let cors = cors(&state.settings.cors);
     let limits = Arc::new(Limits {
         slots: Arc::new(Semaphore::new(state.settings.http.max_concurrent_requests.max(1))),
         per_caller: state.settings.http.max_concurrent_per_caller.max(1),
@@ -249,12 +283,17 @@ pub fn router(state: AppState) -> Router {
     for (path, methods) in routes() {
         router = router.route(path, methods);
     }
-    router
+    let mut router = router
         .fallback(not_found)
         .with_state(state)
         .layer(middleware::from_fn(error_bodies))
         .layer(middleware::from_fn_with_state(limits, limits_and_metrics))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit));
+    // Outside the limits: a preflight is answered here, without a slot.
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
+    router
         .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
             |res: &Response, latency: Duration, _: &tracing::Span| {
                 tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
