@@ -12,6 +12,7 @@ pub struct Settings {
     pub ldap: LdapSettings,
     pub http: HttpSettings,
     pub cors: CorsSettings,
+    pub tls: TlsSettings,
     pub auth: AuthConfig,
     pub pagination: PageSettings,
     pub index: IndexSettings,
@@ -46,6 +47,19 @@ pub struct HttpSettings {
     pub idle_timeout_ms: u64,
     pub max_connections: usize,
     pub max_header_bytes: usize,
+}
+
+/// HTTPS served by the gateway itself: both files given, or neither (plain HTTP).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsSettings {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty()
+    }
 }
 
 /// Cross-origin requests from browser portals; no origin listed: no CORS headers at all.
@@ -106,8 +120,11 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Checks what deserialising cannot: the CORS lists.
+    /// Checks what deserialising cannot: the TLS files come as a pair, the CORS lists.
     pub fn validate(&self) -> Result<(), String> {
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            return Err("tls.cert_file and tls.key_file: give both, or neither".into());
+        }
         for o in &self.cors.allowed_origins {
             let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
             let ok = rest.is_some_and(|h| {
@@ -141,7 +158,8 @@ impl Settings {
 
     pub fn public_url(&self) -> String {
         if self.public_url.is_empty() {
-            format!("http://{}", self.listen)
+            let scheme = if self.tls.enabled() { "https" } else { "http" };
+            format!("{scheme}://{}", self.listen)
         } else {
             self.public_url.trim_end_matches('/').to_string()
         }
@@ -159,6 +177,18 @@ mod tests {
         assert_eq!(s.public_url(), "http://127.0.0.1:8080");
         assert!(s.cors.allowed_origins.is_empty());
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn with_a_certificate_the_public_url_is_https() {
+        let mut s = Settings::defaults();
+        s.tls.cert_file = "/etc/stoney/cert.pem".into();
+        assert!(s.validate().is_err(), "the key is missing");
+        s.tls.key_file = "/etc/stoney/key.pem".into();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.public_url(), "https://127.0.0.1:8080");
+        s.public_url = "https://api.example.com/".into();
+        assert_eq!(s.public_url(), "https://api.example.com");
     }
 
     #[test]

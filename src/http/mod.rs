@@ -7,6 +7,7 @@ pub mod extract;
 pub mod health;
 pub mod openapi;
 pub mod server;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

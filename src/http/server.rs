@@ -1,6 +1,7 @@
-//! The HTTP server: an accept loop over hyper's HTTP/1 connection, so that slow and idle
-//! clients are bounded (a deadline for each request's head, an idle timeout, a cap on
-//! open connections) and a shutdown lets the requests in flight finish.
+//! The HTTP server: an accept loop over hyper's connections (HTTP/1, and HTTP/2 over TLS),
+//! so that slow and idle clients are bounded (a deadline for each request's head and TLS
+//! handshake, an idle timeout, a cap on open connections) and a shutdown lets the
+//! requests in flight finish.
 
 use std::future::Future;
 use std::io;
@@ -15,7 +16,7 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -115,20 +116,26 @@ impl Drop for InFlight {
     }
 }
 
+type Http = hyper_util::server::conn::auto::Builder<TokioExecutor>;
+
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets
 /// every connection finish the request it is serving, and returns once all are closed.
+/// With `tls`, every connection is TLS and may speak HTTP/2 (ALPN); without, HTTP/1.
 pub async fn run(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
+    tls: Option<Arc<super::tls::Certificates>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
+    let mut http = Http::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.head_buffer)
         .max_headers(2 * super::MAX_HEADERS);
-    let http = Arc::new(http);
+    http.http2().timer(TokioTimer::new()).max_concurrent_streams(128).max_header_list_size(limits.head_buffer as u32);
+    let http = Arc::new(if tls.is_some() { http } else { http.http1_only() });
     // One permit per open connection; all of them back means every connection is closed.
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -154,52 +161,26 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (http, router, idle) = (http.clone(), router.clone(), limits.idle_timeout);
-        let mut stop = stop_rx.clone();
+        let conn = Conn {
+            http: http.clone(),
+            router: router.clone(),
+            peer,
+            idle: limits.idle_timeout,
+            stop: stop_rx.clone(),
+            activity: Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0) }),
+        };
+        let watched = Watched { inner: stream, activity: conn.activity.clone() };
+        let (tls, handshake) = (tls.clone(), limits.header_read_timeout);
         tokio::spawn(async move {
             let _permit = permit;
-            let activity = Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0) });
-            let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
-            let in_flight = Arc::new(AtomicUsize::new(0));
-            let requests = in_flight.clone();
-            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                let guard = InFlight::enter(&requests);
-                req.extensions_mut().insert(ConnectInfo(peer));
-                let router = router.clone();
-                async move {
-                    let res = router.oneshot(req.map(Body::new)).await;
-                    drop(guard);
-                    res
-                }
-            });
-            let conn = http.serve_connection(io, service);
-            tokio::pin!(conn);
-            let mut closing = false;
-            let mut check_at = activity.idle_until(idle);
-            loop {
-                tokio::select! {
-                    res = conn.as_mut() => {
-                        if let Err(e) = res {
-                            tracing::debug!(peer = ?peer, error = ?e.to_string(), "connection ended");
-                        }
-                        break;
-                    }
-                    _ = stop.changed(), if !closing => {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    _ = tokio::time::sleep_until(check_at.into()), if !closing => {
-                        let now = Instant::now();
-                        check_at = activity.idle_until(idle);
-                        if in_flight.load(Ordering::Relaxed) > 0 {
-                            // A request being served is bounded by the request timeout.
-                            check_at = check_at.max(now + idle);
-                        } else if now >= check_at {
-                            closing = true;
-                            conn.as_mut().graceful_shutdown();
-                        }
-                    }
-                }
+            let Some(certs) = tls else {
+                return conn.serve(watched).await;
+            };
+            // The handshake is bounded like a request head.
+            match tokio::time::timeout(handshake, certs.acceptor().accept(watched)).await {
+                Ok(Ok(stream)) => conn.serve(stream).await,
+                Ok(Err(e)) => tracing::debug!(peer = ?peer, error = ?e.to_string(), "TLS handshake failed"),
+                Err(_) => tracing::debug!(peer = ?peer, "TLS handshake timed out"),
             }
         });
     }
@@ -208,4 +189,66 @@ pub async fn run(
     // Every connection has ended once all permits are back.
     let _ = open.acquire_many(limits.max_connections as u32).await;
     Ok(())
+}
+
+/// One client connection.
+struct Conn {
+    http: Arc<Http>,
+    router: Router,
+    peer: std::net::SocketAddr,
+    idle: Duration,
+    stop: watch::Receiver<bool>,
+    activity: Arc<Activity>,
+}
+
+impl Conn {
+    /// Serves requests until the client closes, the connection is idle too long, or the
+    /// server shuts down (then the requests in flight finish first).
+    async fn serve<I>(mut self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let requests = in_flight.clone();
+        let (router, peer, idle) = (self.router.clone(), self.peer, self.idle);
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let guard = InFlight::enter(&requests);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let router = router.clone();
+            async move {
+                let res = router.oneshot(req.map(Body::new)).await;
+                drop(guard);
+                res
+            }
+        });
+        let conn = self.http.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let mut closing = false;
+        let mut check_at = self.activity.idle_until(idle);
+        loop {
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(peer = ?peer, error = ?e.to_string(), "connection ended");
+                    }
+                    break;
+                }
+                _ = self.stop.changed(), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                _ = tokio::time::sleep_until(check_at.into()), if !closing => {
+                    let now = Instant::now();
+                    check_at = self.activity.idle_until(idle);
+                    if in_flight.load(Ordering::Relaxed) > 0 {
+                        // A request being served is bounded by the request timeout.
+                        check_at = check_at.max(now + idle);
+                    } else if now >= check_at {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
 }
