@@ -1,6 +1,7 @@
 //! Builds the application from its settings: the directory pool, the services and the
 //! router; and serves it on a listener (port 0 in tests).
 
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,6 +128,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // A certificate that cannot be read stops the start.
+    let tls = match &state.settings.tls {
+        t if t.enabled() => {
+            Some(Arc::new(crate::http::tls::Certificates::load(&t.cert_file, &t.key_file).map_err(io::Error::other)?))
+        }
+        _ => None,
+    };
     // The customer index follows the directory for as long as the server runs.
     let sink = Fanout(state.resources().iter().map(|r| r.index().clone()).collect());
     let sync = tokio::spawn(state.sync.clone().run(Arc::new(sink)));
@@ -147,14 +155,39 @@ pub async fn serve(
     let customers = state.customers.clone();
     tokio::spawn(async move {
         if let Err(e) = customers.sweep_trash().await {
-            tracing::warn!(error = %e, "could not sweep the trash at start");
+            tracing::warn!(error = ?e.to_string(), "could not sweep the trash at start");
         }
     });
+    let limits = crate::http::server::ConnLimits::from_settings(&state.settings.http);
+    let reload = tls.clone().map(|certs| tokio::spawn(reload_on_sighup(certs)));
     let router = crate::http::router(state);
-    let res = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    let res = crate::http::server::run(listener, router, limits, tls, shutdown).await;
+    if let Some(r) = reload {
+        r.abort();
+    }
     sync.abort();
     failback.abort();
     res
+}
+
+/// Reads the certificate and key again on every SIGHUP; a failed reload keeps the ones
+/// in use.
+async fn reload_on_sighup(certs: Arc<crate::http::tls::Certificates>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; the certificate is not reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match certs.reload() {
+                Ok(()) => tracing::info!("certificate reloaded"),
+                Err(e) => tracing::warn!(error = ?e, "certificate not reloaded; keeping the one in use"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = certs;
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -11,6 +11,8 @@ pub struct Settings {
     pub public_url: String,
     pub ldap: LdapSettings,
     pub http: HttpSettings,
+    pub cors: CorsSettings,
+    pub tls: TlsSettings,
     pub auth: AuthConfig,
     pub pagination: PageSettings,
     pub index: IndexSettings,
@@ -38,7 +40,35 @@ pub struct LdapSettings {
 pub struct HttpSettings {
     pub body_limit_bytes: usize,
     pub request_timeout_ms: u64,
+    pub body_timeout_ms: u64,
     pub max_concurrent_requests: usize,
+    pub max_concurrent_per_caller: usize,
+    pub header_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+}
+
+/// HTTPS served by the gateway itself: both files given, or neither (plain HTTP).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsSettings {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty()
+    }
+}
+
+/// Cross-origin requests from browser portals; no origin listed: no CORS headers at all.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorsSettings {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub max_age_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,9 +110,41 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("ldap.urls")
+                .with_list_parse_key("cors.allowed_origins")
+                .with_list_parse_key("cors.allowed_methods")
+                .with_list_parse_key("cors.allowed_headers")
                 .try_parsing(true),
         );
-        b.build()?.try_deserialize()
+        let settings: Settings = b.build()?.try_deserialize()?;
+        settings.validate().map_err(config::ConfigError::Message)?;
+        Ok(settings)
+    }
+
+    /// Checks what deserialising cannot: the TLS files come as a pair, the CORS lists.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            return Err("tls.cert_file and tls.key_file: give both, or neither".into());
+        }
+        for o in &self.cors.allowed_origins {
+            let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+            let ok = rest.is_some_and(|h| {
+                !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            });
+            if !ok {
+                return Err(format!("cors.allowed_origins: {o:?} is not an origin like https://portal.example.com"));
+            }
+        }
+        for m in &self.cors.allowed_methods {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(format!("cors.allowed_methods: {m:?} is not a method like PATCH"));
+            }
+        }
+        for h in &self.cors.allowed_headers {
+            if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(format!("cors.allowed_headers: {h:?} is not a header name"));
+            }
+        }
+        Ok(())
     }
 
     /// Defaults only (tests and the embedded directory start from these).
@@ -96,7 +158,8 @@ impl Settings {
 
     pub fn public_url(&self) -> String {
         if self.public_url.is_empty() {
-            format!("http://{}", self.listen)
+            let scheme = if self.tls.enabled() { "https" } else { "http" };
+            format!("{scheme}://{}", self.listen)
         } else {
             self.public_url.trim_end_matches('/').to_string()
         }
@@ -112,5 +175,33 @@ mod tests {
         let s = Settings::defaults();
         assert_eq!(s.pagination.max_per_page, 100);
         assert_eq!(s.public_url(), "http://127.0.0.1:8080");
+        assert!(s.cors.allowed_origins.is_empty());
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn with_a_certificate_the_public_url_is_https() {
+        let mut s = Settings::defaults();
+        s.tls.cert_file = "/etc/stoney/cert.pem".into();
+        assert!(s.validate().is_err(), "the key is missing");
+        s.tls.key_file = "/etc/stoney/key.pem".into();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.public_url(), "https://127.0.0.1:8080");
+        s.public_url = "https://api.example.com/".into();
+        assert_eq!(s.public_url(), "https://api.example.com");
+    }
+
+    #[test]
+    fn cors_lists_are_checked() {
+        let mut s = Settings::defaults();
+        s.cors.allowed_origins = vec!["https://portal.example.com".into(), "http://127.0.0.1:3000".into()];
+        assert!(s.validate().is_ok());
+        for bad in ["*", "portal.example.com", "https://portal.example.com/", "https://"] {
+            s.cors.allowed_origins = vec![bad.into()];
+            assert!(s.validate().is_err(), "{bad}");
+        }
+        s.cors.allowed_origins.clear();
+        s.cors.allowed_methods = vec!["*".into()];
+        assert!(s.validate().is_err());
     }
 }

@@ -87,10 +87,19 @@ fn registry() -> &'static Mutex<Registry> {
     })
 }
 
-/// Counts one HTTP request.
+/// The methods of RFC 9110 and PATCH; a client can send any token as a method, so every
+/// other one shares one label value (else each would add its own series).
+const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+
+fn method_label(method: &str) -> &'static str {
+    METHODS.iter().find(|m| **m == method).copied().unwrap_or("other")
+}
+
+/// Counts one HTTP request. `route` must come from a fixed set (the router's paths, or
+/// one value for every unmatched path).
 pub fn http_request(route: &str, method: &str, status: u16, took: Duration) {
     let Ok(mut r) = registry().lock() else { return };
-    let base: Labels = vec![("route", route.to_string()), ("method", method.to_string())];
+    let base: Labels = vec![("route", route.to_string()), ("method", method_label(method).to_string())];
     r.request_seconds.get(base.clone()).observe(took.as_secs_f64());
     let mut labels = base;
     labels.push(("status", status.to_string()));
@@ -174,5 +183,12 @@ mod tests {
         ));
         assert!(text.contains("stoney_http_request_duration_seconds_count{route=\"/test/{id}\",method=\"GET\"} 2"));
         assert!(text.contains("stoney_test_gauge{pool=\"a\\\"b\"} 2"));
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label("PATCH"), "PATCH");
+        assert_eq!(method_label("X123"), "other");
+        assert_eq!(method_label("get"), "other");
     }
 }

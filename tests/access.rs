@@ -357,6 +357,104 @@ async fn repeated_failed_logins_are_throttled_but_not_forever() {
     assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_wrong_passwords_checks_at_most_max_failures_of_them() {
+    let app =
+        spawn_app_with(stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
+            s.auth.max_failures = 5
+        })
+        .await;
+    let mut burst = Vec::new();
+    for i in 0..60 {
+        let req = app.req_as((RESELLER2.0, &format!("guess-{i}")), Method::GET, "/v1/auth");
+        burst.push(tokio::spawn(async move { req.send().await.unwrap().status() }));
+    }
+    let mut checked = 0;
+    for b in burst {
+        match b.await.unwrap() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("{other}"),
+        }
+    }
+    assert!(checked <= 5, "{checked} passwords checked");
+    assert_eq!(app.req_as(RESELLER2, Method::GET, "/v1/auth").send().await.unwrap().status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_first_logins_of_one_user_at_once_all_succeed() {
+    let app = spawn_app().await;
+    let logins: Vec<_> = (0..30)
+        .map(|_| {
+            let req = app.req_as(RESELLER1, Method::GET, "/v1/auth");
+            tokio::spawn(async move { req.send().await.unwrap().status() })
+        })
+        .collect();
+    for l in logins {
+        assert_eq!(l.await.unwrap(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_right_password_after_max_failures_attempts_in_flight_is_refused() {
+    let slapd = tokio::task::spawn_blocking(|| {
+        stoney_gateway::directory::slapd::Slapd::start(stoney_gateway::directory::slapd::SlapdOptions {
+            demo_data: true,
+            ..Default::default()
+        })
+    })
+    .await
+    .unwrap()
+    .expect("slapd");
+    let proxy = StallingProxy::start(slapd.listen).await;
+    let mut settings = settings_for(&slapd);
+    settings.ldap.urls = vec![proxy.url.clone()];
+    settings.auth.max_failures = 3;
+    let gw = start_gateway(settings).await;
+    let auth = |user: (&str, &str)| gw.client.get(format!("{}/v1/auth", gw.base)).basic_auth(user.0, Some(user.1));
+    // The directory stalls while three wrong guesses are being checked.
+    proxy.pause(true);
+    let guesses: Vec<_> = (0..3)
+        .map(|i| {
+            let req = auth((RESELLER2.0, &format!("guess-{i}")));
+            tokio::spawn(async move { req.send().await.unwrap().status() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let right = auth(RESELLER2);
+    let right = tokio::spawn(async move { right.send().await.unwrap().status() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.pause(false);
+    assert_eq!(right.await.unwrap(), 429, "no attempt is left for the right password");
+    for g in guesses {
+        assert_eq!(g.await.unwrap(), 401);
+    }
+    assert_eq!(auth(RESELLER2).send().await.unwrap().status(), 429);
+}
+
+#[tokio::test]
+async fn a_remembered_login_keeps_working_through_a_lockout_longer_than_the_cache_time() {
+    let app =
+        spawn_app_with(stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
+            s.auth.cache_ttl_secs = 1;
+            s.auth.max_failures = 3;
+            s.auth.lockout_secs = 60;
+        })
+        .await;
+    assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
+    // The remembered login has expired when someone else locks the user out.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    for _ in 0..3 {
+        assert_eq!(app.req_as((RESELLER1.0, "guess"), Method::GET, "/v1/auth").send().await.unwrap().status(), 401);
+    }
+    assert_eq!(app.req_as((RESELLER1.0, "guess"), Method::GET, "/v1/auth").send().await.unwrap().status(), 429);
+    assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
+    // The lockout still holds for everyone else.
+    assert_eq!(app.req_as((RESELLER1.0, "guess"), Method::GET, "/v1/auth").send().await.unwrap().status(), 429);
+}
+
 #[tokio::test]
 async fn a_password_change_or_deactivation_takes_effect_within_the_cache_time() {
     let app =

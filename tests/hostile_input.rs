@@ -280,3 +280,39 @@ async fn wrong_types_in_patch_and_put_are_422_and_change_nothing() {
     let res = app.send_json(Method::PUT, &path, &before).await;
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn a_request_id_is_kept_only_when_short_and_plain() {
+    let app = spawn_app().await;
+    let id_of = |sent: &str| {
+        let req = app.client.get(app.url("/health")).header("x-request-id", sent);
+        async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.headers()["x-request-id"].to_str().unwrap().to_string()
+        }
+    };
+    for ok in ["abc-123", "A.b_c:d-e", &"x".repeat(64)] {
+        assert_eq!(id_of(ok).await, ok);
+    }
+    for bad in ["fake method=DELETE", "a\"b", &"x".repeat(65), "", "ä", "a/b", "a;b"] {
+        let got = id_of(bad).await;
+        assert_ne!(got, bad);
+        assert!(!got.is_empty() && got.len() <= 64, "{got}");
+        assert!(got.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)), "{got}");
+    }
+}
+
+#[tokio::test]
+async fn a_long_target_is_414_and_large_headers_431_with_the_error_body() {
+    let app = spawn_app().await;
+    let res = app.get(&format!("/v1/customers?q={}", "a".repeat(9000))).await;
+    assert_eq!(error_of(res).await.0, 414);
+    let res = app.req(Method::GET, "/v1/customers/5000001").header("x-large", "y".repeat(20_000)).send().await.unwrap();
+    assert_eq!(error_of(res).await.0, 431);
+    let mut req = app.req(Method::GET, "/health");
+    for i in 0..150 {
+        req = req.header(format!("x-h{i}"), "1");
+    }
+    assert_eq!(error_of(req.send().await.unwrap()).await.0, 431);
+}

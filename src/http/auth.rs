@@ -38,6 +38,20 @@ fn credentials(parts: &Parts) -> Result<(String, String), ApiError> {
     Ok((user.to_string(), password.to_string()))
 }
 
+/// The user name of Basic credentials, normalised as for logging in, without checking
+/// anything: what the per-caller request cap counts by.
+pub fn basic_user(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(token.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, _) = text.split_once(':')?;
+    Some(user.trim().to_ascii_lowercase())
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
@@ -54,7 +68,7 @@ impl FromRequestParts<AppState> for Principal {
             .with_header(header::RETRY_AFTER, &wait.as_secs().max(1).to_string())),
             Err(AuthError::Unavailable) => Err(ApiError::unavailable()),
             Err(AuthError::Internal(m)) => {
-                tracing::error!(error = %m, "authentication failed internally");
+                tracing::error!(error = ?m, "authentication failed internally");
                 Err(ApiError::internal())
             }
         }

@@ -78,7 +78,7 @@ impl From<ServiceError> for ApiError {
             ),
             ServiceError::Unavailable => ApiError::unavailable(),
             ServiceError::Internal(m) => {
-                tracing::error!(error = %m, "internal error");
+                tracing::error!(error = ?m, "internal error");
                 ApiError::internal()
             }
         }

@@ -7,8 +7,10 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde_json::Value;
+use std::time::Duration;
 
 use super::error::ApiError;
+use crate::app::AppState;
 use crate::service::Precondition;
 
 /// A JSON request body (`application/json` or `application/merge-patch+json`, UTF-8).
@@ -29,10 +31,10 @@ fn json_content_type(value: Option<&header::HeaderValue>) -> bool {
     })
 }
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+impl FromRequest<AppState> for JsonBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         if !json_content_type(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -40,7 +42,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 "the body must be JSON: Content-Type: application/json; charset=UTF-8",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
+        // The whole body within the body timeout: a client that sends it slowly or stops
+        // half-way would otherwise hold its slot until the request timeout.
+        let timeout = Duration::from_millis(state.settings.http.body_timeout_ms.max(1));
+        let read = tokio::time::timeout(timeout, Bytes::from_request(req, state)).await.map_err(|_| {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request body did not arrive in time")
+                .with_header(header::CONNECTION, "close")
+        })?;
+        let bytes = read.map_err(|e: BytesRejection| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
             } else {

@@ -23,7 +23,7 @@ pub async fn ready(State(app): State<AppState>) -> Result<Response, ApiError> {
         }
         Ok(Ok(())) => Ok(json_response(StatusCode::OK, &json!({"status": "ready"}))),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "not ready");
+            tracing::warn!(error = ?e.to_string(), "not ready");
             Err(ApiError::unavailable())
         }
         Err(_) => Err(ApiError::unavailable()),

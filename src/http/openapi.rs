@@ -64,6 +64,40 @@ fn object_schema(fields: &[Field]) -> Value {
     json!({"type": "object", "additionalProperties": false, "properties": props, "required": required})
 }
 
+/// A JSON merge patch (RFC 7396) of an object: every field optional, `null` removes an
+/// optional one.
+fn patch_schema(fields: &[Field]) -> Value {
+    let mut props = Map::new();
+    for f in fields {
+        let mut s = match f.kind {
+            Kind::Object(_) if f.name == "billingAddress" || f.name == "shippingAddress" => {
+                json!({"allOf": [{"$ref": "#/components/schemas/AddressPatch"}]})
+            }
+            k => scalar_schema(k),
+        };
+        if f.read_only {
+            s["readOnly"] = json!(true);
+        }
+        if !f.required && !f.read_only {
+            s["nullable"] = json!(true);
+        }
+        props.insert(f.name.to_string(), s);
+    }
+    json!({"type": "object", "additionalProperties": false, "properties": props,
+           "description": "Only the given fields change; null removes an optional field."})
+}
+
+/// A filter parameter's schema: booleans and numbers typed, `*` (present) allowed too.
+fn filter_schema(kind: Kind) -> Value {
+    match kind {
+        Kind::Bool => json!({"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["*"]}]}),
+        Kind::Id | Kind::ParentRef => json!({"anyOf": [
+            {"type": "integer", "format": "int64", "minimum": 1},
+            {"type": "string", "pattern": "^[0-9*]+$", "description": "digits, * as a wildcard"}]}),
+        _ => json!({"type": "string", "maxLength": 256}),
+    }
+}
+
 fn item_schema(def: &'static ResourceDef) -> Value {
     let mut props = Map::new();
     for c in &def.columns().item {
@@ -82,13 +116,35 @@ fn retry(description: &str) -> Value {
     e
 }
 
+/// What every route can answer before it is reached: a request head or a declared body
+/// over the limits.
+fn edge_errors() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("413".into(), error("The declared body is too large."));
+    m.insert("414".into(), error("The request target is too long."));
+    m.insert("431".into(), error("The request headers are too large."));
+    m
+}
+
+/// `list`, after the errors every route can answer.
+fn public_responses(list: &[(&str, Value)]) -> Value {
+    let mut m = edge_errors();
+    for (code, v) in list {
+        m.insert(code.to_string(), v.clone());
+    }
+    Value::Object(m)
+}
+
 /// The errors every authenticated route can answer.
 fn common_errors() -> Map<String, Value> {
-    let mut m = Map::new();
+    let mut m = edge_errors();
     let mut unauthorized = error("Missing or wrong credentials.");
     unauthorized["headers"] = json!({"WWW-Authenticate": {"schema": {"type": "string"}}});
     m.insert("401".into(), unauthorized);
-    m.insert("429".into(), retry("Too many failed logins for this user name."));
+    m.insert(
+        "429".into(),
+        retry("Too many failed logins for this user name, or too many requests of this caller at once."),
+    );
     m.insert("503".into(), retry("The directory is unavailable, the request took too long, or too many run at once."));
     m.insert("500".into(), error("Internal error (no details are shown)."));
     m
@@ -120,10 +176,11 @@ fn collection_parameters(def: &'static ResourceDef) -> Vec<Value> {
         json!({"name": "sort", "in": "query", "description": format!("Comma-separated keys, '-' for descending; ties by id. Keys: {}.", sortable.join(", ")), "schema": {"type": "string"}}),
         json!({"name": "q", "in": "query", "description": format!("Case-insensitive substring of any of: {}.", searched.join(", ")), "schema": {"type": "string", "minLength": 3, "maxLength": 256}}),
     ];
-    let mut names: Vec<String> = def.columns().filter.iter().map(|c| column_name(c.part, c.field)).collect();
-    names.extend(ADDRESS.iter().filter(|f| f.in_collection).map(|f| f.name.to_string()));
-    for name in names {
-        out.push(json!({"name": name, "in": "query", "description": "Filter following the attribute's matching rule; * is a wildcard, * alone means present.", "schema": {"type": "string"}}));
+    let mut names: Vec<(String, Kind)> =
+        def.columns().filter.iter().map(|c| (column_name(c.part, c.field), c.field.kind)).collect();
+    names.extend(ADDRESS.iter().filter(|f| f.in_collection).map(|f| (f.name.to_string(), f.kind)));
+    for (name, kind) in names {
+        out.push(json!({"name": name, "in": "query", "description": "Filter following the attribute's matching rule; * is a wildcard, * alone means present.", "schema": filter_schema(kind)}));
     }
     out
 }
@@ -138,7 +195,7 @@ fn resource_paths(def: &'static ResourceDef) -> (Value, Value) {
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}});
     let if_match = json!({"name": "If-Match", "in": "header", "schema": {"type": "string"},
         "description": format!("The ETag of a GET: the write only happens if the {one} is unchanged.")});
-    let body = |content_types: &[&str]| {
+    let body = |content_types: &[&str], schema: &str| {
         let mut content = Map::new();
         for ct in content_types {
             content.insert(ct.to_string(), json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}}));
@@ -146,19 +203,16 @@ fn resource_paths(def: &'static ResourceDef) -> (Value, Value) {
         json!({"required": true, "content": content})
     };
     let missing = format!("No such {one}, or not the caller's.");
-    let conflict = if def.parent.is_some() {
-        "The externalID is taken.".to_string()
-    } else {
-        "The externalID is taken, or the change conflicts with what the directory holds.".to_string()
-    };
+    let no_scope = || error("The account belongs to no provider, reseller or customer.");
     // PUT and PATCH answer alike.
     let write_responses = |done: &str| {
         responses(&[
             ("200", json!({"description": done, "headers": etag()})),
-            ("400", error("Malformed JSON.")),
+            ("400", error("Malformed JSON, or If-Match is not a valid header value.")),
             ("403", error("A change the caller may not make.")),
+            ("408", error("The body did not arrive in time.")),
             ("404", error(&missing)),
-            ("409", error(&conflict)),
+            ("409", error("The externalID is taken, or the id is shared by several customers.")),
             ("412", error("The ETag is stale.")),
             ("413", error("The body is too large.")),
             ("415", error("The body is not JSON.")),
@@ -167,13 +221,15 @@ fn resource_paths(def: &'static ResourceDef) -> (Value, Value) {
     };
     let mut delete_errors = vec![
         ("200", json!({"description": "Deleted."})),
+        ("400", error("If-Match is not a valid header value.")),
         ("403", error(&format!("The caller may not delete {many}."))),
         ("404", error(&missing)),
         ("412", error("The ETag is stale.")),
     ];
-    if let Some((_, why)) = def.delete_blocked_by {
-        delete_errors.push(("409", error(&format!("Not deleted: {why}."))));
-    }
+    delete_errors.push(match def.delete_blocked_by {
+        Some((_, why)) => ("409", error(&format!("Not deleted: {why}; or the id is shared by several customers."))),
+        None => ("409", error("The id is shared by several customers.")),
+    });
     let collection = json!({
         "get": {"summary": format!("A page of the {many} the caller may see."), "parameters": collection_parameters(def),
             "responses": responses(&[
@@ -182,13 +238,15 @@ fn resource_paths(def: &'static ResourceDef) -> (Value, Value) {
                     "X-Total-Count": {"schema": {"type": "integer"}}},
                     "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": format!("#/components/schemas/{schema}Item")}}}}})),
                 ("400", error("A broken query string.")),
+                ("403", no_scope()),
                 ("422", error("Unknown parameters, sort keys or bad values.")),
             ])},
-        "post": {"summary": format!("Creates a {one}."), "requestBody": body(&["application/json"]),
+        "post": {"summary": format!("Creates a {one}."), "requestBody": body(&["application/json"], schema),
             "responses": responses(&[
                 ("201", json!({"description": "Created.", "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Created"}}}})),
                 ("400", error("Malformed JSON.")), ("403", error(&format!("The caller may not create {many}."))),
+                ("408", error("The body did not arrive in time.")),
                 ("409", error("The externalID is taken.")), ("413", error("The body is too large.")),
                 ("415", error("The body is not JSON.")), ("422", error("Invalid fields, all of them in details.")),
             ])},
@@ -198,12 +256,14 @@ fn resource_paths(def: &'static ResourceDef) -> (Value, Value) {
         "get": {"summary": format!("One {one}."), "responses": responses(&[
             ("200", json!({"description": format!("The {one}."), "headers": etag(),
                 "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})),
+            ("403", no_scope()),
             ("404", error(&missing)),
+            ("409", error("The id is shared by several customers.")),
         ])},
         "put": {"summary": format!("Replaces a {one} (optional fields left out are removed)."), "parameters": [if_match.clone()],
-            "requestBody": body(&["application/json"]), "responses": write_responses("Replaced.")},
+            "requestBody": body(&["application/json"], schema), "responses": write_responses("Replaced.")},
         "patch": {"summary": format!("Changes a {one} (JSON merge patch, RFC 7396; null removes)."), "parameters": [if_match.clone()],
-            "requestBody": body(&["application/merge-patch+json", "application/json"]),
+            "requestBody": body(&["application/merge-patch+json", "application/json"], &format!("{schema}Patch")),
             "responses": write_responses("Changed.")},
         "delete": {"summary": format!("Deletes a {one} and everything under it."), "parameters": [if_match],
             "responses": responses(&delete_errors)},
@@ -221,12 +281,12 @@ pub fn build(public_url: &str) -> Value {
         "servers": [{"url": public_url}],
         "security": [{"basic": []}],
         "paths": {
-            "/health": {"get": {"summary": "The process is up.", "security": [], "responses": {"200": plain("Up.")}}},
+            "/health": {"get": {"summary": "The process is up.", "security": [], "responses": public_responses(&[("200", plain("Up."))])}},
             "/ready": {"get": {"summary": "The directory answers and the collection indexes are loaded.", "security": [],
-                "responses": {"200": plain("Ready."), "503": retry("Not ready.")}}},
+                "responses": public_responses(&[("200", plain("Ready.")), ("503", retry("Not ready."))])}},
             "/metrics": {"get": {"summary": "Prometheus metrics.", "security": [],
-                "responses": {"200": {"description": "Text format 0.0.4.", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-            "/openapi.json": {"get": {"summary": "This document.", "security": [], "responses": {"200": plain("OpenAPI 3.")}}},
+                "responses": public_responses(&[("200", json!({"description": "Text format 0.0.4.", "content": {"text/plain": {"schema": {"type": "string"}}}}))])}},
+            "/openapi.json": {"get": {"summary": "This document.", "security": [], "responses": public_responses(&[("200", plain("OpenAPI 3."))])}},
             "/v1/auth": {"get": {"summary": "Checks the credentials.", "responses": responses(&[
                 ("200", json!({"description": "Who the credentials belong to.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Auth"}}}})),
             ])}},
@@ -235,6 +295,7 @@ pub fn build(public_url: &str) -> Value {
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic", "description": "The user name is a person's mail."}},
             "schemas": {
                 "Address": object_schema(ADDRESS),
+                "AddressPatch": patch_schema(ADDRESS),
                 "Created": {"type": "object", "properties": {"id": {"type": "integer"}, "location": {"type": "string", "format": "uri"}}},
                 "Auth": {"type": "object", "properties": {"id": {"type": "integer"}, "user": {"type": "string"}, "location": {"type": "string", "format": "uri"}}},
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
@@ -250,6 +311,7 @@ pub fn build(public_url: &str) -> Value {
         doc["paths"][format!("/v1/{}", def.name)] = collection;
         doc["paths"][format!("/v1/{}/{{id}}", def.name)] = element;
         doc["components"]["schemas"][def.schema] = object_schema(def.fields);
+        doc["components"]["schemas"][format!("{}Patch", def.schema)] = patch_schema(def.fields);
         doc["components"]["schemas"][format!("{}Item", def.schema)] = item_schema(def);
     }
     doc

@@ -56,8 +56,11 @@ pub struct AuthSettings {
     pub lockout: Duration,
 }
 
+/// Login attempts for one user name: failures in the current window, attempts whose
+/// password is being checked, and the end of a lockout.
 struct Failures {
     count: u32,
+    pending: u32,
     first: Instant,
     blocked_until: Option<Instant>,
 }
@@ -75,6 +78,8 @@ pub struct Authenticator {
     salt: [u8; 32],
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     failures: Mutex<HashMap<String, Failures>>,
+    /// Woken whenever a counted attempt ends.
+    settled: tokio::sync::Notify,
 }
 
 fn random_salt() -> [u8; 32] {
@@ -114,6 +119,7 @@ impl Authenticator {
             salt: random_salt(),
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            settled: tokio::sync::Notify::new(),
         }
     }
 
@@ -131,37 +137,107 @@ impl Authenticator {
         h.finalize().into()
     }
 
-    fn cached(&self, key: &[u8; 32]) -> Option<Principal> {
+    /// A remembered good login: the principal, and whether it is still fresh (then no
+    /// bind is needed). Stale ones are kept for `lockout` more (see `authenticate`).
+    fn cached(&self, key: &[u8; 32]) -> Option<(Principal, bool)> {
+        let now = Instant::now();
         let cache = self.cache.lock().ok()?;
-        cache.get(key).filter(|(_, until)| *until > Instant::now()).map(|(p, _)| p.clone())
+        let (p, until) = cache.get(key)?;
+        if *until > now {
+            Some((p.clone(), true))
+        } else if *until + self.settings.lockout > now {
+            Some((p.clone(), false))
+        } else {
+            None
+        }
     }
 
-    fn blocked(&self, user: &str) -> Option<Duration> {
-        let now = Instant::now();
-        let f = self.failures.lock().ok()?;
-        f.get(user).and_then(|f| f.blocked_until).filter(|u| *u > now).map(|u| u - now)
+    fn forget(&self, key: &[u8; 32]) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(key);
+        }
     }
 
-    fn record_failure(&self, user: &str) {
+    fn remember(&self, key: [u8; 32], p: &Principal) {
+        let Ok(mut cache) = self.cache.lock() else { return };
+        if cache.len() >= CACHE_CAP {
+            let now = Instant::now();
+            cache.retain(|_, (_, until)| *until + self.settings.lockout > now);
+            if cache.len() >= CACHE_CAP {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (p.clone(), Instant::now() + self.settings.cache_ttl));
+    }
+
+    /// Counts an attempt before its password is checked, so that parallel guesses cannot
+    /// get more than `max_failures` checks: refused while locked out; `Ok(false)` (wait
+    /// for an attempt in flight to end) while the failures and the attempts in flight
+    /// already reach the limit.
+    fn begin_attempt(&self, user: &str) -> Result<bool, AuthError> {
         let now = Instant::now();
-        let Ok(mut map) = self.failures.lock() else { return };
+        let mut map = self.failures.lock().map_err(|_| AuthError::Internal("lock poisoned".into()))?;
         if map.len() >= FAILURES_CAP {
             map.retain(|_, f| {
-                now.duration_since(f.first) < self.settings.failure_window || f.blocked_until.is_some_and(|u| u > now)
+                f.pending > 0
+                    || now.duration_since(f.first) < self.settings.failure_window
+                    || f.blocked_until.is_some_and(|u| u > now)
             });
         }
-        let f = map.entry(user.to_string()).or_insert(Failures { count: 0, first: now, blocked_until: None });
+        let f =
+            map.entry(user.to_string()).or_insert(Failures { count: 0, pending: 0, first: now, blocked_until: None });
+        match f.blocked_until {
+            Some(until) if until > now => return Err(AuthError::Throttled(until - now)),
+            Some(_) => {
+                f.blocked_until = None;
+                f.count = 0;
+                f.first = now;
+            }
+            None => {}
+        }
         if now.duration_since(f.first) > self.settings.failure_window {
             f.count = 0;
             f.first = now;
         }
-        f.count += 1;
-        if f.count >= self.settings.max_failures {
-            f.blocked_until = Some(now + self.settings.lockout);
-            f.count = 0;
-            f.first = now;
-            tracing::warn!(user = %user, "too many failed logins; throttled");
+        if f.count + f.pending >= self.settings.max_failures {
+            return Ok(false);
         }
+        f.pending += 1;
+        Ok(true)
+    }
+
+    /// Ends an attempt counted by `begin_attempt`: `Some(true)` a good password,
+    /// `Some(false)` a wrong one, `None` not checked (the directory failed).
+    fn end_attempt(&self, user: &str, good: Option<bool>) {
+        let now = Instant::now();
+        let Ok(mut map) = self.failures.lock() else { return };
+        let Some(f) = map.get_mut(user) else { return };
+        f.pending = f.pending.saturating_sub(1);
+        match good {
+            Some(true) => {
+                f.count = 0;
+                f.blocked_until = None;
+            }
+            Some(false) => {
+                if now.duration_since(f.first) > self.settings.failure_window {
+                    f.count = 0;
+                    f.first = now;
+                }
+                f.count += 1;
+                if f.count >= self.settings.max_failures {
+                    f.blocked_until = Some(now + self.settings.lockout);
+                    f.count = 0;
+                    f.first = now;
+                    tracing::warn!(user = ?user, "too many failed logins; throttled");
+                }
+            }
+            None => {}
+        }
+        if f.pending == 0 && f.count == 0 && f.blocked_until.is_none() {
+            map.remove(user);
+        }
+        drop(map);
+        self.settled.notify_waiters();
     }
 
     /// Checks a user name and password.
@@ -170,35 +246,45 @@ impl Authenticator {
         let key = self.key(&user, password);
         // A login that succeeded moments ago is served from memory, so an attacker who
         // fails on purpose cannot lock the real user out while it works.
-        if let Some(p) = self.cached(&key) {
-            return Ok(p);
-        }
-        if let Some(wait) = self.blocked(&user) {
-            return Err(AuthError::Throttled(wait));
-        }
-        match self.verify(&user, password).await {
-            Ok(p) => {
-                if let Ok(mut f) = self.failures.lock() {
-                    f.remove(&user);
+        let remembered = match self.cached(&key) {
+            Some((p, true)) => return Ok(p),
+            Some((_, false)) => true,
+            None => false,
+        };
+        // Credentials that logged in before are not a guess: during a lockout (which can
+        // outlast the cache time) they are checked again without counting, so the real
+        // user keeps working while others guess.
+        if !remembered {
+            loop {
+                let settled = self.settled.notified();
+                tokio::pin!(settled);
+                settled.as_mut().enable();
+                if self.begin_attempt(&user)? {
+                    break;
                 }
-                if let Ok(mut cache) = self.cache.lock() {
-                    if cache.len() >= CACHE_CAP {
-                        let now = Instant::now();
-                        cache.retain(|_, (_, until)| *until > now);
-                        if cache.len() >= CACHE_CAP {
-                            cache.clear();
-                        }
-                    }
-                    cache.insert(key, (p.clone(), Instant::now() + self.settings.cache_ttl));
+                // As many attempts as may still fail are in flight: wait for one to end.
+                // If it was these credentials and good, they are remembered now.
+                settled.await;
+                if let Some((p, true)) = self.cached(&key) {
+                    return Ok(p);
                 }
-                Ok(p)
             }
-            Err(AuthError::Invalid) => {
-                self.record_failure(&user);
-                Err(AuthError::Invalid)
-            }
-            Err(e) => Err(e),
         }
+        let res = self.verify(&user, password).await;
+        match &res {
+            Ok(p) => self.remember(key, p),
+            Err(AuthError::Invalid) if remembered => self.forget(&key),
+            _ => {}
+        }
+        if !remembered {
+            let good = match &res {
+                Ok(_) => Some(true),
+                Err(AuthError::Invalid) => Some(false),
+                Err(_) => None,
+            };
+            self.end_attempt(&user, good);
+        }
+        res
     }
 
     async fn verify(&self, user: &str, password: &str) -> Result<Principal, AuthError> {

@@ -40,7 +40,7 @@ pub enum ServiceError {
 impl From<DirError> for ServiceError {
     fn from(e: DirError) -> Self {
         if e.is_unavailable() {
-            tracing::warn!(error = %e, "directory unavailable");
+            tracing::warn!(error = ?e.to_string(), "directory unavailable");
             ServiceError::Unavailable
         } else {
             ServiceError::Internal(e.to_string())

@@ -331,7 +331,7 @@ impl Resources {
     async fn purge(&self, dns: &[String]) {
         for dn in dns {
             if let Err(e) = self.delete_subtree(dn).await {
-                tracing::warn!(dn = %dn, error = %e, "purging the trash failed; the next sweep retries");
+                tracing::warn!(dn = ?dn, error = ?e.to_string(), "purging the trash failed; the next sweep retries");
             }
         }
     }
@@ -515,7 +515,7 @@ impl Resources {
                 match self.relocate(&s, desired.parent, true).await {
                     Ok(()) => {}
                     Err(e) if retry(&e) => {
-                        tracing::debug!(id, error = %e, "concurrent change before the move");
+                        tracing::debug!(id, error = ?e.to_string(), "concurrent change before the move");
                         if precondition.is_some() {
                             return Err(ServiceError::PreconditionFailed);
                         }
@@ -531,7 +531,7 @@ impl Resources {
             let result = self.dir.apply(self.plan_update(&s, &desired, precondition.is_some())).await;
             if result.is_err() && s.parent != origin {
                 if let Err(e) = self.relocate(&s, origin, false).await {
-                    tracing::error!(resource = self.def.name, id, error = %e, "could not move back after a failed update");
+                    tracing::error!(resource = self.def.name, id, error = ?e.to_string(), "could not move back after a failed update");
                 }
             }
             match result {
@@ -541,7 +541,7 @@ impl Resources {
                     return Ok(now.etag());
                 }
                 Err(e) if retry(&e) => {
-                    tracing::debug!(id, error = %e, "write refused");
+                    tracing::debug!(id, error = ?e.to_string(), "write refused");
                     if precondition.is_some() {
                         return Err(ServiceError::PreconditionFailed);
                     }
