@@ -148,3 +148,28 @@ async fn an_admins_second_mail_on_a_reseller_survives_a_patch() {
     assert_eq!(out.matches("mail: ").count(), 2, "{out}");
     assert_eq!(listed(&app, ADMIN, "billingAddress.mail=second@example.org").await.1, [4000003]);
 }
+
+#[tokio::test]
+async fn a_field_added_to_the_address_works_for_every_resource_that_has_one() {
+    let app = spawn_app().await;
+    for (path, mut body) in [("/v1/customers", company("Fax AG")), ("/v1/resellers", reseller("Fax Reseller AG"))] {
+        body["billingAddress"]["faxNumber"] = json!("+41 31 123 45 68");
+        let res = app.send_json(Method::POST, path, &body).await;
+        assert_eq!(res.status(), 201, "{path}");
+        let id = res.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+        let got: Value = app.get(&format!("{path}/{id}")).await.json().await.unwrap();
+        assert_eq!(got["billingAddress"]["faxNumber"], "+41 31 123 45 68", "{path}");
+        let res = app.get(&format!("{path}?id={id}&billingAddress.faxNumber=%2B41311234568")).await;
+        assert_eq!(res.headers()["x-total-count"], "1", "{path}");
+        let res = app
+            .send_json(Method::PATCH, &format!("{path}/{id}"), &json!({"billingAddress": {"faxNumber": null}}))
+            .await;
+        assert_eq!(res.status(), 200);
+        let got: Value = app.get(&format!("{path}/{id}")).await.json().await.unwrap();
+        assert!(got["billingAddress"].get("faxNumber").is_none(), "{got}");
+        let res = app
+            .send_json(Method::PATCH, &format!("{path}/{id}"), &json!({"billingAddress": {"faxNumber": "fax me"}}))
+            .await;
+        assert_eq!(res.status(), 422);
+    }
+}

@@ -32,5 +32,6 @@ pub const ADDRESS: &[Field] = &[
     Field::new("mail", "mail", Kind::Mail).required().filterable().sortable().searchable(),
     Field::new("telephoneNumber", "telephonenumber", Kind::Phone).filterable(),
     Field::new("mobileTelephoneNumber", "mobile", Kind::Phone).filterable(),
+    Field::new("faxNumber", "facsimiletelephonenumber", Kind::Phone).filterable(),
     Field::new("websiteURL", "sstwebsiteurl", Kind::Url).filterable(),
 ];
