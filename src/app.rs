@@ -7,41 +7,20 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::collection::index::{CollectionIndex, Fanout};
 use crate::config::Settings;
 use crate::directory::pool::{self, ConnSpec};
 use crate::directory::sync::SyncConsumer;
 use crate::directory::{DirError, Directory};
+pub use crate::http::state::AppState;
 use crate::mapping::query::PageLimits;
 use crate::mapping::resource::ResourceDef;
 use crate::mapping::resources::{ALL, CUSTOMERS, RESELLERS};
 use crate::mapping::table;
 use crate::service::auth::{AuthSettings, Authenticator};
-use crate::service::index::{CustomerIndex, Fanout};
 use crate::service::Resources;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub directory: Directory,
-    pub customers: Resources,
-    pub resellers: Resources,
-    pub auth: Arc<Authenticator>,
-    pub sync: Arc<SyncConsumer>,
-    pub body_limit: usize,
-    pub ready_timeout: Duration,
-}
-
 impl AppState {
-    /// The service of every resource, in the order of `resources::ALL`.
-    pub fn resources(&self) -> [&Resources; 2] {
-        [&self.customers, &self.resellers]
-    }
-
-    /// The service of a resource.
-    pub fn service(&self, def: &'static ResourceDef) -> &Resources {
-        self.resources().into_iter().find(|r| std::ptr::eq(r.def(), def)).unwrap_or(&self.customers)
-    }
-
     pub fn new(settings: Settings) -> Result<AppState, DirError> {
         let l = &settings.ldap;
         let spec = ConnSpec {
@@ -70,8 +49,8 @@ impl AppState {
             .with_failover_id_gap(l.failover_id_gap);
         // One synchronisation session feeds the index of every resource.
         let restart = Arc::new(tokio::sync::Notify::new());
-        let indexes: Vec<Arc<CustomerIndex>> =
-            ALL.iter().map(|def| Arc::new(CustomerIndex::sharing(def, &l.base_dn, restart.clone()))).collect();
+        let indexes: Vec<Arc<CollectionIndex>> =
+            ALL.iter().map(|def| Arc::new(CollectionIndex::sharing(def, &l.base_dn, restart.clone()))).collect();
         let sync = Arc::new(
             SyncConsumer::new(
                 spec,

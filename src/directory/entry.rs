@@ -71,11 +71,6 @@ pub fn rdn_value<'a>(dn: &'a str, attr: &str) -> Option<&'a str> {
     t.trim().eq_ignore_ascii_case(attr).then_some(v.trim())
 }
 
-/// The DN without its leftmost RDN.
-pub fn parent_dn(dn: &str) -> Option<&str> {
-    dn.split_once(',').map(|(_, rest)| rest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +90,5 @@ mod tests {
         let dn = "uid=5000001,ou=customers,uid=4000001,ou=reseller,dc=x";
         assert_eq!(rdn_value(dn, "UID"), Some("5000001"));
         assert_eq!(rdn_value(dn, "ou"), None);
-        assert_eq!(parent_dn(dn), Some("ou=customers,uid=4000001,ou=reseller,dc=x"));
     }
 }

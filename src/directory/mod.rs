@@ -2,6 +2,7 @@
 //! transactions, the id counter, and the slapd launcher. Nothing here knows JSON.
 
 pub mod controls;
+pub mod csn;
 pub mod entry;
 pub mod error;
 pub mod escape;

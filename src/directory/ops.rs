@@ -14,8 +14,8 @@ use ldap3::{Ldap, Mod, Scope, SearchEntry};
 use super::error::rc;
 
 const POST_READ_OID: &str = "1.3.6.1.1.13.2";
+use super::csn::Csns;
 use super::pool::{LdapManager, Pool};
-use super::sync::Csns;
 use super::{DirError, Entry};
 
 /// One write. DNs and values are final: the caller has escaped what needed escaping.

@@ -14,9 +14,9 @@ use std::time::{Duration, SystemTime};
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
 
+use super::csn::Csns;
 use super::error::rc;
 use super::reconcile::{self, Seen};
-use super::sync::Csns;
 use super::{DirError, Entry};
 
 #[derive(Debug, Clone)]

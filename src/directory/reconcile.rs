@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::sync::Csns;
+use super::csn::Csns;
 
 /// How far before a disturbance the comparison starts: covers transactions in flight
 /// then, and clocks of the servers a little apart.

@@ -3,7 +3,6 @@
 //! last cookie after a reconnect. It also reads the directory's `contextCSN`, which says
 //! how far a consumer must have got to have seen every committed change.
 
-use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,55 +13,12 @@ use ldap3::controls::{SyncRequest, SyncState};
 use ldap3::{Scope, SearchEntry};
 use tokio::sync::Notify;
 
+pub use super::csn::Csns;
 use super::pool::{ConnSpec, LdapManager};
 use super::{DirError, Entry};
 
 /// An entryUUID, as the 16 bytes the Sync State control carries.
 pub type Uuid = [u8; 16];
-
-/// A set of change sequence numbers, one per server id (multi-provider replication has
-/// one per provider). CSNs of one server compare as strings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Csns(pub BTreeMap<String, String>);
-
-impl Csns {
-    /// Reads CSNs (`20261124184611.093516Z#000000#000#000000`) keyed by their server id.
-    pub fn from_values<'a>(values: impl IntoIterator<Item = &'a str>) -> Csns {
-        let mut out = BTreeMap::new();
-        for csn in values {
-            let csn = csn.trim();
-            if let Some(sid) = csn.split('#').nth(2) {
-                let e: &mut String = out.entry(sid.to_string()).or_default();
-                if csn > e.as_str() {
-                    *e = csn.to_string();
-                }
-            }
-        }
-        Csns(out)
-    }
-
-    /// The CSNs of a sync cookie (`rid=000,sid=001,csn=<csn>;<csn>`).
-    pub fn from_cookie(cookie: &[u8]) -> Csns {
-        let text = String::from_utf8_lossy(cookie);
-        let list = text.split(',').find_map(|p| p.trim().strip_prefix("csn=")).unwrap_or_default();
-        Csns::from_values(list.split(';'))
-    }
-
-    /// Takes the newer CSN of each server id.
-    pub fn merge(&mut self, other: &Csns) {
-        for (sid, csn) in &other.0 {
-            let e = self.0.entry(sid.clone()).or_default();
-            if csn > e {
-                *e = csn.clone();
-            }
-        }
-    }
-
-    /// Whether every CSN of `target` has been reached.
-    pub fn covers(&self, target: &Csns) -> bool {
-        target.0.iter().all(|(sid, csn)| self.0.get(sid).is_some_and(|have| have >= csn))
-    }
-}
 
 /// What the consumer reports, in the order the directory sent it.
 #[derive(Debug, Clone)]

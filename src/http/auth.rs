@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::resources::json_response;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::service::auth::{AuthError, Principal};
 use crate::service::Scope;
 

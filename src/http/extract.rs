@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 use super::error::ApiError;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::service::Precondition;
 
 /// A JSON request body (`application/json` or `application/merge-patch+json`, UTF-8).

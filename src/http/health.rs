@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::resources::json_response;
-use crate::app::AppState;
+use super::state::AppState;
 
 pub async fn health() -> Response {
     json_response(StatusCode::OK, &json!({"status": "ok"}))

@@ -7,6 +7,7 @@ pub mod health;
 pub mod openapi;
 pub mod resources;
 pub mod server;
+pub mod state;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -27,9 +28,9 @@ use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
 use crate::config::CorsSettings;
 use error::ApiError;
+use state::AppState;
 
 async fn not_found() -> ApiError {
     ApiError::not_found()

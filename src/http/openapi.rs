@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::resources::json_response;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::mapping::query;
 use crate::mapping::resource::ResourceDef;
 use crate::mapping::resources::{ADDRESS, ALL};

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::error::{ApiError, JSON_UTF8};
 use super::extract::{ElementId, IfMatch, JsonBody};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::mapping::resource::ResourceDef;
 use crate::service::resources::Update;
 

@@ -2,7 +2,6 @@
 //! mapping and the directory. It speaks in documents and ids, never in HTTP.
 
 pub mod auth;
-pub mod index;
 pub mod resources;
 pub mod scope;
 

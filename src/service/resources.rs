@@ -8,8 +8,8 @@ use std::time::Duration;
 use ldap3::Scope as LdapScope;
 use serde_json::Value;
 
-use super::index::{CustomerIndex, Page};
 use super::{Precondition, Scope, ServiceError};
+use crate::collection::{CollectionIndex, Page};
 use crate::directory::error::rc;
 use crate::directory::escape::filter_value;
 use crate::directory::{layout, DirError, Directory, Entry, Guarded, Op};
@@ -42,7 +42,7 @@ pub struct Resources {
     /// Every element's collection data, kept by content synchronisation. It also says
     /// which parent an id lives under, so a read goes straight to its entries; a stale
     /// answer is harmless: the read finds nothing and the id is looked up.
-    index: Arc<CustomerIndex>,
+    index: Arc<CollectionIndex>,
     limits: PageLimits,
     /// How long a list waits for the index to catch up with the directory.
     catch_up: Duration,
@@ -53,7 +53,7 @@ impl Resources {
         def: &'static ResourceDef,
         dir: Directory,
         public_url: &str,
-        index: Arc<CustomerIndex>,
+        index: Arc<CollectionIndex>,
         limits: PageLimits,
         catch_up: Duration,
     ) -> Self {
@@ -64,7 +64,7 @@ impl Resources {
         self.def
     }
 
-    pub fn index(&self) -> &Arc<CustomerIndex> {
+    pub fn index(&self) -> &Arc<CollectionIndex> {
         &self.index
     }
 
@@ -153,7 +153,7 @@ impl Resources {
         })?;
         let target = self.dir.context_csn().await?;
         self.index.wait_for(&target, self.catch_up).await.map_err(|_| ServiceError::Unavailable)?;
-        let page = self.index.query(scope, &q, &self.public_url);
+        let page = self.index.query(scope, &q, &self.public_url).map_err(|_| ServiceError::Unavailable)?;
         Ok((q, page))
     }
 
@@ -432,7 +432,7 @@ impl Resources {
     async fn relocate(&self, s: &Stored, parent: u64, guard: bool) -> Result<(), DirError> {
         let op = Op::Move {
             dn: s.root.dn.clone(),
-            new_rdn: layout::customer_rdn(s.id),
+            new_rdn: layout::uid_rdn(s.id),
             new_superior: self.def.container_dn(self.base(), parent),
         };
         let assertion = if guard { s.unchanged_root() } else { None };

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use ldap3::{Ldap, Scope};
 use stoney_gateway::directory::controls::{server_side_sort, virtual_list_view, SortKey};
 use stoney_gateway::directory::escape::filter_value;
-use stoney_gateway::directory::layout;
 use stoney_gateway::directory::slapd::{ldif_line, Slapd, SlapdOptions};
+use stoney_gateway::mapping::resources::{CUSTOMERS, RESELLERS};
 
 use crate::common::*;
 
@@ -82,7 +82,7 @@ fn generate(n: u64, suffix: &str) -> String {
         let given = GIVEN[next(GIVEN.len())];
         let surname = SURNAMES[next(SURNAMES.len())];
         let (c, pc, l) = PLACES[next(PLACES.len())];
-        let dn = format!("uid={id},{}", layout::customers_dn(suffix, reseller));
+        let dn = format!("uid={id},{}", CUSTOMERS.container_dn(suffix, reseller));
         let _ = write!(
             s,
             "dn: {dn}\nobjectClass: top\nobjectClass: sstCustomer\nobjectClass: sstRelationship\nuid: {id}\n\
@@ -268,7 +268,7 @@ pub async fn collection(out: &Path, customers: u64, seconds: u64, rounds: usize)
         .unwrap()
         .parse()
         .unwrap();
-    let base = layout::resellers_dn(&suffix);
+    let base = RESELLERS.container_dn(&suffix, 0);
     let slapd = Arc::new(slapd);
     let d = Duration::from_secs(seconds);
     let loads = workloads(total);

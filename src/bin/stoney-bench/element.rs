@@ -12,6 +12,7 @@ use ldap3::{Ldap, Mod, Scope};
 use serde_json::{json, Value};
 use stoney_gateway::directory::layout;
 use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
+use stoney_gateway::mapping::resources::{CUSTOMERS, RESELLERS};
 use stoney_gateway::mapping::table;
 
 use crate::common::*;
@@ -65,7 +66,7 @@ pub async fn element(out: &Path, concurrency: usize, seconds: u64, rounds: usize
                         let (id, r) = demo_customer(i * 7 + w as u64);
                         let (es, _) = ldap
                             .search(
-                                &layout::customer_dn(&base, r, id),
+                                &CUSTOMERS.root_dn(&base, id, r),
                                 Scope::Subtree,
                                 "(objectClass=*)",
                                 attrs.as_slice(),
@@ -155,7 +156,7 @@ pub async fn element(out: &Path, concurrency: usize, seconds: u64, rounds: usize
 async fn raw_create(ldap: &mut Ldap, base: &str, n: u64) -> Result<(), String> {
     let e = |e: ldap3::LdapError| e.to_string();
     let r = 4_000_001u64;
-    let (a, b) = (layout::reseller_dn(base, r), layout::customers_dn(base, r));
+    let (a, b) = (RESELLERS.root_dn(base, r, 0), CUSTOMERS.container_dn(base, r));
     let mut l2 = ldap.clone();
     let (x, y) = tokio::join!(
         ldap.search(&a, Scope::Base, "(objectClass=sstReseller)", vec!["1.1"]),
@@ -176,7 +177,7 @@ async fn raw_create(ldap: &mut Ldap, base: &str, n: u64) -> Result<(), String> {
         .find_map(|c| (c.1.ctype == "1.3.6.1.1.13.2").then(|| c.1.parse::<ldap3::controls::PostReadResp>()))
         .and_then(|r| r.attrs.get("uidNumber").and_then(|v| v.first()).and_then(|v| v.parse::<u64>().ok()))
         .ok_or("no post-read")?;
-    let dn = layout::customer_dn(base, r, id);
+    let dn = CUSTOMERS.root_dn(base, id, r);
     let (ex, _) = ldap.extended(StartTxn).await.map_err(e)?.success().map_err(e)?;
     let txn = String::from_utf8_lossy(&ex.val.unwrap_or_default()).into_owned();
     let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<HashSet<String>>();

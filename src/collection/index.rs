@@ -13,7 +13,6 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{watch, Notify};
 
-use super::Scope;
 use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
 use crate::directory::Entry;
 use crate::mapping::document;
@@ -21,6 +20,7 @@ use crate::mapping::query::{self, ListQuery};
 use crate::mapping::resource::{ResourceDef, Tenant};
 use crate::mapping::row::{self, compare_keys, part_index, Column, PartValues, Row, SortKey};
 use crate::mapping::table::{Kind, Part};
+use crate::service::Scope;
 
 struct Record {
     id: u64,
@@ -459,7 +459,7 @@ pub struct Page {
     pub items: Vec<Value>,
 }
 
-pub struct CustomerIndex {
+pub struct CollectionIndex {
     def: &'static ResourceDef,
     base: String,
     state: RwLock<State>,
@@ -472,7 +472,7 @@ pub struct CustomerIndex {
 #[error("the customer index has not caught up with the directory")]
 pub struct Behind;
 
-impl CustomerIndex {
+impl CollectionIndex {
     pub fn new(def: &'static ResourceDef, base: &str) -> Self {
         Self::sharing(def, base, Arc::new(Notify::new()))
     }
@@ -480,7 +480,7 @@ impl CustomerIndex {
     /// An index whose synchronisation is restarted through `restart`, which it shares
     /// with the indexes the same session feeds.
     pub fn sharing(def: &'static ResourceDef, base: &str, restart: Arc<Notify>) -> Self {
-        CustomerIndex {
+        CollectionIndex {
             def,
             base: base.to_string(),
             state: RwLock::new(State::new(def)),
@@ -547,8 +547,10 @@ impl CustomerIndex {
     }
 
     /// Answers a list query within the caller's scope.
-    pub fn query(&self, scope: &Scope, q: &ListQuery, public_url: &str) -> Page {
-        let Ok(state) = self.state.read() else { return Page { total: 0, items: Vec::new() } };
+    pub fn query(&self, scope: &Scope, q: &ListQuery, public_url: &str) -> Result<Page, Behind> {
+        // A writer that panicked left the index in an unknown state: no answer rather
+        // than a wrong one.
+        let Ok(state) = self.state.read() else { return Err(Behind) };
         let sorts = query::sort_columns(self.def);
         let (primary, descending) = match q.sort.first() {
             Some(s) => (s.column, s.descending),
@@ -659,7 +661,7 @@ impl CustomerIndex {
                 row::item(self.def, rec.id, rec.reseller, &rec.row, public_url)
             })
             .collect();
-        Page { total, items }
+        Ok(Page { total, items })
     }
 }
 
@@ -778,7 +780,7 @@ impl<'a> Matcher<'a> {
 }
 
 /// One content synchronisation for every resource's index: each event goes to all.
-pub struct Fanout(pub Vec<Arc<CustomerIndex>>);
+pub struct Fanout(pub Vec<Arc<CollectionIndex>>);
 
 impl SyncSink for Fanout {
     fn apply(&self, event: SyncEvent) {
@@ -791,7 +793,7 @@ impl SyncSink for Fanout {
     }
 }
 
-impl SyncSink for CustomerIndex {
+impl SyncSink for CollectionIndex {
     fn apply(&self, event: SyncEvent) {
         let Ok(mut state) = self.state.write() else { return };
         match event {
@@ -878,14 +880,28 @@ mod tests {
         [n; 16]
     }
 
-    fn ids(index: &CustomerIndex, scope: Scope, raw: &str) -> (u64, Vec<u64>) {
+    fn ids(index: &CollectionIndex, scope: Scope, raw: &str) -> (u64, Vec<u64>) {
         let q = query::parse(&CUSTOMERS, Some(raw), PageLimits { default_per_page: 30, max_per_page: 100 }).unwrap();
-        let page = index.query(&scope, &q, "http://gw");
+        let page = index.query(&scope, &q, "http://gw").unwrap();
         (page.total, page.items.iter().map(|i| i["id"].as_u64().unwrap()).collect())
     }
 
-    fn loaded(events: Vec<SyncEvent>) -> CustomerIndex {
-        let index = CustomerIndex::new(&CUSTOMERS, BASE);
+    #[test]
+    fn a_poisoned_index_answers_no_page_rather_than_an_empty_one() {
+        let index = std::sync::Arc::new(loaded(vec![SyncEvent::Entry { uuid: u(1), entry: customer(1, 7, "One") }]));
+        assert_eq!(ids(&index, Scope::Provider, "").0, 1);
+        let i = index.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = i.state.write().unwrap();
+            panic!("a writer dies holding the lock");
+        })
+        .join();
+        let q = query::parse(&CUSTOMERS, None, PageLimits { default_per_page: 30, max_per_page: 100 }).unwrap();
+        assert!(index.query(&Scope::Provider, &q, "http://gw").is_err());
+    }
+
+    fn loaded(events: Vec<SyncEvent>) -> CollectionIndex {
+        let index = CollectionIndex::new(&CUSTOMERS, BASE);
         index.apply(SyncEvent::RefreshBegin { reload: true });
         for e in events {
             index.apply(e);
@@ -998,7 +1014,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_needs_the_load_and_the_csn() {
-        let index = CustomerIndex::new(&CUSTOMERS, BASE);
+        let index = CollectionIndex::new(&CUSTOMERS, BASE);
         let target = Csns::from_values(["20260101000000.000000Z#000000#000#000000"]);
         assert!(index.wait_for(&Csns::default(), Duration::from_millis(10)).await.is_err(), "not loaded");
         index.apply(SyncEvent::RefreshBegin { reload: true });

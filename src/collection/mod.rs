@@ -1,0 +1,7 @@
+//! The collections: per resource an in-memory index of every element, kept exact by
+//! the directory's content synchronisation, that answers every list (page, sort,
+//! filters, `q=`) without loading the collection from LDAP.
+
+pub mod index;
+
+pub use index::{CollectionIndex, Fanout, Page};

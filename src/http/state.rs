@@ -1,0 +1,36 @@
+//! What every handler gets: the settings, the directory, the services of the resources
+//! and the authenticator. It is built at start (`app.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::directory::sync::SyncConsumer;
+use crate::directory::Directory;
+use crate::mapping::resource::ResourceDef;
+use crate::service::auth::Authenticator;
+use crate::service::Resources;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub directory: Directory,
+    pub customers: Resources,
+    pub resellers: Resources,
+    pub auth: Arc<Authenticator>,
+    pub sync: Arc<SyncConsumer>,
+    pub body_limit: usize,
+    pub ready_timeout: Duration,
+}
+
+impl AppState {
+    /// The service of every resource, in the order of `resources::ALL`.
+    pub fn resources(&self) -> [&Resources; 2] {
+        [&self.customers, &self.resellers]
+    }
+
+    /// The service of a resource.
+    pub fn service(&self, def: &'static ResourceDef) -> &Resources {
+        self.resources().into_iter().find(|r| std::ptr::eq(r.def(), def)).unwrap_or(&self.customers)
+    }
+}
