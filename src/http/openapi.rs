@@ -48,6 +48,9 @@ fn object_schema(fields: &[Field]) -> Value {
         if let Some(d) = f.default {
             s["default"] = json!(d);
         }
+        if f.unique {
+            s["description"] = json!("Unique in the directory (409 when another entry has it).");
+        }
         if f.kind == Kind::DisplayName {
             s["description"] = json!(
                 "Companies: required, stored as o. Private persons: the billing address's givenName and surname; may be left out on writes."

@@ -89,6 +89,9 @@ pub struct Field {
     pub default: Option<bool>,
     /// Roles that may not change it (their writes must repeat its current value).
     pub not_by: &'static [Role],
+    /// No two entries in the directory have the same value (the `unique` overlay keeps
+    /// it; a clash is 409).
+    pub unique: bool,
 }
 
 impl Field {
@@ -107,6 +110,7 @@ impl Field {
             required_if: None,
             default: None,
             not_by: &[],
+            unique: false,
         }
     }
     pub const fn part(mut self, part: Part) -> Field {
@@ -143,6 +147,11 @@ impl Field {
     }
     pub const fn default_bool(mut self, v: bool) -> Field {
         self.default = Some(v);
+        self
+    }
+
+    pub const fn unique(mut self) -> Field {
+        self.unique = true;
         self
     }
 

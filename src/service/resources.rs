@@ -224,11 +224,20 @@ impl Resources {
         .into()
     }
 
+    /// The unique fields a document gives a value.
+    fn unique_given<'d>(&self, d: &'d Desired) -> impl Iterator<Item = (&'static Field, &'d String)> + 'd {
+        let fields: &'static [Field] = self.def.fields;
+        fields.iter().filter(|f| f.unique).filter_map(move |f| d.root.get(f.attr).map(|v| (f, v)))
+    }
+
     fn conflict(&self, e: DirError, d: &Desired) -> ServiceError {
+        let unique: Vec<&str> = self.unique_given(d).map(|(f, _)| f.name).collect();
         match e.rc() {
-            Some(rc::CONSTRAINT_VIOLATION) if d.root.contains_key("sstexternalid") => {
-                ServiceError::Conflict("externalID is already used by another entry".into())
-            }
+            Some(rc::CONSTRAINT_VIOLATION) if !unique.is_empty() => ServiceError::Conflict(format!(
+                "{} {} already used by another entry",
+                unique.join(" or "),
+                if unique.len() == 1 { "is" } else { "may be" }
+            )),
             Some(rc::ALREADY_EXISTS) => ServiceError::Conflict("the entry exists already".into()),
             // What an admin left may not take the change (a value the schema refuses,
             // fields an entry of its classes must have): the caller can send them.
@@ -419,10 +428,10 @@ impl Resources {
         ops
     }
 
-    /// Whether an entry other than `own_dn` holds this externalID (the unique overlay's
-    /// domain is the whole directory, matching without regard to case).
-    async fn external_id_taken(&self, value: &str, own_dn: &str) -> Result<bool, DirError> {
-        let filter = format!("(sstExternalID={})", filter_value(value));
+    /// Whether an entry other than `own_dn` holds this value of a unique attribute (the
+    /// unique overlay's domain is the whole directory, matching without regard to case).
+    async fn value_taken(&self, attr: &str, value: &str, own_dn: &str) -> Result<bool, DirError> {
+        let filter = format!("({attr}={})", filter_value(value));
         let found = self.dir.search(self.base(), LdapScope::Subtree, &filter, &["1.1"]).await?;
         Ok(found.iter().any(|e| !e.dn.eq_ignore_ascii_case(own_dn)))
     }
@@ -500,9 +509,9 @@ impl Resources {
                 // What would fail after the move is checked before it; the directory still
                 // decides in the end, and while the customer is moved but not yet
                 // committed (DN and sstBelongsToResellerUID disagree) no reseller sees it.
-                if let Some(ext) = desired.root.get("sstexternalid") {
-                    if self.external_id_taken(ext, &s.root.dn).await? {
-                        return Err(ServiceError::Conflict("externalID is already used by another entry".into()));
+                for (f, value) in self.unique_given(&desired) {
+                    if self.value_taken(f.attr, value, &s.root.dn).await? {
+                        return Err(ServiceError::Conflict(format!("{} is already used by another entry", f.name)));
                     }
                 }
                 if !self.parent_ready(scope, desired.parent).await? {

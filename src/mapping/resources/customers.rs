@@ -27,7 +27,11 @@ pub static CUSTOMERS: ResourceDef = ResourceDef {
             .sortable()
             .in_collection(),
         Field::new("customerName", "o", Kind::DisplayName).filterable().sortable().searchable().in_collection(),
-        Field::new("externalID", "sstexternalid", Kind::Text { max: 256 }).filterable().sortable().searchable(),
+        Field::new("externalID", "sstexternalid", Kind::Text { max: 256 })
+            .unique()
+            .filterable()
+            .sortable()
+            .searchable(),
         Field::new("belongsToResellerID", "sstbelongstoreselleruid", Kind::ParentRef)
             .required()
             .not_by(&[Role::Customer])

@@ -28,7 +28,11 @@ pub static RESELLERS: ResourceDef = ResourceDef {
             .sortable()
             .in_collection(),
         Field::new("resellerName", "o", Kind::DisplayName).filterable().sortable().searchable().in_collection(),
-        Field::new("externalID", "sstexternalid", Kind::Text { max: 256 }).filterable().sortable().searchable(),
+        Field::new("externalID", "sstexternalid", Kind::Text { max: 256 })
+            .unique()
+            .filterable()
+            .sortable()
+            .searchable(),
         Field::new("billingAddress", "", Kind::Object(ADDRESS)).part(Part::Billing).required(),
         Field::new("shippingAddress", "", Kind::Object(ADDRESS)).part(Part::Shipping),
         Field::new("customers", "", Kind::Link("{base}/v1/customers?belongsToResellerID={id}")).read_only(),
