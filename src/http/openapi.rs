@@ -29,6 +29,7 @@ fn scalar_schema(kind: Kind) -> Value {
         Kind::Postal => json!({"type": "string", "maxLength": 1024, "description": "lines separated by line breaks"}),
         Kind::Link(_) => json!({"type": "string", "format": "uri"}),
         Kind::Object(_) => json!({"type": "object"}),
+        Kind::List(inner) => json!({"type": "array", "items": scalar_schema(*inner)}),
     }
 }
 
@@ -92,7 +93,7 @@ fn patch_schema(fields: &[Field]) -> Value {
 
 /// A filter parameter's schema: booleans and numbers typed, `*` (present) allowed too.
 fn filter_schema(kind: Kind) -> Value {
-    match kind {
+    match kind.element() {
         Kind::Bool => json!({"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["*"]}]}),
         Kind::Id | Kind::ParentRef => json!({"anyOf": [
             {"type": "integer", "format": "int64", "minimum": 1},

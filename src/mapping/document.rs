@@ -164,6 +164,11 @@ pub fn to_json(s: &Stored, public_url: &str) -> Value {
             Kind::Link(template) => Some(Value::String(s.def.link(public_url, s.id, template))),
             Kind::DisplayName => display_name(&s.root, s.billing.as_ref(), is_company).map(Value::String),
             Kind::Object(fields) => s.entry(f.part).map(|e| object_json(fields, e)),
+            Kind::List(inner) => {
+                let all: Vec<Value> =
+                    s.root.values(f.attr).iter().filter_map(|v| values::from_ldap(*inner, v)).collect();
+                (!all.is_empty()).then_some(Value::Array(all))
+            }
             _ => scalar_json(f, &s.root),
         };
         if let Some(v) = v {
@@ -184,9 +189,16 @@ pub struct Desired {
     /// Attributes a merge patch leaves as stored: fields it did not touch whose stored
     /// values do not pass validation (written by hand).
     pub kept: Vec<(Part, &'static str)>,
+    /// The values of list fields (absent: none).
+    pub lists: Vec<(Part, &'static str, Vec<String>)>,
 }
 
 impl Desired {
+    /// The values a list field asks for.
+    pub fn list(&self, part: Part, attr: &str) -> &[String] {
+        self.lists.iter().find(|(p, a, _)| *p == part && *a == attr).map(|(_, _, v)| v.as_slice()).unwrap_or(&[])
+    }
+
     pub fn keeps(&self, part: Part, attr: &str) -> bool {
         self.kept.iter().any(|(p, a)| *p == part && *a == attr)
     }
@@ -295,6 +307,7 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
     let mut shipping = None;
     let mut parent = None;
     let mut name: Option<String> = None;
+    let mut lists = Vec::new();
     for f in def.fields {
         let given = present(obj.get(f.name));
         if f.read_only {
@@ -323,6 +336,14 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
                 Err(msg) => problems.push(Problem::new(f.name, msg)),
             },
             (Kind::DisplayName, None) => {}
+            (Kind::List(inner), Some(v)) => match values::list_to_ldap(*inner, v) {
+                Ok(vals) if vals.is_empty() && f.required => problems.push(Problem::new(f.name, "is required")),
+                Ok(vals) => lists.push((Part::Root, f.attr, vals)),
+                Err(ps) => problems.extend(ps.into_iter().map(|(i, msg)| match i {
+                    usize::MAX => Problem::new(f.name, msg),
+                    i => Problem::new(format!("{}[{i}]", f.name), msg),
+                })),
+            },
             (_, Some(v)) => match values::to_ldap(f.kind, v) {
                 Ok(s) => {
                     if f.kind == Kind::ParentRef {
@@ -344,7 +365,8 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
 
     // The display name: `o` for a company; for a person, the billing holder's names.
     let name_field = def.name_field().map(|f| f.name).unwrap_or("name");
-    match root.get("sstiscompany").map(String::as_str) {
+    let is_company = root.get("sstiscompany").map(String::as_str).filter(|_| def.name_field().is_some());
+    match is_company {
         Some("TRUE") => match name {
             Some(n) => {
                 root.insert("o", n);
@@ -392,7 +414,14 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
         }
     }
     if problems.is_empty() {
-        Ok(Desired { parent: parent.unwrap_or_default(), root, billing: billing.unwrap_or_default(), shipping, kept })
+        Ok(Desired {
+            parent: parent.unwrap_or_default(),
+            root,
+            billing: billing.unwrap_or_default(),
+            shipping,
+            kept,
+            lists,
+        })
     } else {
         Err(problems)
     }
@@ -416,7 +445,8 @@ pub fn managed(def: &ResourceDef, part: Part) -> Vec<&'static str> {
 }
 
 /// The attributes of a new entry of this part.
-pub fn new_entry(def: &ResourceDef, part: Part, id: u64, attrs: &Attrs) -> Vec<(String, Vec<String>)> {
+pub fn new_entry(def: &ResourceDef, part: Part, id: u64, d: &Desired) -> Vec<(String, Vec<String>)> {
+    let attrs = d.part(part).cloned().unwrap_or_default();
     let classes = match part {
         Part::Root => def.classes,
         _ => ADDRESS_CLASSES,
@@ -430,6 +460,9 @@ pub fn new_entry(def: &ResourceDef, part: Part, id: u64, attrs: &Attrs) -> Vec<(
         Some(ou) => out.push(("ou".into(), vec![ou.to_string()])),
     }
     out.extend(attrs.iter().map(|(a, v)| (a.to_string(), vec![v.clone()])));
+    out.extend(
+        d.lists.iter().filter(|(p, _, v)| *p == part && !v.is_empty()).map(|(_, a, v)| (a.to_string(), v.clone())),
+    );
     out
 }
 
@@ -449,19 +482,30 @@ pub fn auxiliary_class(def: &ResourceDef, part: Part) -> &'static str {
 /// value and keeps the others (an admin's second `mail`, say), and removing the field
 /// removes every value. An entry written by hand without the part's auxiliary class
 /// gets it with the first change.
-pub fn diff(
-    def: &ResourceDef,
-    part: Part,
-    current: &Entry,
-    desired: &Attrs,
-    keep: impl Fn(&str) -> bool,
-) -> Vec<Mod<String>> {
+pub fn diff(def: &ResourceDef, part: Part, current: &Entry, d: &Desired) -> Vec<Mod<String>> {
+    let empty = Attrs::new();
+    let desired = d.part(part).unwrap_or(&empty);
+    let fields = if part == Part::Root { def.fields } else { table::part_fields(def, part) };
     let mut mods = Vec::new();
     for attr in managed(def, part) {
-        if keep(attr) {
+        if d.keeps(part, attr) {
             continue;
         }
         let now = current.values(attr);
+        if fields.iter().any(|f| f.attr == attr && f.is_list()) {
+            // A list is a set: written whole when it differs.
+            let want = d.list(part, attr);
+            let fold =
+                |v: &[String]| -> std::collections::BTreeSet<String> { v.iter().map(|s| s.to_lowercase()).collect() };
+            if fold(want) != fold(now) {
+                mods.push(if want.is_empty() {
+                    Mod::Delete(attr.to_string(), Default::default())
+                } else {
+                    Mod::Replace(attr.to_string(), want.iter().cloned().collect())
+                });
+            }
+            continue;
+        }
         match desired.get(attr) {
             Some(v) if now.first() == Some(v) => {}
             Some(v) => {
@@ -551,6 +595,18 @@ mod tests {
         assert_eq!(parse(&CUSTOMERS, &doc2, Mode::Replace { current: &current }).unwrap_err()[0].field, "id");
     }
 
+    /// What a write asks of the billing entry, with the attributes it leaves as stored.
+    fn billing(want: Attrs, kept: &[&'static str]) -> Desired {
+        Desired {
+            parent: 0,
+            root: Attrs::new(),
+            billing: want,
+            shipping: None,
+            kept: kept.iter().map(|a| (Part::Billing, *a)).collect(),
+            lists: Vec::new(),
+        }
+    }
+
     #[test]
     fn diff_replaces_changed_and_deletes_removed_attributes_only() {
         let mut e = Entry::default();
@@ -560,11 +616,11 @@ mod tests {
         let mut want = Attrs::new();
         want.insert("l", "Thun".into());
         e.attrs.insert("objectclass".into(), vec!["organizationalUnit".into(), "sstAddress".into()]);
-        let mods = diff(&CUSTOMERS, Part::Billing, &e, &want, |_| false);
+        let mods = diff(&CUSTOMERS, Part::Billing, &e, &billing(want.clone(), &[]));
         assert!(mods.contains(&Mod::Replace("l".into(), ["Thun".to_string()].into())));
         assert!(mods.contains(&Mod::Delete("telephonenumber".into(), Default::default())));
         assert_eq!(mods.len(), 2, "description is not managed and stays");
-        assert!(diff(&CUSTOMERS, Part::Billing, &e, &want, |a| a == "l" || a == "telephonenumber").is_empty());
+        assert!(diff(&CUSTOMERS, Part::Billing, &e, &billing(want, &["l", "telephonenumber"])).is_empty());
     }
 
     #[test]
@@ -572,16 +628,72 @@ mod tests {
         let mut e = Entry::default();
         e.attrs.insert("mail".into(), vec!["a@x.ch".into(), "b@x.ch".into(), "C@x.ch".into()]);
         e.attrs.insert("objectclass".into(), vec!["organizationalUnit".into()]);
+        let others: Vec<&'static str> =
+            managed(&CUSTOMERS, Part::Billing).into_iter().filter(|a| *a != "mail").collect();
         let mut want = Attrs::new();
         want.insert("mail", "a@x.ch".into());
-        let keep = |a: &str| a != "mail";
-        assert!(diff(&CUSTOMERS, Part::Billing, &e, &want, keep).is_empty(), "the value shown is unchanged");
+        assert!(diff(&CUSTOMERS, Part::Billing, &e, &billing(want.clone(), &others)).is_empty(), "unchanged");
         want.insert("mail", "c@x.ch".into());
-        let mods = diff(&CUSTOMERS, Part::Billing, &e, &want, keep);
+        let mods = diff(&CUSTOMERS, Part::Billing, &e, &billing(want, &others));
         assert_eq!(mods[0], Mod::Add("objectClass".into(), ["sstAddress".to_string()].into()));
         assert_eq!(mods[1], Mod::Replace("mail".into(), ["c@x.ch".to_string()].into()));
         assert_eq!(mods[2], Mod::Add("mail".into(), ["b@x.ch".to_string()].into()));
         assert_eq!(mods.len(), 3);
+    }
+
+    /// A resource with a list field, as people will have (`employeeOfID`).
+    static TAGGED: ResourceDef = ResourceDef {
+        name: "tagged",
+        singular: "tagged",
+        schema: "Tagged",
+        structural: "sstCustomer",
+        classes: &["top", "sstCustomer", "sstRelationship"],
+        dn: &[super::super::resource::Rdn::Id, super::super::resource::Rdn::Fixed("ou", "tagged")],
+        parent: None,
+        children: &[],
+        fields: &[
+            Field::new("id", "uid", Kind::Id).read_only(),
+            Field::new("isCompany", "sstiscompany", Kind::Bool).required(),
+            Field::new("memberOf", "sstbelongstouid", Kind::List(&Kind::Id)).filterable(),
+        ],
+        own_id_attrs: &[],
+        tenant: Tenant::Own,
+        read_subtree: true,
+        create_by: &[],
+        delete_by: &[],
+        delete_blocked_by: None,
+        columns: std::sync::OnceLock::new(),
+    };
+
+    #[test]
+    fn a_list_field_is_an_array_of_checked_values_written_as_a_set() {
+        let d = parse(&TAGGED, &json!({"isCompany": true, "memberOf": [7, 9, 7]}), Mode::Create).unwrap();
+        assert_eq!(d.list(Part::Root, "sstbelongstouid"), ["7", "9"], "a value given twice is one");
+        let e = parse(&TAGGED, &json!({"isCompany": true, "memberOf": [7, "x"]}), Mode::Create).unwrap_err();
+        assert_eq!(e[0].field, "memberOf[1]");
+        let e = parse(&TAGGED, &json!({"isCompany": true, "memberOf": 7}), Mode::Create).unwrap_err();
+        assert_eq!(e[0].field, "memberOf");
+        let entry = new_entry(&TAGGED, Part::Root, 5, &d);
+        assert!(entry.contains(&("sstbelongstouid".to_string(), vec!["7".to_string(), "9".to_string()])), "{entry:?}");
+        let mut stored = Entry::default();
+        stored.attrs.insert("objectclass".into(), vec!["sstCustomer".into(), "sstRelationship".into()]);
+        stored.attrs.insert("sstiscompany".into(), vec!["TRUE".into()]);
+        stored.attrs.insert("sstbelongstouid".into(), vec!["9".into(), "7".into()]);
+        assert!(diff(&TAGGED, Part::Root, &stored, &d).is_empty(), "the same set in another order");
+        let d = parse(&TAGGED, &json!({"isCompany": true, "memberOf": [9]}), Mode::Create).unwrap();
+        assert_eq!(
+            diff(&TAGGED, Part::Root, &stored, &d),
+            [Mod::Replace("sstbelongstouid".into(), ["9".to_string()].into())]
+        );
+        let d = parse(&TAGGED, &json!({"isCompany": true}), Mode::Create).unwrap();
+        assert_eq!(diff(&TAGGED, Part::Root, &stored, &d), [Mod::Delete("sstbelongstouid".into(), Default::default())]);
+        stored.dn = "uid=5,ou=tagged,dc=x".into();
+        let s = Stored::from_entries(&TAGGED, "dc=x", vec![stored]).unwrap();
+        assert_eq!(to_json(&s, "http://gw")["memberOf"], json!([9, 7]));
+        // Filters match any value.
+        let col = TAGGED.column("memberOf").unwrap();
+        let pattern = super::super::row::Pattern::parse(col.kind(), "7").unwrap();
+        assert!(pattern.matches(col.kind(), Some("7"), &mut String::new()));
     }
 
     #[test]

@@ -308,6 +308,11 @@ pub fn item(def: &'static ResourceDef, id: u64, parent: u64, row: &Row, public_u
             Kind::ParentRef => Some(Value::from(parent)),
             Kind::Link(template) => Some(Value::String(def.link(public_url, id, template))),
             Kind::Bool => row.value(*col, id, parent).map(|v| Value::Bool(v == "true")),
+            Kind::List(_) => {
+                let all: Vec<Value> =
+                    row.values(*col, id, parent).into_iter().map(|v| Value::String(v.into_owned())).collect();
+                (!all.is_empty()).then_some(Value::Array(all))
+            }
             _ => row.value(*col, id, parent).map(|v| Value::String(v.into_owned())),
         };
         if let Some(v) = v {
@@ -325,7 +330,7 @@ pub fn item(def: &'static ResourceDef, id: u64, parent: u64, row: &Row, public_u
 /// (telephoneNumberMatch).
 fn fold_for_match(kind: Kind, s: &str, out: &mut String) {
     out.clear();
-    let phone = kind == Kind::Phone;
+    let phone = kind.element() == Kind::Phone;
     let s = s.trim();
     if s.is_ascii() {
         // Most values: byte by byte, without Unicode case tables.
@@ -393,6 +398,7 @@ pub enum Pattern {
 impl Pattern {
     /// Checks a filter value against the column's kind.
     pub fn parse(kind: Kind, raw: &str) -> Result<Pattern, String> {
+        let kind = kind.element();
         if raw.chars().any(char::is_control) {
             return Err("must not contain control characters".into());
         }

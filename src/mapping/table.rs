@@ -63,9 +63,22 @@ pub enum Kind {
     Postal,
     /// A nested object described by another table.
     Object(&'static [Field]),
+    /// Several values of one kind: a JSON array, every value of a multi-valued
+    /// attribute (a set: the order is the directory's).
+    List(&'static Kind),
     /// A read-only URI of the response: `{location}`, `{base}` and `{id}` are replaced
     /// (`{location}/employees`, `{base}/v1/customers?belongsToResellerID={id}`).
     Link(&'static str),
+}
+
+impl Kind {
+    /// The kind of one value: a list's element kind, else the kind itself.
+    pub fn element(self) -> Kind {
+        match self {
+            Kind::List(inner) => *inner,
+            k => k,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -158,6 +171,10 @@ impl Field {
     pub const fn not_by(mut self, roles: &'static [Role]) -> Field {
         self.not_by = roles;
         self
+    }
+
+    pub fn is_list(&self) -> bool {
+        matches!(self.kind, Kind::List(_))
     }
 
     pub fn is_object(&self) -> bool {

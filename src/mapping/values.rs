@@ -144,6 +144,27 @@ pub fn postal_from_ldap(s: &str) -> String {
     out
 }
 
+/// Parses a JSON array of a list kind into its LDAP values, each checked by the inner
+/// kind; every problem comes with the index of its element.
+pub fn list_to_ldap(inner: Kind, v: &Value) -> Result<Vec<String>, Vec<(usize, String)>> {
+    let Some(items) = v.as_array() else { return Err(vec![(usize::MAX, "must be an array".into())]) };
+    let mut out: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match to_ldap(inner, item) {
+            // A set: a value given twice is one value.
+            Ok(s) if out.iter().any(|o| o.to_lowercase() == s.to_lowercase()) => {}
+            Ok(s) => out.push(s),
+            Err(msg) => problems.push((i, msg)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Parses a JSON value of a scalar kind into its LDAP form.
 pub fn to_ldap(kind: Kind, v: &Value) -> Result<String, String> {
     let as_str = || v.as_str().ok_or_else(|| "must be a string".to_string());
@@ -175,7 +196,7 @@ pub fn to_ldap(kind: Kind, v: &Value) -> Result<String, String> {
         Kind::Phone => phone(as_str()?),
         Kind::Url => url(as_str()?),
         Kind::Postal => postal_to_ldap(as_str()?),
-        Kind::Object(_) | Kind::Link(_) => Err("is not writable".into()),
+        Kind::Object(_) | Kind::Link(_) | Kind::List(_) => Err("is not writable".into()),
     }
 }
 
@@ -192,6 +213,7 @@ pub fn from_ldap(kind: Kind, s: &str) -> Option<Value> {
         Kind::Gender => Some(Value::String(s.to_ascii_lowercase())),
         Kind::Country => Some(Value::String(s.to_ascii_uppercase())),
         Kind::Postal => Some(Value::String(postal_from_ldap(s))),
+        Kind::List(inner) => from_ldap(*inner, s),
         Kind::Object(_) | Kind::Link(_) => None,
         _ => Some(Value::String(s.to_string())),
     }

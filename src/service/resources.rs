@@ -270,10 +270,10 @@ impl Resources {
             if !has_container {
                 ops.push(self.container(desired.parent));
             }
-            ops.push(Op::Add { dn: dn.clone(), attrs: document::new_entry(def, Part::Root, id, &desired.root) }.into());
+            ops.push(Op::Add { dn: dn.clone(), attrs: document::new_entry(def, Part::Root, id, &desired) }.into());
             for &part in def.children {
-                if let Some(attrs) = desired.part(part) {
-                    let attrs = document::new_entry(def, part, id, attrs);
+                if desired.part(part).is_some() {
+                    let attrs = document::new_entry(def, part, id, &desired);
                     ops.push(Op::Add { dn: ResourceDef::child_dn(&dn, part), attrs }.into());
                 }
             }
@@ -402,23 +402,23 @@ impl Resources {
         }
         let def = self.def;
         let own = |e: &Entry| if strict { None } else { Stored::unchanged(e) };
-        let mods = document::diff(def, Part::Root, &s.root, &d.root, |a| d.keeps(Part::Root, a));
+        let mods = document::diff(def, Part::Root, &s.root, d);
         if !mods.is_empty() {
             ops.push(Op::Modify { dn: s.root.dn.clone(), mods }.into());
         }
         for &part in def.children {
             match (s.entry(part), d.part(part)) {
-                (Some(e), Some(want)) => {
-                    let mods = document::diff(def, part, e, want, |a| d.keeps(part, a));
+                (Some(e), Some(_)) => {
+                    let mods = document::diff(def, part, e, d);
                     if !mods.is_empty() {
                         ops.push(Guarded { op: Op::Modify { dn: e.dn.clone(), mods }, assertion: own(e) });
                     }
                 }
                 (Some(e), None) => ops.push(Guarded { op: Op::Delete { dn: e.dn.clone() }, assertion: own(e) }),
-                (None, Some(want)) => ops.push(
+                (None, Some(_)) => ops.push(
                     Op::Add {
                         dn: ResourceDef::child_dn(&s.root.dn, part),
-                        attrs: document::new_entry(def, part, s.id, want),
+                        attrs: document::new_entry(def, part, s.id, d),
                     }
                     .into(),
                 ),
@@ -626,6 +626,11 @@ impl Resources {
 fn changes(f: &Field, s: &Stored, d: &Desired) -> bool {
     match f.kind {
         Kind::ParentRef => d.parent != s.parent,
+        Kind::List(_) => {
+            let fold =
+                |v: &[String]| -> std::collections::BTreeSet<String> { v.iter().map(|x| x.to_lowercase()).collect() };
+            fold(d.list(Part::Root, f.attr)) != fold(s.root.values(f.attr))
+        }
         Kind::Id | Kind::Link(_) | Kind::Object(_) => false,
         _ => {
             let stored = s.root.first(f.attr).map(str::to_string).or_else(|| f.default.map(|b| bool_ldap(b).into()));
