@@ -122,6 +122,40 @@ impl Settings {
 
     /// Checks what deserialising cannot: the TLS files come as a pair, the CORS lists.
     pub fn validate(&self) -> Result<(), String> {
+        let (l, h, a, p) = (&self.ldap, &self.http, &self.auth, &self.pagination);
+        // Values a running gateway cannot work with are refused at start, by name, rather
+        // than taken as something else.
+        let positive: [(&str, u64); 17] = [
+            ("ldap.pool_size", l.pool_size as u64),
+            ("ldap.connect_timeout_ms", l.connect_timeout_ms),
+            ("ldap.op_timeout_ms", l.op_timeout_ms),
+            ("ldap.pool_wait_ms", l.pool_wait_ms),
+            ("http.body_limit_bytes", h.body_limit_bytes as u64),
+            ("http.request_timeout_ms", h.request_timeout_ms),
+            ("http.body_timeout_ms", h.body_timeout_ms),
+            ("http.max_concurrent_requests", h.max_concurrent_requests as u64),
+            ("http.max_concurrent_per_caller", h.max_concurrent_per_caller as u64),
+            ("http.header_read_timeout_ms", h.header_read_timeout_ms),
+            ("http.idle_timeout_ms", h.idle_timeout_ms),
+            ("http.max_connections", h.max_connections as u64),
+            ("auth.max_failures", a.max_failures as u64),
+            ("auth.bind_pool_size", a.bind_pool_size as u64),
+            ("pagination.default_per_page", p.default_per_page as u64),
+            ("pagination.max_per_page", p.max_per_page as u64),
+            ("index.catch_up_ms", self.index.catch_up_ms),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{key} must be at least 1"));
+        }
+        if l.urls.is_empty() {
+            return Err("ldap.urls: give at least one directory server".into());
+        }
+        if l.failback_interval_ms < 100 {
+            return Err("ldap.failback_interval_ms must be at least 100".into());
+        }
+        if p.default_per_page > p.max_per_page {
+            return Err("pagination.default_per_page must not exceed pagination.max_per_page".into());
+        }
         if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
             return Err("tls.cert_file and tls.key_file: give both, or neither".into());
         }
@@ -169,6 +203,23 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_the_gateway_cannot_work_with_are_refused_by_name() {
+        let mut s = Settings::defaults();
+        assert!(s.validate().is_ok());
+        s.ldap.pool_size = 0;
+        assert_eq!(s.validate().unwrap_err(), "ldap.pool_size must be at least 1");
+        let mut s = Settings::defaults();
+        s.pagination.default_per_page = 500;
+        assert!(s.validate().unwrap_err().contains("pagination.default_per_page"));
+        let mut s = Settings::defaults();
+        s.ldap.urls.clear();
+        assert!(s.validate().unwrap_err().contains("ldap.urls"));
+        let mut s = Settings::defaults();
+        s.ldap.failback_interval_ms = 10;
+        assert!(s.validate().unwrap_err().contains("ldap.failback_interval_ms"));
+    }
 
     #[test]
     fn defaults_parse() {

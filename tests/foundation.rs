@@ -82,3 +82,16 @@ fn two_launchers_run_side_by_side_on_different_ports() {
     assert_ne!(a.port, b.port);
     assert!(a.startup < Duration::from_secs(5) && b.startup < Duration::from_secs(5));
 }
+
+#[test]
+fn a_value_the_gateway_cannot_work_with_stops_it_at_start_naming_the_key() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stoney-gateway"))
+        .arg("serve")
+        .env("STONEY__LDAP__POOL_SIZE", "0")
+        .env("STONEY__LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("the gateway runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ldap.pool_size must be at least 1"), "{err}");
+}
