@@ -10,6 +10,7 @@ pub mod resources;
 pub mod row;
 pub mod table;
 pub mod values;
+pub mod view;
 
 pub use table::{Field, Kind, Part};
 
