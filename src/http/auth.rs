@@ -82,10 +82,6 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        #[cfg(feature = "bench")]
-        if std::env::var_os("STONEY_BENCH_NO_AUTH").is_some() {
-            return Ok(Caller(Scope::Provider));
-        }
         let p = Principal::from_request_parts(parts, app).await?;
         p.scope.map(Caller).ok_or_else(|| {
             ApiError::new(

@@ -251,7 +251,7 @@ pub async fn collection(out: &Path, customers: u64, seconds: u64, rounds: usize)
     let loaded_in = t.elapsed();
     eprintln!("slapd loaded in {loaded_in:?}");
     let t = Instant::now();
-    let gw = start_gateway(&slapd, false).await;
+    let gw = start_gateway(&slapd).await;
     let ready_in = t.elapsed();
     let (hwm_loaded, rss_loaded) = memory_mib(gw.child.id());
     eprintln!("gateway ready in {ready_in:?}, {rss_loaded} MiB");

@@ -124,7 +124,7 @@ pub fn gateway_binary() -> PathBuf {
     me.parent().expect("bin dir").join("stoney-gateway")
 }
 
-pub async fn start_gateway(slapd: &Slapd, no_auth: bool) -> Gateway {
+pub async fn start_gateway(slapd: &Slapd) -> Gateway {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = Command::new(gateway_binary());
     cmd.arg("serve")
@@ -136,9 +136,6 @@ pub async fn start_gateway(slapd: &Slapd, no_auth: bool) -> Gateway {
         .env("STONEY__LOG__LEVEL", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    if no_auth {
-        cmd.env("STONEY_BENCH_NO_AUTH", "1");
-    }
     // Owned by the guard at once, so a gateway that never gets ready is still stopped.
     let gateway = Gateway {
         child: cmd.spawn().expect("gateway starts (build it with --features bench --bins)"),

@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// GET and POST of one customer, with and without authentication, vs raw LDAP.
+    /// GET and POST of one customer, vs raw LDAP.
     Element {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
