@@ -47,6 +47,8 @@ async fn metrics_count_requests_ldap_operations_and_show_the_pools() {
     assert!(sample(&after, r#"stoney_ldap_pool_connections{pool="directory",state="open"}"#) >= 1.0);
     assert_eq!(sample(&after, r#"stoney_ldap_failovers_total{pool="directory"}"#), 0.0);
     assert_eq!(sample(&after, "stoney_index_customers"), 60.0);
+    assert_eq!(sample(&after, r#"stoney_index_elements{resource="customers"}"#), 60.0);
+    assert_eq!(sample(&after, r#"stoney_index_elements{resource="resellers"}"#), 3.0);
     assert_eq!(sample(&after, "stoney_index_loaded"), 1.0);
 }
 

@@ -17,8 +17,8 @@ pub async fn health() -> Response {
 pub async fn ready(State(app): State<AppState>) -> Result<Response, ApiError> {
     let timeout = app.ready_timeout;
     match tokio::time::timeout(timeout, app.directory.ping()).await {
-        Ok(Ok(())) if !app.customers.index().is_loaded() => {
-            tracing::info!("not ready: the customer index is loading");
+        Ok(Ok(())) if app.resources().iter().any(|r| !r.index().is_loaded()) => {
+            tracing::info!("not ready: the collection indexes are loading");
             Err(ApiError::unavailable())
         }
         Ok(Ok(())) => Ok(json_response(StatusCode::OK, &json!({"status": "ready"}))),
@@ -108,10 +108,20 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             series: vec![(vec![], index.len() as f64)],
         },
         Sampled {
+            name: "stoney_index_elements",
+            kind: "gauge",
+            help: "Elements in each resource's collection index.",
+            series: app
+                .resources()
+                .iter()
+                .map(|r| (vec![("resource", r.def().name.to_string())], r.index().len() as f64))
+                .collect(),
+        },
+        Sampled {
             name: "stoney_index_loaded",
             kind: "gauge",
-            help: "1 once the collection index is loaded.",
-            series: vec![(vec![], if index.is_loaded() { 1.0 } else { 0.0 })],
+            help: "1 once every collection index is loaded.",
+            series: vec![(vec![], if app.resources().iter().all(|r| r.index().is_loaded()) { 1.0 } else { 0.0 })],
         },
     ]);
     (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
