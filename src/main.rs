@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use stoney_gateway::app::{self, AppState};
 use stoney_gateway::config::Settings;
-use stoney_gateway::directory::slapd::{Replication, Slapd, SlapdOptions};
+use stoney_gateway::directory::slapd::{self, Replication, Slapd, SlapdOptions};
 use stoney_gateway::telemetry;
 
 #[derive(Parser)]
@@ -93,10 +93,24 @@ fn main() -> ExitCode {
                 replication,
                 ..Default::default()
             };
+            slapd::note_stop_signals();
             match Slapd::start(opts) {
                 Ok(mut s) => {
                     println!("slapd serving {} at {} (pid {:?})", s.suffix, s.url, s.pid());
-                    s.wait().map_err(|e| e.to_string())
+                    // A supervisor must see a slapd that died as a failure: exit with its
+                    // code, or 128 + the signal that killed it.
+                    return match s.wait() {
+                        Ok(status) => {
+                            if !status.success() {
+                                eprintln!("stoney-gateway: slapd ended: {status}");
+                            }
+                            ExitCode::from(slapd::exit_code(status))
+                        }
+                        Err(e) => {
+                            eprintln!("stoney-gateway: {e}");
+                            ExitCode::FAILURE
+                        }
+                    };
                 }
                 Err(e) => Err(e.to_string()),
             }

@@ -511,13 +511,56 @@ impl Slapd {
         let _ = child.wait();
     }
 
-    /// Waits until the server exits by itself (used by the foreground `slapd` command).
-    pub fn wait(&mut self) -> std::io::Result<()> {
-        if let Some(child) = self.child.as_mut() {
-            child.wait()?;
-        }
+    /// Runs until the server exits (the foreground `slapd` command) and returns how it
+    /// ended. A stop signal noted by `note_stop_signals` (before or during the wait) is
+    /// passed on to slapd as SIGTERM, which then stops cleanly (writing its
+    /// `contextCSN`) and exits 0.
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let Some(child) = self.child.as_mut() else {
+            return Err(std::io::Error::other("slapd is not running"));
+        };
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if STOP_SIGNAL.swap(0, std::sync::atomic::Ordering::Relaxed) != 0 {
+                // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+                unsafe {
+                    libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         self.child = None;
-        Ok(())
+        Ok(status)
+    }
+}
+
+static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Makes SIGTERM, SIGINT and SIGHUP to this process a request to stop slapd, which
+/// `Slapd::wait` carries out (the foreground `slapd` command installs this first, so
+/// that a stop during start-up is not lost).
+pub fn note_stop_signals() {
+    extern "C" fn note(sig: libc::c_int) {
+        STOP_SIGNAL.store(sig, std::sync::atomic::Ordering::Relaxed);
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, note as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        }
+    }
+}
+
+/// The exit code a wrapper of slapd reports for how slapd ended: slapd's own code, or
+/// 128 + the signal that killed it (as a shell does).
+pub fn exit_code(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code.clamp(0, 255) as u8,
+        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+        (None, None) => 1,
     }
 }
 
@@ -529,7 +572,16 @@ impl Drop for Slapd {
 
 #[cfg(test)]
 mod tests {
-    use super::ldif_line;
+    use super::{exit_code, ldif_line};
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn a_wrapper_reports_slapds_exit_code_or_128_plus_its_signal() {
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(1 << 8)), 1);
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(9)), 137);
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(6)), 134);
+    }
 
     #[test]
     fn ldif_lines_base64_what_plain_ldif_cannot_carry() {
