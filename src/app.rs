@@ -120,16 +120,26 @@ pub async fn serve(
             }
         }
     });
+    // The trash is swept at start and then periodically: a delete cut short by a fault
+    // leaves its subtree there.
     let customers = state.customers.clone();
-    tokio::spawn(async move {
-        if let Err(e) = customers.sweep_trash().await {
-            tracing::warn!(error = %e, "could not sweep the trash at start");
+    let sweep_every = state.settings.ldap.trash_sweep_secs;
+    let sweeper = tokio::spawn(async move {
+        loop {
+            if let Err(e) = customers.sweep_trash().await {
+                tracing::warn!(error = %e, "could not sweep the trash; trying again later");
+            }
+            if sweep_every == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(sweep_every)).await;
         }
     });
     let router = crate::http::router(state);
     let res = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
     sync.abort();
     failback.abort();
+    sweeper.abort();
     res
 }
 
