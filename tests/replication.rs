@@ -391,7 +391,7 @@ fn claim_context_csn(s: &Slapd, csns: &[String]) {
     for c in csns {
         ldif.push_str(&format!("contextCSN: {c}\n"));
     }
-    let mut cmd = std::process::Command::new("slapmodify");
+    let mut cmd = std::process::Command::new(stoney_gateway::directory::slapd::server_tool("slapmodify").unwrap());
     cmd.arg("-F").arg(s.dir.join("slapd.d")).args(["-b", &s.suffix]);
     let out = common::with_input(&mut cmd, &ldif);
     assert!(out.status.success(), "slapmodify: {out:?}");

@@ -83,3 +83,43 @@ fn a_stopped_wrapper_stops_slapd_cleanly_and_exits_0() {
     assert!(status.success(), "{status:?} (signal {:?})", status.signal());
     assert!(!Path::new(&format!("/proc/{slapd}")).exists(), "slapd {slapd} is gone with the wrapper");
 }
+
+#[test]
+fn a_slapd_given_by_stoney_slapd_bin_that_is_not_there_is_an_error() {
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stoney-gateway"))
+        .args(["slapd", "--listen", &free_addr().to_string(), "--state-dir"])
+        .arg(state.path())
+        .env("STONEY_SLAPD_BIN", "/nonexistent/sbin/slapd")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("STONEY_SLAPD_BIN=/nonexistent/sbin/slapd"), "{out:?}");
+}
+
+#[test]
+fn the_slapd_given_by_stoney_slapd_bin_is_the_one_that_runs() {
+    let state = tempfile::tempdir().unwrap();
+    // A folder with slapd alone: the launcher takes slapadd from the system then.
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/usr/sbin/slapd", bin.path().join("slapd")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stoney-gateway"))
+        .args(["slapd", "--listen", &free_addr().to_string(), "--state-dir"])
+        .arg(state.path())
+        .env("STONEY_SLAPD_BIN", bin.path().join("slapd"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("slapd serving"), "{line:?}");
+    let pid = std::fs::read_to_string(state.path().join("slapd.pid")).unwrap();
+    let exe = std::fs::read_link(format!("/proc/{}/exe", pid.trim())).unwrap();
+    let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", pid.trim())).unwrap();
+    assert!(cmdline.starts_with(&bin.path().join("slapd").display().to_string()), "{cmdline:?} ({exe:?})");
+    signal(child.id(), libc::SIGTERM);
+    assert!(wait(&mut child, 10).success());
+}

@@ -102,18 +102,97 @@ fn find_binary(name: &str) -> Result<PathBuf, LaunchError> {
     Err(LaunchError::Missing(name.into()))
 }
 
-fn module_path() -> &'static str {
-    ["/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap", "/usr/local/libexec/openldap"]
-        .into_iter()
-        .find(|p| Path::new(p).join("back_mdb.so").exists() || Path::new(p).join("back_mdb.la").exists())
-        .unwrap_or("/usr/lib/ldap")
+/// The slapd the launcher runs: `STONEY_SLAPD_BIN` if set, else the system's
+/// (`/usr/sbin/slapd`, Debian's package). slapadd and the other slap tools are taken
+/// from the same folder (a build of `scripts/build-openldap` has them all in its `sbin`).
+pub fn slapd_binary() -> Result<PathBuf, LaunchError> {
+    match std::env::var_os("STONEY_SLAPD_BIN").filter(|v| !v.is_empty()) {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(LaunchError::Missing(format!("STONEY_SLAPD_BIN={}", p.display())))
+            }
+        }
+        None => find_binary("slapd"),
+    }
 }
 
-fn schema_dir() -> &'static str {
-    ["/etc/ldap/schema", "/etc/openldap/schema", "/usr/local/etc/openldap/schema"]
+/// A slap tool (slapadd, slapmodify, slapcat, ...) of the slapd the launcher runs.
+pub fn server_tool(name: &str) -> Result<PathBuf, LaunchError> {
+    let slapd = slapd_binary()?;
+    match slapd.parent().map(|d| d.join(name)) {
+        Some(p) if p.exists() => Ok(p),
+        _ => find_binary(name),
+    }
+}
+
+/// The version line of the slapd the launcher runs (`slapd -VV`).
+pub fn server_version() -> Result<String, LaunchError> {
+    let out = Command::new(slapd_binary()?).arg("-VV").stdin(Stdio::null()).output()?;
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// What a slapd build has compiled in (`slapd -VVV` lists its static backends and
+/// overlays): those need no `olcModuleLoad`.
+fn static_parts(slapd: &Path) -> Vec<String> {
+    let Ok(out) = Command::new(slapd).arg("-VVV").stdin(Stdio::null()).output() else { return Vec::new() };
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    text.lines().filter(|l| l.starts_with("    ")).map(|l| l.trim().to_string()).collect()
+}
+
+/// The cn=config entry that loads the backends and overlays this slapd lacks, or
+/// nothing when it has them all compiled in.
+fn module_entry(slapd: &Path) -> String {
+    let built_in = static_parts(slapd);
+    let loads: Vec<&str> = [("mdb", "back_mdb"), ("sssvlv", "sssvlv"), ("unique", "unique"), ("syncprov", "syncprov")]
         .into_iter()
-        .find(|p| Path::new(p).join("core.ldif").exists())
-        .unwrap_or("/etc/ldap/schema")
+        .chain([("accesslog", "accesslog")])
+        .filter(|(part, _)| !built_in.iter().any(|b| b == part))
+        .map(|(_, module)| module)
+        .collect();
+    if loads.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "dn: cn=module{{0}},cn=config\nobjectClass: olcModuleList\ncn: module{{0}}\nolcModulePath: {}\n",
+        module_path(slapd)
+    );
+    for m in loads {
+        out.push_str(&format!("olcModuleLoad: {m}\n"));
+    }
+    out.push('\n');
+    out
+}
+
+fn module_path(slapd: &Path) -> String {
+    let own = slapd.parent().and_then(Path::parent).map(|p| p.join("libexec/openldap"));
+    own.into_iter()
+        .chain(
+            ["/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap", "/usr/local/libexec/openldap"]
+                .into_iter()
+                .map(PathBuf::from),
+        )
+        .find(|p| p.join("back_mdb.so").exists() || p.join("back_mdb.la").exists())
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/ldap"))
+        .display()
+        .to_string()
+}
+
+fn schema_dir(slapd: &Path) -> String {
+    let own = slapd.parent().and_then(Path::parent).map(|p| p.join("etc/openldap/schema"));
+    own.into_iter()
+        .chain(
+            ["/etc/ldap/schema", "/etc/openldap/schema", "/usr/local/etc/openldap/schema"]
+                .into_iter()
+                .map(PathBuf::from),
+        )
+        .find(|p| p.join("core.ldif").exists())
+        .unwrap_or_else(|| PathBuf::from("/etc/ldap/schema"))
+        .display()
+        .to_string()
 }
 
 /// One attribute value as an LDIF line: as it is when it is safe ASCII, else base64.
@@ -306,8 +385,8 @@ fn spawn(
 impl Slapd {
     /// Builds the configuration and database and starts the server; returns once it answers.
     pub fn start(opts: SlapdOptions) -> Result<Slapd, LaunchError> {
-        let slapd = find_binary("slapd")?;
-        let slapadd = find_binary("slapadd")?;
+        let slapd = slapd_binary()?;
+        let slapadd = server_tool("slapadd")?;
         let (temp, dir) = match &opts.state_dir {
             Some(d) => {
                 fs::create_dir_all(d)?;
@@ -339,8 +418,8 @@ impl Slapd {
                 .replace("{{SUFFIX}}", &opts.suffix)
                 .replace("{{ROOTPW}}", &root_password)
                 .replace("{{GATEWAY_DN}}", &gateway_dn)
-                .replace("{{MODULEPATH}}", module_path())
-                .replace("{{SCHEMADIR}}", schema_dir())
+                .replace("{{MODULES}}\n", &module_entry(&slapd))
+                .replace("{{SCHEMADIR}}", &schema_dir(&slapd))
                 .replace("{{GLOBAL_EXTRA}}\n", &global_extra(&opts))
                 .replace("{{DATABASE_EXTRA}}\n", &database_extra(&opts, &root_password))
                 .replace("{{REPLICATION_LOGDB}}\n", &replication_logdb(&opts, &dir))
@@ -479,7 +558,7 @@ impl Slapd {
     /// Starts the stopped server again on the same address with the same database.
     pub fn restart(&mut self) -> Result<(), LaunchError> {
         self.stop();
-        let slapd = find_binary("slapd")?;
+        let slapd = slapd_binary()?;
         let (child, startup) = spawn(&slapd, &self.dir, &self.dir.join("slapd.d"), self.listen)?
             .map_err(|detail| LaunchError::Step { step: "restarting slapd".into(), detail })?;
         self.child = Some(child);

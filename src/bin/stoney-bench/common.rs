@@ -198,17 +198,9 @@ pub fn machine() -> String {
         })
         .unwrap_or(0);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let slapd = Command::new("/usr/sbin/slapd").arg("-VV").output().ok().map(|o| {
-        String::from_utf8_lossy(&o.stderr)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .trim_start_matches("@(#) $OpenLDAP: ")
-            .trim_end_matches('$')
-            .trim()
-            .to_string()
-    });
+    let slapd = stoney_gateway::directory::slapd::server_version()
+        .ok()
+        .map(|l| l.trim_start_matches("@(#) $OpenLDAP: ").trim_end_matches('$').trim().to_string());
     format!("{cores} cores ({cpu}), {mem} GiB RAM; {}", slapd.unwrap_or_default())
 }
 
