@@ -57,6 +57,12 @@ pub struct Replication {
     pub peers: Vec<String>,
     /// Loads the data here; a server without starts empty and replicates everything.
     pub load_data: bool,
+    /// Re-adds a server to the set: on a first start (an empty state folder), loads a
+    /// full copy of this peer's database (every entry with its entryUUID and entryCSN,
+    /// and the peer's contextCSN) before slapd starts, instead of the data or nothing.
+    /// A server that starts empty instead serves its peers' consumers a directory that
+    /// lacks entries, and they delete what it lacks.
+    pub rejoin: Option<String>,
 }
 
 impl Default for SlapdOptions {
@@ -317,6 +323,85 @@ fn replication_extra(opts: &SlapdOptions) -> String {
         .to_string()
 }
 
+/// Operational attributes a search returns that slapd computes and slapadd refuses.
+const NOT_STORED: [&str; 6] =
+    ["entryDN", "subschemaSubentry", "hasSubordinates", "numSubordinates", "pwdPolicySubentry", "memberOf"];
+
+/// Copies a peer's whole database as its root DN into `dir/rejoin.ldif`, in slapadd
+/// form: every entry with its operational attributes (entryUUID, entryCSN, timestamps,
+/// and the suffix's contextCSN, so that replication resumes from the peer's state),
+/// parents before children. Tries for a minute while the peer does not answer.
+fn copy_from_peer(peer: &str, suffix: &str, root_password: &str, dir: &Path) -> Result<PathBuf, LaunchError> {
+    fs::create_dir_all(dir)?;
+    let root_dn = format!("cn=Manager,{suffix}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let out = Command::new(find_binary("ldapsearch")?)
+            .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=5", "-H", peer, "-D", &root_dn])
+            .args(["-w", root_password, "-b", suffix, "-s", "sub", "(objectClass=*)", "*", "+"])
+            .stdin(Stdio::null())
+            .output()?;
+        if out.status.success() {
+            break out;
+        }
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        // 32: the peer does not hold the suffix (yet); anything else but "can't
+        // contact" is an error the operator must see at once.
+        let retry = matches!(out.status.code(), Some(-1) | Some(255) | Some(32) | Some(51) | Some(52));
+        if !retry || Instant::now() > deadline {
+            return Err(LaunchError::Step { step: format!("copying the directory from {peer}"), detail: why });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut entries: Vec<(usize, String)> = Vec::new();
+    for record in text.split("\n\n").map(str::trim).filter(|r| !r.is_empty()) {
+        let mut dn = None;
+        let mut kept = String::new();
+        for line in record.lines() {
+            let attr = line.split(':').next().unwrap_or_default();
+            if NOT_STORED.iter().any(|n| n.eq_ignore_ascii_case(attr)) {
+                continue;
+            }
+            if dn.is_none() {
+                dn = line_value(line, "dn");
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        let Some(dn) = dn else { continue };
+        entries.push((crate::directory::layout::depth(&dn), kept));
+    }
+    if !entries.iter().any(|(depth, _)| *depth == crate::directory::layout::depth(suffix)) {
+        return Err(LaunchError::Step {
+            step: format!("copying the directory from {peer}"),
+            detail: "the peer does not hold the base entry".into(),
+        });
+    }
+    // Parents first (a moved subtree can come before its new parent in search order).
+    entries.sort_by_key(|(depth, _)| *depth);
+    let file = dir.join("rejoin.ldif");
+    let mut ldif = String::with_capacity(text.len());
+    for (_, e) in entries {
+        ldif.push_str(&e);
+        ldif.push('\n');
+    }
+    fs::write(&file, ldif)?;
+    Ok(file)
+}
+
+/// The value of an LDIF line `attr: value` or `attr:: base64`.
+fn line_value(line: &str, attr: &str) -> Option<String> {
+    use base64::Engine;
+    let rest = line.strip_prefix(attr)?;
+    if let Some(b64) = rest.strip_prefix(":: ") {
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+        String::from_utf8(raw).ok()
+    } else {
+        rest.strip_prefix(": ").map(str::to_string)
+    }
+}
+
 /// Sends an anonymous bind and reads the answer: the server is up only when it answers
 /// LDAP, not merely when its port accepts.
 fn answers_ldap(addr: SocketAddr) -> bool {
@@ -408,6 +493,12 @@ impl Slapd {
         let gateway_dn = format!("{GATEWAY_RDN},{}", opts.suffix);
         let config_dir = dir.join("slapd.d");
         let fresh = !config_dir.join("cn=config.ldif").exists();
+        // A rejoining server copies its peer first: if that fails, the state folder is
+        // left as it was (uninitialised), so that the next start tries again.
+        let copy = match opts.replication.as_ref().and_then(|r| r.rejoin.as_deref()) {
+            Some(peer) if fresh => Some(copy_from_peer(peer, &opts.suffix, &root_password, &dir)?),
+            _ => None,
+        };
         if fresh {
             fs::create_dir_all(dir.join("db"))?;
             fs::create_dir_all(dir.join("accesslog"))?;
@@ -432,15 +523,22 @@ impl Slapd {
                 Command::new(&slapadd).arg("-n0").arg("-F").arg(&config_dir).arg("-l").arg(dir.join("config.ldif")),
             )?;
             let load = opts.replication.as_ref().is_none_or(|r| r.load_data);
-            if load {
-                run(
+            let data = match &copy {
+                Some(file) => Some(file.clone()),
+                None => load.then(|| dir.join("data.ldif")),
+            };
+            if let Some(data) = data {
+                let loaded = run(
                     "slapadd (data)",
-                    Command::new(&slapadd)
-                        .args(["-q", "-b", &opts.suffix, "-F"])
-                        .arg(&config_dir)
-                        .arg("-l")
-                        .arg(dir.join("data.ldif")),
-                )?;
+                    Command::new(&slapadd).args(["-q", "-b", &opts.suffix, "-F"]).arg(&config_dir).arg("-l").arg(data),
+                );
+                if let Err(e) = loaded {
+                    // Not initialised after all: the next start begins anew.
+                    let _ = fs::remove_dir_all(&config_dir);
+                    let _ = fs::remove_dir_all(dir.join("db"));
+                    let _ = fs::remove_dir_all(dir.join("accesslog"));
+                    return Err(e);
+                }
             }
         }
 
@@ -504,7 +602,7 @@ impl Slapd {
             out.push(Slapd::start(SlapdOptions {
                 listen: *addr,
                 root_password: Some(root_password.clone()),
-                replication: Some(Replication { server_id: i as u32 + 1, peers, load_data: i == 0 }),
+                replication: Some(Replication { server_id: i as u32 + 1, peers, load_data: i == 0, rejoin: None }),
                 ..opts.clone()
             })?);
         }
