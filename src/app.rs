@@ -52,8 +52,13 @@ impl AppState {
             l.pool_size.max(1),
             Duration::from_millis(l.pool_wait_ms),
         )?;
-        let directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms))
+        let mut directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms))
             .with_failover_id_gap(l.failover_id_gap);
+        match l.ack.as_str() {
+            "one" => {}
+            "all" => directory = directory.with_ack_all(Duration::from_millis(l.ack_timeout_ms)),
+            other => return Err(DirError::Other(format!("ldap.ack must be \"one\" or \"all\", not {other:?}"))),
+        }
         let index = Arc::new(CustomerIndex::new(&l.base_dn));
         let sync = Arc::new(
             SyncConsumer::new(

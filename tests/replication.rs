@@ -609,3 +609,77 @@ async fn a_wiped_server_rejoins_without_losing_anything_on_either_server() {
     assert_eq!(a.0.keys().filter(|id| **id >= 5_100_000).count(), BULK as usize, "the bulk customers are kept");
     let _ = gw.stop.send(());
 }
+
+/// `ldap.ack = "all"`: a write is answered only once the other server holds it. With
+/// that server stalled, a create waits for it; with it dead, a create is answered at
+/// once, counted as acknowledged by fewer servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ack_all_a_write_is_answered_once_every_server_holds_it() {
+    let mut servers = tokio::task::spawn_blocking(|| {
+        Slapd::start_replicated(2, SlapdOptions { demo_data: true, ..Default::default() })
+    })
+    .await
+    .unwrap()
+    .expect("two servers");
+    eventually(30, "the second server got the data", || customers(&servers[1]).0.len() == 60).await;
+    let mut settings = common::settings_for(&servers[0]);
+    settings.ldap.urls = vec![servers[0].url.clone(), servers[1].url.clone()];
+    settings.ldap.ack = "all".into();
+    settings.ldap.ack_timeout_ms = 10_000;
+    let gw = common::start_gateway(settings).await;
+    let post = |name: String| {
+        let (client, base) = (gw.client.clone(), gw.base.clone());
+        async move {
+            let res = client
+                .post(format!("{base}/v1/customers"))
+                .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+                .json(&common::company(&name))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status().as_u16(), 201);
+            res.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap()
+        }
+    };
+    let on = |s: &Slapd, id: u64| {
+        ldapsearch(
+            s,
+            &format!("ou=reseller,{}", s.suffix),
+            &format!("(&(objectClass=sstCustomer)(uid={id}))"),
+            &["1.1"],
+        )
+        .contains("dn: ")
+    };
+    for i in 0..5 {
+        let id = post(format!("Both {i} AG")).await;
+        assert!(on(&servers[1], id), "acknowledged customer {id} is on the second server at once");
+    }
+    // The second server stalls: the create is committed on the first one, but not
+    // answered until the second holds it.
+    let stalled = servers[1].pid().unwrap() as libc::pid_t;
+    // SAFETY: kill(2) on a child of this process has no memory-safety preconditions.
+    unsafe { libc::kill(stalled, libc::SIGSTOP) };
+    let pending = tokio::spawn(post("Waited For AG".into()));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let waited = !pending.is_finished();
+    // SAFETY: as above.
+    unsafe { libc::kill(stalled, libc::SIGCONT) };
+    assert!(waited, "the create was answered while the second server was stalled");
+    let id = pending.await.unwrap();
+    assert!(on(&servers[1], id), "the waited-for customer {id} is on the second server");
+    let pool = gw.state.directory.pool().manager();
+    assert_eq!(pool.acks_degraded(), 0);
+    // The second server dies: writes are answered at once, by one server.
+    tokio::task::block_in_place(|| servers[1].kill());
+    let started = Instant::now();
+    let id = post("Alone AG".into()).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(on(&servers[0], id));
+    assert!(pool.acks_degraded() >= 1);
+    let metrics = gw.client.get(format!("{}/metrics", gw.base)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("stoney_ldap_acks_degraded_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    let _ = gw.stop.send(());
+}

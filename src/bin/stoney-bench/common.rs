@@ -125,20 +125,24 @@ pub fn gateway_binary() -> PathBuf {
 }
 
 pub async fn start_gateway(slapd: &Slapd, no_auth: bool) -> Gateway {
+    let envs: &[(&str, &str)] = if no_auth { &[("STONEY_BENCH_NO_AUTH", "1")] } else { &[] };
+    start_gateway_with(slapd, &slapd.url, envs).await
+}
+
+/// A gateway on the servers `urls` (comma-separated) with more environment variables.
+pub async fn start_gateway_with(slapd: &Slapd, urls: &str, envs: &[(&str, &str)]) -> Gateway {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = Command::new(gateway_binary());
     cmd.arg("serve")
         .env("STONEY__LISTEN", format!("127.0.0.1:{port}"))
-        .env("STONEY__LDAP__URLS", &slapd.url)
+        .env("STONEY__LDAP__URLS", urls)
         .env("STONEY__LDAP__BIND_DN", &slapd.gateway_dn)
         .env("STONEY__LDAP__BIND_PASSWORD", &slapd.gateway_password)
         .env("STONEY__LDAP__BASE_DN", &slapd.suffix)
         .env("STONEY__LOG__LEVEL", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    if no_auth {
-        cmd.env("STONEY_BENCH_NO_AUTH", "1");
-    }
+    cmd.envs(envs.iter().copied());
     // Owned by the guard at once, so a gateway that never gets ready is still stopped.
     let gateway = Gateway {
         child: cmd.spawn().expect("gateway starts (build it with --features bench --bins)"),
