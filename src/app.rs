@@ -45,8 +45,13 @@ impl AppState {
             l.pool_size.max(1),
             Duration::from_millis(l.pool_wait_ms),
         )?;
-        let directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms))
+        let mut directory = Directory::new(pool, l.base_dn.clone(), Duration::from_millis(l.op_timeout_ms))
             .with_failover_id_gap(l.failover_id_gap);
+        match l.ack.as_str() {
+            "one" => {}
+            "all" => directory = directory.with_ack_all(Duration::from_millis(l.ack_timeout_ms)),
+            other => return Err(DirError::Other(format!("ldap.ack must be \"one\" or \"all\", not {other:?}"))),
+        }
         // One synchronisation session feeds the index of every resource.
         let restart = Arc::new(tokio::sync::Notify::new());
         let indexes: Vec<Arc<CollectionIndex>> =
@@ -131,10 +136,19 @@ pub async fn serve(
             }
         }
     });
+    // The trash is swept at start and then periodically: a delete cut short by a fault
+    // leaves its subtree there.
     let customers = state.customers.clone();
-    tokio::spawn(async move {
-        if let Err(e) = customers.sweep_trash().await {
-            tracing::warn!(error = ?e.to_string(), "could not sweep the trash at start");
+    let sweep_every = state.settings.ldap.trash_sweep_secs;
+    let sweeper = tokio::spawn(async move {
+        loop {
+            if let Err(e) = customers.sweep_trash().await {
+                tracing::warn!(error = ?e.to_string(), "could not sweep the trash; trying again later");
+            }
+            if sweep_every == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(sweep_every)).await;
         }
     });
     let limits = crate::http::server::ConnLimits::from_settings(&state.settings.http);
@@ -146,6 +160,7 @@ pub async fn serve(
     }
     sync.abort();
     failback.abort();
+    sweeper.abort();
     res
 }
 

@@ -34,6 +34,9 @@ pub struct LdapSettings {
     pub failback_interval_ms: u64,
     pub failback_after_ms: u64,
     pub failover_id_gap: u64,
+    pub trash_sweep_secs: u64,
+    pub ack: String,
+    pub ack_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use stoney_gateway::app::{self, AppState};
 use stoney_gateway::config::Settings;
-use stoney_gateway::directory::slapd::{Replication, Slapd, SlapdOptions};
+use stoney_gateway::directory::slapd::{self, Replication, Slapd, SlapdOptions};
 use stoney_gateway::telemetry;
 
 #[derive(Parser)]
@@ -57,6 +57,12 @@ enum Command {
         /// Multi-provider replication: the URL of another server of the set (repeat for more).
         #[arg(long, requires = "server_id")]
         peer: Vec<String>,
+        /// Re-adds this server to a replicated set: on a first start (empty state folder)
+        /// it loads a full copy of this peer's database before it serves, instead of
+        /// starting empty (then its peers would delete what it lacks). Ignored once the
+        /// state folder is initialised.
+        #[arg(long, requires = "server_id", conflicts_with = "demo")]
+        rejoin: Option<String>,
     },
 }
 
@@ -80,10 +86,10 @@ fn main() -> ExitCode {
             Err(e) => Err(format!("configuration: {e}")),
         },
         Command::Dev { listen, ldap_listen } => dev(listen, ldap_listen),
-        Command::Slapd { listen, state_dir, demo, suffix, root_password, server_id, peer } => {
+        Command::Slapd { listen, state_dir, demo, suffix, root_password, server_id, peer, rejoin } => {
             // In a replicated set the server started with --demo loads the data; the
             // others start empty and replicate it.
-            let replication = server_id.map(|id| Replication { server_id: id, peers: peer, load_data: demo });
+            let replication = server_id.map(|id| Replication { server_id: id, peers: peer, load_data: demo, rejoin });
             let opts = SlapdOptions {
                 suffix,
                 demo_data: demo,
@@ -93,10 +99,24 @@ fn main() -> ExitCode {
                 replication,
                 ..Default::default()
             };
+            slapd::note_stop_signals();
             match Slapd::start(opts) {
                 Ok(mut s) => {
                     println!("slapd serving {} at {} (pid {:?})", s.suffix, s.url, s.pid());
-                    s.wait().map_err(|e| e.to_string())
+                    // A supervisor must see a slapd that died as a failure: exit with its
+                    // code, or 128 + the signal that killed it.
+                    return match s.wait() {
+                        Ok(status) => {
+                            if !status.success() {
+                                eprintln!("stoney-gateway: slapd ended: {status}");
+                            }
+                            ExitCode::from(slapd::exit_code(status))
+                        }
+                        Err(e) => {
+                            eprintln!("stoney-gateway: {e}");
+                            ExitCode::FAILURE
+                        }
+                    };
                 }
                 Err(e) => Err(e.to_string()),
             }

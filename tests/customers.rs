@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
+use stoney_gateway::directory::slapd::SlapdOptions;
 
 async fn get_json(app: &TestApp, id: u64) -> (Value, String) {
     let res = app.get(&format!("/v1/customers/{id}")).await;
@@ -186,6 +187,34 @@ async fn leftovers_in_the_trash_are_swept_at_start() {
     app.state.customers.sweep_trash().await.unwrap();
     let left = app.ldapsearch(&t, "(objectClass=*)", &["dn"]);
     assert_eq!(left.lines().filter(|l| l.starts_with("dn: ")).count(), 1, "{left}");
+}
+
+/// A delete cut short by a fault leaves its subtree in the trash; the gateway sweeps it
+/// periodically, not only when it starts.
+#[tokio::test]
+async fn leftovers_in_the_trash_disappear_without_a_restart() {
+    let app = spawn_app_with(SlapdOptions { demo_data: true, ..Default::default() }, |s| {
+        s.ldap.trash_sweep_secs = 1;
+    })
+    .await;
+    let t = format!("ou=trash,ou=administration,{}", app.suffix());
+    // The sweep at start made the trash; a leftover comes after it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.ldapsearch(&t, "(objectClass=*)", &["dn"]).contains("dn: ") {
+        assert!(std::time::Instant::now() < deadline, "the sweep at start made the trash");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let out = app.ldapmodify(&format!("dn: ou=cut,{t}\nchangetype: add\nobjectClass: organizationalUnit\nou: cut\n\ndn: ou=kid,ou=cut,{t}\nchangetype: add\nobjectClass: organizationalUnit\nou: kid\n"));
+    assert!(out.status.success(), "{out:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = app.ldapsearch(&t, "(objectClass=*)", &["dn"]);
+        if left.lines().filter(|l| l.starts_with("dn: ")).count() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the leftover is swept: {left}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

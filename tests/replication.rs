@@ -94,6 +94,16 @@ fn customers(s: &Slapd) -> (std::collections::BTreeMap<u64, (String, String)>, V
     (names, dups)
 }
 
+/// The customers that have a billing entry.
+fn billed(s: &Slapd) -> std::collections::BTreeSet<u64> {
+    let base = format!("ou=reseller,{}", s.suffix);
+    ldapsearch(s, &base, "(&(objectClass=sstAddress)(ou=address))", &["1.1"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("dn: "))
+        .filter_map(|dn| dn.split(',').nth(1).and_then(|r| r.strip_prefix("uid=")).and_then(|v| v.parse().ok()))
+        .collect()
+}
+
 fn context_csn(s: &Slapd) -> Vec<String> {
     let out = std::process::Command::new("ldapsearch")
         .args(["-x", "-LLL", "-H", &s.url, "-D", &s.root_dn, "-w", &s.root_password])
@@ -220,13 +230,38 @@ fn start_load(gw: &common::Gateway) -> Load {
 }
 
 async fn replicated_gateway() -> (Vec<Slapd>, common::Gateway) {
-    let servers = tokio::task::spawn_blocking(|| {
-        Slapd::start_replicated(2, SlapdOptions { demo_data: true, ..Default::default() })
+    replicated_gateway_with(0).await
+}
+
+/// `bulk` more customers (with their billing entries) than the demo data, under the
+/// second reseller, uids from 5100000.
+fn bulk_ldif(suffix: &str, bulk: u64) -> String {
+    let mut out = String::new();
+    for i in 0..bulk {
+        let uid = 5_100_000 + i;
+        let dn = format!("uid={uid},ou=customers,uid=4000002,ou=reseller,{suffix}");
+        out.push_str(&format!(
+            "dn: {dn}\nobjectClass: top\nobjectClass: sstCustomer\nobjectClass: sstRelationship\nuid: {uid}\n\
+             sstIsCompany: TRUE\nsstIsActive: TRUE\nsstBelongsToResellerUID: 4000002\no: Bulk {i} AG\n\n\
+             dn: ou=address,{dn}\nobjectClass: top\nobjectClass: organizationalUnit\nobjectClass: sstAddress\n\
+             ou: address\nsstGender: f\ngivenName: Ada\nsn: Admin\npostalAddress: Handweg 1\npostalCode: 3000\n\
+             l: Bern\nc: CH\npreferredLanguage: de-CH\nmail: ada@example.com\n\n"
+        ));
+    }
+    out
+}
+
+async fn replicated_gateway_with(bulk: u64) -> (Vec<Slapd>, common::Gateway) {
+    let servers = tokio::task::spawn_blocking(move || {
+        let extra =
+            if bulk > 0 { vec![bulk_ldif(stoney_gateway::directory::slapd::DEFAULT_SUFFIX, bulk)] } else { vec![] };
+        Slapd::start_replicated(2, SlapdOptions { demo_data: true, extra_ldif: extra, ..Default::default() })
     })
     .await
     .unwrap()
     .expect("two servers");
-    eventually(30, "the second server got the data", || customers(&servers[1]).0.len() == 60).await;
+    let want = 60 + bulk as usize;
+    eventually(60, "the second server got the data", || customers(&servers[1]).0.len() == want).await;
     let mut settings = common::settings_for(&servers[0]);
     settings.ldap.urls = vec![servers[0].url.clone(), servers[1].url.clone()];
     settings.ldap.failback_interval_ms = 200;
@@ -391,7 +426,7 @@ fn claim_context_csn(s: &Slapd, csns: &[String]) {
     for c in csns {
         ldif.push_str(&format!("contextCSN: {c}\n"));
     }
-    let mut cmd = std::process::Command::new("slapmodify");
+    let mut cmd = std::process::Command::new(stoney_gateway::directory::slapd::server_tool("slapmodify").unwrap());
     cmd.arg("-F").arg(s.dir.join("slapd.d")).args(["-b", &s.suffix]);
     let out = common::with_input(&mut cmd, &ldif);
     assert!(out.status.success(), "slapmodify: {out:?}");
@@ -466,5 +501,185 @@ async fn the_comparison_repairs_a_create_and_a_delete_a_server_missed() {
     for s in &servers {
         assert!(!ldapsearch(s, &doomed_dn, "(objectClass=*)", &["1.1"]).contains("dn:"), "{} holds {doomed_dn}", s.url);
     }
+    let _ = gw.stop.send(());
+}
+
+/// Re-adding a server: wiped (its state gone, as after a lost disk) and started again
+/// with `rejoin`, it loads a full copy of its peer before it serves, under a write load
+/// through the gateway. Afterwards no acknowledged customer is missing on either server,
+/// none is left without its billing entry, and both hold the same. Started empty
+/// instead, it serves before it holds the 3,000 customers (its own replication brings
+/// them later), and a peer's consumer it serves meanwhile may delete what it lacks.
+const BULK: u64 = 3000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_server_rejoins_without_losing_anything_on_either_server() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use stoney_gateway::directory::slapd::Replication;
+
+    let (mut servers, gw) = replicated_gateway_with(BULK).await;
+    let Load { log, stop, pace, tasks } = start_load(&gw);
+    let written = || log.lock().unwrap().created.len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (listen, root_password, peer) = (servers[1].listen, servers[1].root_password.clone(), servers[0].url.clone());
+    tokio::task::block_in_place(|| servers[1].kill());
+    let before = written();
+    eventually(10, "writes go on while the second server is gone", || written() >= before + 20).await;
+    pace.store(100, Ordering::Relaxed);
+    let state = tempfile::tempdir().unwrap();
+    let rejoined = tokio::task::block_in_place(|| {
+        Slapd::start(SlapdOptions {
+            demo_data: true,
+            listen,
+            state_dir: Some(state.path().to_path_buf()),
+            root_password: Some(root_password),
+            replication: Some(Replication {
+                server_id: 2,
+                peers: vec![peer.clone()],
+                load_data: false,
+                rejoin: Some(peer),
+            }),
+            ..Default::default()
+        })
+    })
+    .expect("the wiped server rejoins");
+    // It serves holding the copy already: every customer of the demo data and the bulk
+    // (the load never deletes those), as the same entries (entryUUID) as on its peer.
+    let (held, _) = customers(&rejoined);
+    let kept = held.keys().filter(|id| **id < 5_001_000 || **id >= 5_100_000).count();
+    assert_eq!(kept, 60 + BULK as usize, "the rejoined server holds the copy when it starts to serve");
+    let uuid = |s: &Slapd| {
+        let dn = format!("uid=5100007,ou=customers,uid=4000002,ou=reseller,{}", s.suffix);
+        ldapsearch(s, &dn, "(objectClass=*)", &["entryUUID"])
+            .lines()
+            .find(|l| l.starts_with("entryUUID"))
+            .map(str::to_string)
+    };
+    assert!(uuid(&rejoined).is_some());
+    assert_eq!(uuid(&rejoined), uuid(&servers[0]), "the copy keeps the entries' identity");
+    // Dropping the old handle removes its (wiped) folder.
+    servers[1] = rejoined;
+    let after = written();
+    eventually(20, "writes go on after the rejoin", || written() >= after + 30).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = Arc::try_unwrap(log).unwrap().into_inner().unwrap();
+    let unexpected: Vec<_> = log.statuses.iter().filter(|(s, _)| ![200, 201, 503].contains(*s)).collect();
+    assert!(unexpected.is_empty(), "only in-flight failures (503): {:?} {:#?}", log.statuses, log.errors);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (a, b) = loop {
+        let (a, b) = (customers(&servers[0]), customers(&servers[1]));
+        if a.0 == b.0 {
+            break (a, b);
+        }
+        let only_a: Vec<_> = a.0.iter().filter(|(k, v)| b.0.get(k) != Some(v)).collect();
+        let only_b: Vec<_> = b.0.iter().filter(|(k, v)| a.0.get(k) != Some(v)).collect();
+        assert!(
+            Instant::now() < deadline,
+            "the servers converge: only on the first {only_a:?}, only on the second {only_b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(a.1.is_empty() && b.1.is_empty(), "no uid twice: {:?} {:?}", a.1, b.1);
+    for s in &servers {
+        let billed = billed(s);
+        let orphans: Vec<_> = a.0.keys().filter(|id| !billed.contains(id)).collect();
+        assert!(orphans.is_empty(), "every customer on {} has its billing entry: {orphans:?}", s.url);
+    }
+    let mut lost = Vec::new();
+    for (id, name) in &log.created {
+        if log.deleted.iter().any(|(d, _)| d == id) {
+            continue;
+        }
+        if a.0.get(id).map(|c| &c.0) != Some(name) {
+            lost.push(*id);
+        }
+    }
+    assert!(lost.is_empty(), "acknowledged customers lost: {lost:?} of {}", log.created.len());
+    for (id, acknowledged) in &log.deleted {
+        if *acknowledged {
+            assert!(!a.0.contains_key(id), "customer {id}, deleted, is gone");
+        }
+    }
+    // The customers of the demo data and the bulk are there too.
+    assert_eq!(a.0.keys().filter(|id| **id < 5_001_000).count(), 60, "the demo customers are kept");
+    assert_eq!(a.0.keys().filter(|id| **id >= 5_100_000).count(), BULK as usize, "the bulk customers are kept");
+    let _ = gw.stop.send(());
+}
+
+/// `ldap.ack = "all"`: a write is answered only once the other server holds it. With
+/// that server stalled, a create waits for it; with it dead, a create is answered at
+/// once, counted as acknowledged by fewer servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ack_all_a_write_is_answered_once_every_server_holds_it() {
+    let mut servers = tokio::task::spawn_blocking(|| {
+        Slapd::start_replicated(2, SlapdOptions { demo_data: true, ..Default::default() })
+    })
+    .await
+    .unwrap()
+    .expect("two servers");
+    eventually(30, "the second server got the data", || customers(&servers[1]).0.len() == 60).await;
+    let mut settings = common::settings_for(&servers[0]);
+    settings.ldap.urls = vec![servers[0].url.clone(), servers[1].url.clone()];
+    settings.ldap.ack = "all".into();
+    settings.ldap.ack_timeout_ms = 10_000;
+    let gw = common::start_gateway(settings).await;
+    let post = |name: String| {
+        let (client, base) = (gw.client.clone(), gw.base.clone());
+        async move {
+            let res = client
+                .post(format!("{base}/v1/customers"))
+                .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+                .json(&common::company(&name))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status().as_u16(), 201);
+            res.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap()
+        }
+    };
+    let on = |s: &Slapd, id: u64| {
+        ldapsearch(
+            s,
+            &format!("ou=reseller,{}", s.suffix),
+            &format!("(&(objectClass=sstCustomer)(uid={id}))"),
+            &["1.1"],
+        )
+        .contains("dn: ")
+    };
+    for i in 0..5 {
+        let id = post(format!("Both {i} AG")).await;
+        assert!(on(&servers[1], id), "acknowledged customer {id} is on the second server at once");
+    }
+    // The second server stalls: the create is committed on the first one, but not
+    // answered until the second holds it.
+    let stalled = servers[1].pid().unwrap() as libc::pid_t;
+    // SAFETY: kill(2) on a child of this process has no memory-safety preconditions.
+    unsafe { libc::kill(stalled, libc::SIGSTOP) };
+    let pending = tokio::spawn(post("Waited For AG".into()));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let waited = !pending.is_finished();
+    // SAFETY: as above.
+    unsafe { libc::kill(stalled, libc::SIGCONT) };
+    assert!(waited, "the create was answered while the second server was stalled");
+    let id = pending.await.unwrap();
+    assert!(on(&servers[1], id), "the waited-for customer {id} is on the second server");
+    let pool = gw.state.directory.pool().manager();
+    assert_eq!(pool.acks_degraded(), 0);
+    // The second server dies: writes are answered at once, by one server.
+    tokio::task::block_in_place(|| servers[1].kill());
+    let started = Instant::now();
+    let id = post("Alone AG".into()).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(on(&servers[0], id));
+    assert!(pool.acks_degraded() >= 1);
+    let metrics = gw.client.get(format!("{}/metrics", gw.base)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("stoney_ldap_acks_degraded_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
     let _ = gw.stop.send(());
 }

@@ -77,6 +77,9 @@ pub struct Directory {
     /// The highest id this gateway has handed out from each server: a server whose
     /// counter is behind another's (it has not yet replicated those ids) skips past them.
     highest_ids: Arc<std::sync::Mutex<std::collections::HashMap<usize, u64>>>,
+    /// `ldap.ack = "all"`: a write returns once every server that answers holds it, or
+    /// after this long.
+    ack_all: Option<Duration>,
 }
 
 type Conn = Object<LdapManager>;
@@ -136,7 +139,15 @@ impl Directory {
             last_allocation: Arc::new(AtomicUsize::new(usize::MAX)),
             id_gap: 0,
             highest_ids: Default::default(),
+            ack_all: None,
         }
+    }
+
+    /// Writes return only once every other server that answers holds them (or after
+    /// `timeout`): `ldap.ack = "all"`.
+    pub fn with_ack_all(mut self, timeout: Duration) -> Self {
+        self.ack_all = Some(timeout);
+        self
     }
 
     /// After a failover the first id is allocated `gap` above the counter: ids that the
@@ -308,6 +319,9 @@ impl Directory {
         let conn = guard.0.take().expect("a connection");
         if let Err(e) = &res {
             Self::discard_if_broken(conn, e);
+        } else if let Some(timeout) = self.ack_all {
+            drop(conn);
+            self.pool.manager().replicated(timeout).await;
         }
         res
     }

@@ -57,6 +57,12 @@ pub struct Replication {
     pub peers: Vec<String>,
     /// Loads the data here; a server without starts empty and replicates everything.
     pub load_data: bool,
+    /// Re-adds a server to the set: on a first start (an empty state folder), loads a
+    /// full copy of this peer's database (every entry with its entryUUID and entryCSN,
+    /// and the peer's contextCSN) before slapd starts, instead of the data or nothing.
+    /// A server that starts empty instead serves its peers' consumers a directory that
+    /// lacks entries, and they delete what it lacks.
+    pub rejoin: Option<String>,
 }
 
 impl Default for SlapdOptions {
@@ -102,18 +108,97 @@ fn find_binary(name: &str) -> Result<PathBuf, LaunchError> {
     Err(LaunchError::Missing(name.into()))
 }
 
-fn module_path() -> &'static str {
-    ["/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap", "/usr/local/libexec/openldap"]
-        .into_iter()
-        .find(|p| Path::new(p).join("back_mdb.so").exists() || Path::new(p).join("back_mdb.la").exists())
-        .unwrap_or("/usr/lib/ldap")
+/// The slapd the launcher runs: `STONEY_SLAPD_BIN` if set, else the system's
+/// (`/usr/sbin/slapd`, Debian's package). slapadd and the other slap tools are taken
+/// from the same folder (a build of `scripts/build-openldap` has them all in its `sbin`).
+pub fn slapd_binary() -> Result<PathBuf, LaunchError> {
+    match std::env::var_os("STONEY_SLAPD_BIN").filter(|v| !v.is_empty()) {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(LaunchError::Missing(format!("STONEY_SLAPD_BIN={}", p.display())))
+            }
+        }
+        None => find_binary("slapd"),
+    }
 }
 
-fn schema_dir() -> &'static str {
-    ["/etc/ldap/schema", "/etc/openldap/schema", "/usr/local/etc/openldap/schema"]
+/// A slap tool (slapadd, slapmodify, slapcat, ...) of the slapd the launcher runs.
+pub fn server_tool(name: &str) -> Result<PathBuf, LaunchError> {
+    let slapd = slapd_binary()?;
+    match slapd.parent().map(|d| d.join(name)) {
+        Some(p) if p.exists() => Ok(p),
+        _ => find_binary(name),
+    }
+}
+
+/// The version line of the slapd the launcher runs (`slapd -VV`).
+pub fn server_version() -> Result<String, LaunchError> {
+    let out = Command::new(slapd_binary()?).arg("-VV").stdin(Stdio::null()).output()?;
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// What a slapd build has compiled in (`slapd -VVV` lists its static backends and
+/// overlays): those need no `olcModuleLoad`.
+fn static_parts(slapd: &Path) -> Vec<String> {
+    let Ok(out) = Command::new(slapd).arg("-VVV").stdin(Stdio::null()).output() else { return Vec::new() };
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    text.lines().filter(|l| l.starts_with("    ")).map(|l| l.trim().to_string()).collect()
+}
+
+/// The cn=config entry that loads the backends and overlays this slapd lacks, or
+/// nothing when it has them all compiled in.
+fn module_entry(slapd: &Path) -> String {
+    let built_in = static_parts(slapd);
+    let loads: Vec<&str> = [("mdb", "back_mdb"), ("sssvlv", "sssvlv"), ("unique", "unique"), ("syncprov", "syncprov")]
         .into_iter()
-        .find(|p| Path::new(p).join("core.ldif").exists())
-        .unwrap_or("/etc/ldap/schema")
+        .chain([("accesslog", "accesslog")])
+        .filter(|(part, _)| !built_in.iter().any(|b| b == part))
+        .map(|(_, module)| module)
+        .collect();
+    if loads.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "dn: cn=module{{0}},cn=config\nobjectClass: olcModuleList\ncn: module{{0}}\nolcModulePath: {}\n",
+        module_path(slapd)
+    );
+    for m in loads {
+        out.push_str(&format!("olcModuleLoad: {m}\n"));
+    }
+    out.push('\n');
+    out
+}
+
+fn module_path(slapd: &Path) -> String {
+    let own = slapd.parent().and_then(Path::parent).map(|p| p.join("libexec/openldap"));
+    own.into_iter()
+        .chain(
+            ["/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap", "/usr/local/libexec/openldap"]
+                .into_iter()
+                .map(PathBuf::from),
+        )
+        .find(|p| p.join("back_mdb.so").exists() || p.join("back_mdb.la").exists())
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/ldap"))
+        .display()
+        .to_string()
+}
+
+fn schema_dir(slapd: &Path) -> String {
+    let own = slapd.parent().and_then(Path::parent).map(|p| p.join("etc/openldap/schema"));
+    own.into_iter()
+        .chain(
+            ["/etc/ldap/schema", "/etc/openldap/schema", "/usr/local/etc/openldap/schema"]
+                .into_iter()
+                .map(PathBuf::from),
+        )
+        .find(|p| p.join("core.ldif").exists())
+        .unwrap_or_else(|| PathBuf::from("/etc/ldap/schema"))
+        .display()
+        .to_string()
 }
 
 /// One attribute value as an LDIF line: as it is when it is safe ASCII, else base64.
@@ -238,6 +323,85 @@ fn replication_extra(opts: &SlapdOptions) -> String {
         .to_string()
 }
 
+/// Operational attributes a search returns that slapd computes and slapadd refuses.
+const NOT_STORED: [&str; 6] =
+    ["entryDN", "subschemaSubentry", "hasSubordinates", "numSubordinates", "pwdPolicySubentry", "memberOf"];
+
+/// Copies a peer's whole database as its root DN into `dir/rejoin.ldif`, in slapadd
+/// form: every entry with its operational attributes (entryUUID, entryCSN, timestamps,
+/// and the suffix's contextCSN, so that replication resumes from the peer's state),
+/// parents before children. Tries for a minute while the peer does not answer.
+fn copy_from_peer(peer: &str, suffix: &str, root_password: &str, dir: &Path) -> Result<PathBuf, LaunchError> {
+    fs::create_dir_all(dir)?;
+    let root_dn = format!("cn=Manager,{suffix}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let out = Command::new(find_binary("ldapsearch")?)
+            .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=5", "-H", peer, "-D", &root_dn])
+            .args(["-w", root_password, "-b", suffix, "-s", "sub", "(objectClass=*)", "*", "+"])
+            .stdin(Stdio::null())
+            .output()?;
+        if out.status.success() {
+            break out;
+        }
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        // 32: the peer does not hold the suffix (yet); anything else but "can't
+        // contact" is an error the operator must see at once.
+        let retry = matches!(out.status.code(), Some(-1) | Some(255) | Some(32) | Some(51) | Some(52));
+        if !retry || Instant::now() > deadline {
+            return Err(LaunchError::Step { step: format!("copying the directory from {peer}"), detail: why });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut entries: Vec<(usize, String)> = Vec::new();
+    for record in text.split("\n\n").map(str::trim).filter(|r| !r.is_empty()) {
+        let mut dn = None;
+        let mut kept = String::new();
+        for line in record.lines() {
+            let attr = line.split(':').next().unwrap_or_default();
+            if NOT_STORED.iter().any(|n| n.eq_ignore_ascii_case(attr)) {
+                continue;
+            }
+            if dn.is_none() {
+                dn = line_value(line, "dn");
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        let Some(dn) = dn else { continue };
+        entries.push((crate::directory::layout::depth(&dn), kept));
+    }
+    if !entries.iter().any(|(depth, _)| *depth == crate::directory::layout::depth(suffix)) {
+        return Err(LaunchError::Step {
+            step: format!("copying the directory from {peer}"),
+            detail: "the peer does not hold the base entry".into(),
+        });
+    }
+    // Parents first (a moved subtree can come before its new parent in search order).
+    entries.sort_by_key(|(depth, _)| *depth);
+    let file = dir.join("rejoin.ldif");
+    let mut ldif = String::with_capacity(text.len());
+    for (_, e) in entries {
+        ldif.push_str(&e);
+        ldif.push('\n');
+    }
+    fs::write(&file, ldif)?;
+    Ok(file)
+}
+
+/// The value of an LDIF line `attr: value` or `attr:: base64`.
+fn line_value(line: &str, attr: &str) -> Option<String> {
+    use base64::Engine;
+    let rest = line.strip_prefix(attr)?;
+    if let Some(b64) = rest.strip_prefix(":: ") {
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+        String::from_utf8(raw).ok()
+    } else {
+        rest.strip_prefix(": ").map(str::to_string)
+    }
+}
+
 /// Sends an anonymous bind and reads the answer: the server is up only when it answers
 /// LDAP, not merely when its port accepts.
 fn answers_ldap(addr: SocketAddr) -> bool {
@@ -306,8 +470,8 @@ fn spawn(
 impl Slapd {
     /// Builds the configuration and database and starts the server; returns once it answers.
     pub fn start(opts: SlapdOptions) -> Result<Slapd, LaunchError> {
-        let slapd = find_binary("slapd")?;
-        let slapadd = find_binary("slapadd")?;
+        let slapd = slapd_binary()?;
+        let slapadd = server_tool("slapadd")?;
         let (temp, dir) = match &opts.state_dir {
             Some(d) => {
                 fs::create_dir_all(d)?;
@@ -329,6 +493,12 @@ impl Slapd {
         let gateway_dn = format!("{GATEWAY_RDN},{}", opts.suffix);
         let config_dir = dir.join("slapd.d");
         let fresh = !config_dir.join("cn=config.ldif").exists();
+        // A rejoining server copies its peer first: if that fails, the state folder is
+        // left as it was (uninitialised), so that the next start tries again.
+        let copy = match opts.replication.as_ref().and_then(|r| r.rejoin.as_deref()) {
+            Some(peer) if fresh => Some(copy_from_peer(peer, &opts.suffix, &root_password, &dir)?),
+            _ => None,
+        };
         if fresh {
             fs::create_dir_all(dir.join("db"))?;
             fs::create_dir_all(dir.join("accesslog"))?;
@@ -339,8 +509,8 @@ impl Slapd {
                 .replace("{{SUFFIX}}", &opts.suffix)
                 .replace("{{ROOTPW}}", &root_password)
                 .replace("{{GATEWAY_DN}}", &gateway_dn)
-                .replace("{{MODULEPATH}}", module_path())
-                .replace("{{SCHEMADIR}}", schema_dir())
+                .replace("{{MODULES}}\n", &module_entry(&slapd))
+                .replace("{{SCHEMADIR}}", &schema_dir(&slapd))
                 .replace("{{GLOBAL_EXTRA}}\n", &global_extra(&opts))
                 .replace("{{DATABASE_EXTRA}}\n", &database_extra(&opts, &root_password))
                 .replace("{{REPLICATION_LOGDB}}\n", &replication_logdb(&opts, &dir))
@@ -353,15 +523,22 @@ impl Slapd {
                 Command::new(&slapadd).arg("-n0").arg("-F").arg(&config_dir).arg("-l").arg(dir.join("config.ldif")),
             )?;
             let load = opts.replication.as_ref().is_none_or(|r| r.load_data);
-            if load {
-                run(
+            let data = match &copy {
+                Some(file) => Some(file.clone()),
+                None => load.then(|| dir.join("data.ldif")),
+            };
+            if let Some(data) = data {
+                let loaded = run(
                     "slapadd (data)",
-                    Command::new(&slapadd)
-                        .args(["-q", "-b", &opts.suffix, "-F"])
-                        .arg(&config_dir)
-                        .arg("-l")
-                        .arg(dir.join("data.ldif")),
-                )?;
+                    Command::new(&slapadd).args(["-q", "-b", &opts.suffix, "-F"]).arg(&config_dir).arg("-l").arg(data),
+                );
+                if let Err(e) = loaded {
+                    // Not initialised after all: the next start begins anew.
+                    let _ = fs::remove_dir_all(&config_dir);
+                    let _ = fs::remove_dir_all(dir.join("db"));
+                    let _ = fs::remove_dir_all(dir.join("accesslog"));
+                    return Err(e);
+                }
             }
         }
 
@@ -425,7 +602,7 @@ impl Slapd {
             out.push(Slapd::start(SlapdOptions {
                 listen: *addr,
                 root_password: Some(root_password.clone()),
-                replication: Some(Replication { server_id: i as u32 + 1, peers, load_data: i == 0 }),
+                replication: Some(Replication { server_id: i as u32 + 1, peers, load_data: i == 0, rejoin: None }),
                 ..opts.clone()
             })?);
         }
@@ -479,7 +656,7 @@ impl Slapd {
     /// Starts the stopped server again on the same address with the same database.
     pub fn restart(&mut self) -> Result<(), LaunchError> {
         self.stop();
-        let slapd = find_binary("slapd")?;
+        let slapd = slapd_binary()?;
         let (child, startup) = spawn(&slapd, &self.dir, &self.dir.join("slapd.d"), self.listen)?
             .map_err(|detail| LaunchError::Step { step: "restarting slapd".into(), detail })?;
         self.child = Some(child);
@@ -511,13 +688,56 @@ impl Slapd {
         let _ = child.wait();
     }
 
-    /// Waits until the server exits by itself (used by the foreground `slapd` command).
-    pub fn wait(&mut self) -> std::io::Result<()> {
-        if let Some(child) = self.child.as_mut() {
-            child.wait()?;
-        }
+    /// Runs until the server exits (the foreground `slapd` command) and returns how it
+    /// ended. A stop signal noted by `note_stop_signals` (before or during the wait) is
+    /// passed on to slapd as SIGTERM, which then stops cleanly (writing its
+    /// `contextCSN`) and exits 0.
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let Some(child) = self.child.as_mut() else {
+            return Err(std::io::Error::other("slapd is not running"));
+        };
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if STOP_SIGNAL.swap(0, std::sync::atomic::Ordering::Relaxed) != 0 {
+                // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+                unsafe {
+                    libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         self.child = None;
-        Ok(())
+        Ok(status)
+    }
+}
+
+static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Makes SIGTERM, SIGINT and SIGHUP to this process a request to stop slapd, which
+/// `Slapd::wait` carries out (the foreground `slapd` command installs this first, so
+/// that a stop during start-up is not lost).
+pub fn note_stop_signals() {
+    extern "C" fn note(sig: libc::c_int) {
+        STOP_SIGNAL.store(sig, std::sync::atomic::Ordering::Relaxed);
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, note as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        }
+    }
+}
+
+/// The exit code a wrapper of slapd reports for how slapd ended: slapd's own code, or
+/// 128 + the signal that killed it (as a shell does).
+pub fn exit_code(status: std::process::ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code.clamp(0, 255) as u8,
+        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
+        (None, None) => 1,
     }
 }
 
@@ -529,7 +749,16 @@ impl Drop for Slapd {
 
 #[cfg(test)]
 mod tests {
-    use super::ldif_line;
+    use super::{exit_code, ldif_line};
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn a_wrapper_reports_slapds_exit_code_or_128_plus_its_signal() {
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(1 << 8)), 1);
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(9)), 137);
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(6)), 134);
+    }
 
     #[test]
     fn ldif_lines_base64_what_plain_ldif_cannot_carry() {

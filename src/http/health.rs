@@ -78,6 +78,12 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             series: vec![(vec![], app.directory.pool().manager().deletes_completed() as f64)],
         },
         Sampled {
+            name: "stoney_ldap_acks_degraded_total",
+            kind: "counter",
+            help: "Writes acknowledged (ldap.ack = \"all\") while a server did not hold them: it did not answer or was too slow.",
+            series: vec![(vec![], app.directory.pool().manager().acks_degraded() as f64)],
+        },
+        Sampled {
             name: "stoney_ldap_servers_unchecked",
             kind: "gauge",
             help: "Servers whose replication is still to be compared with the server in use after a disturbance.",

@@ -125,17 +125,23 @@ pub fn gateway_binary() -> PathBuf {
 }
 
 pub async fn start_gateway(slapd: &Slapd) -> Gateway {
+    start_gateway_with(slapd, &slapd.url, &[]).await
+}
+
+/// A gateway on the servers `urls` (comma-separated) with more environment variables.
+pub async fn start_gateway_with(slapd: &Slapd, urls: &str, envs: &[(&str, &str)]) -> Gateway {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = Command::new(gateway_binary());
     cmd.arg("serve")
         .env("STONEY__LISTEN", format!("127.0.0.1:{port}"))
-        .env("STONEY__LDAP__URLS", &slapd.url)
+        .env("STONEY__LDAP__URLS", urls)
         .env("STONEY__LDAP__BIND_DN", &slapd.gateway_dn)
         .env("STONEY__LDAP__BIND_PASSWORD", &slapd.gateway_password)
         .env("STONEY__LDAP__BASE_DN", &slapd.suffix)
         .env("STONEY__LOG__LEVEL", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    cmd.envs(envs.iter().copied());
     // Owned by the guard at once, so a gateway that never gets ready is still stopped.
     let gateway = Gateway {
         child: cmd.spawn().expect("gateway starts (build it with --features bench --bins)"),
@@ -195,17 +201,9 @@ pub fn machine() -> String {
         })
         .unwrap_or(0);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let slapd = Command::new("/usr/sbin/slapd").arg("-VV").output().ok().map(|o| {
-        String::from_utf8_lossy(&o.stderr)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .trim_start_matches("@(#) $OpenLDAP: ")
-            .trim_end_matches('$')
-            .trim()
-            .to_string()
-    });
+    let slapd = stoney_gateway::directory::slapd::server_version()
+        .ok()
+        .map(|l| l.trim_start_matches("@(#) $OpenLDAP: ").trim_end_matches('$').trim().to_string());
     format!("{cores} cores ({cpu}), {mem} GiB RAM; {}", slapd.unwrap_or_default())
 }
 

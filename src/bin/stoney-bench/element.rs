@@ -22,7 +22,7 @@ fn demo_customer(i: u64) -> (u64, u64) {
     (id, 4_000_001 + (id - 5_000_001) / 20)
 }
 
-fn customer_body(i: u64) -> Value {
+pub fn customer_body(i: u64) -> Value {
     json!({
         "isCompany": true, "customerName": format!("Bench {i} AG"), "belongsToResellerID": 4000001,
         "billingAddress": {"gender": "f", "givenName": "Zoë", "surname": "Müller", "postalAddress": "Hauptgasse 1",
@@ -149,7 +149,7 @@ pub async fn element(out: &Path, concurrency: usize, seconds: u64, rounds: usize
     write_section(out, "element", &body);
 }
 
-async fn raw_create(ldap: &mut Ldap, base: &str, n: u64) -> Result<(), String> {
+pub async fn raw_create(ldap: &mut Ldap, base: &str, n: u64) -> Result<(), String> {
     let e = |e: ldap3::LdapError| e.to_string();
     let r = 4_000_001u64;
     let (a, b) = (RESELLERS.root_dn(base, r, 0), CUSTOMERS.container_dn(base, r));

@@ -4,7 +4,9 @@
 //!
 //!     scripts/bench element
 //!     scripts/bench collection
+//!     scripts/bench ack
 
+mod ack;
 mod collection;
 mod common;
 mod element;
@@ -33,6 +35,16 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// POST on two replicated servers: acknowledged by the server in use (`ldap.ack =
+    /// "one"`) and once both hold it (`"all"`), vs raw LDAP on the first server.
+    Ack {
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// List queries over a large directory (sort, deep pages, filter, q), vs raw LDAP
     /// server-side sort + VLV.
     Collection {
@@ -52,6 +64,7 @@ fn main() {
         Cmd::Element { concurrency, seconds, rounds } => {
             rt.block_on(element::element(&cli.out, concurrency, seconds, rounds))
         }
+        Cmd::Ack { concurrency, seconds, rounds } => rt.block_on(ack::ack(&cli.out, concurrency, seconds, rounds)),
         Cmd::Collection { customers, seconds, rounds } => {
             rt.block_on(collection::collection(&cli.out, customers, seconds, rounds))
         }
