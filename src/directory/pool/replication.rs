@@ -1,113 +1,16 @@
-//! The pool of bound LDAP connections (deadpool), with failover across the configured
-//! servers. The URLs are in order of preference: new connections go to the current
-//! server (the first one that answered); when it stops answering they go to the next
-//! one that does, and the connections to the old one are dropped as they come back to
-//! the pool. While a less preferred server is in use, `probe_failback` checks the better
-//! ones and moves back as soon as one answers again. All connections of a pool so use
-//! one server at a time, which keeps writes (and the id counter) on one provider of a
-//! replicated set.
+//! Watching every server, and comparing a disturbed one with the server in use: what
+//! either missed is sent again through replication, or a missed delete completed.
 
-use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
+use ldap3::{Ldap, Mod, Scope, SearchEntry};
 
-use super::csn::Csns;
-use super::error::rc;
-use super::reconcile::{self, Seen};
-use super::{DirError, Entry};
-
-#[derive(Debug, Clone)]
-pub struct ConnSpec {
-    pub urls: Vec<String>,
-    /// Base DN of the tree (whose `contextCSN` says how far a server has got).
-    pub base_dn: String,
-    pub bind_dn: String,
-    pub bind_password: String,
-    pub connect_timeout: Duration,
-    pub starttls: bool,
-    pub tls_verify: bool,
-    /// How long a preferred server must answer and keep up before it is used again
-    /// (its own replication consumers finish their refresh meanwhile).
-    pub failback_after: Duration,
-    /// Whether `watch` compares the servers after a disturbance and moves back to a
-    /// preferred one only once it holds what the one in use has (the pool that writes).
-    pub reconcile: bool,
-}
-
-/// A pooled connection: the LDAP handle, which server it goes to, and the generation of
-/// the server choice it was made in.
-pub struct Conn {
-    ldap: Ldap,
-    /// Index of its URL in the configuration.
-    pub server: usize,
-    generation: u64,
-}
-
-impl Deref for Conn {
-    type Target = Ldap;
-    fn deref(&self) -> &Ldap {
-        &self.ldap
-    }
-}
-
-impl DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut Ldap {
-        &mut self.ldap
-    }
-}
-
-#[derive(Debug)]
-pub struct LdapManager {
-    spec: ConnSpec,
-    /// The server new connections go to.
-    current: AtomicUsize,
-    /// Changes whenever `current` does; connections of an older generation are dropped.
-    generation: AtomicU64,
-    failovers: AtomicU64,
-    /// A preferred server seen answering and caught up, since when.
-    candidate: std::sync::Mutex<Option<(usize, std::time::Instant)>>,
-    /// Per server: whether, and since when, it is to be compared with the server in use
-    /// (`watch`).
-    pending: std::sync::Mutex<Vec<Option<Unchecked>>>,
-    /// Counts the disturbances, so a comparison clears only what it checked.
-    disturbances: AtomicU64,
-    /// One connection per server, whose loss tells that it stopped or restarted.
-    watchers: tokio::sync::Mutex<Vec<Option<Ldap>>>,
-    /// Entries sent again through replication because a server had missed them.
-    resent: AtomicU64,
-    /// Entries deleted on a server that had missed their delete.
-    deletes_completed: AtomicU64,
-    /// Whether the comparison has found a server's write log unreadable (said once).
-    log_unreadable: std::sync::atomic::AtomicBool,
-    /// The server in use, for those that follow this pool's choice (`follow`).
-    moved: tokio::sync::watch::Sender<usize>,
-    /// `ldap.ack = "all"`: per server, a connection that reads its `contextCSN` after a
-    /// write, or since when it could not be reached (tried again a second later).
-    acks: std::sync::Mutex<Vec<AckConn>>,
-    /// Writes acknowledged with fewer servers holding them than are configured.
-    acks_degraded: AtomicU64,
-}
-
-#[derive(Default)]
-enum AckConn {
-    #[default]
-    None,
-    Up(Ldap),
-    Down(std::time::Instant),
-}
-
-impl std::fmt::Debug for AckConn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AckConn::None => write!(f, "None"),
-            AckConn::Up(_) => write!(f, "Up"),
-            AckConn::Down(t) => write!(f, "Down({t:?})"),
-        }
-    }
-}
+use super::LdapManager;
+use crate::directory::csn::Csns;
+use crate::directory::error::rc;
+use crate::directory::reconcile::{self, Seen};
+use crate::directory::{DirError, Entry};
 
 /// The base of a replicated server's write log (slapd's accesslog overlay), where the
 /// comparison looks up the deletes a server made.
@@ -116,7 +19,7 @@ pub const WRITE_LOG: &str = "cn=accesslog";
 /// What the comparison does about an entry one server holds and the other does not hold
 /// in the same state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Repair {
+pub(super) enum Repair {
     /// Has the server that holds it send it again through replication.
     Resend,
     /// Deletes it where it is still held: the other server's write log has a delete of
@@ -126,25 +29,25 @@ enum Repair {
 
 /// A server to be compared with the one in use.
 #[derive(Debug, Clone)]
-struct Unchecked {
+pub(super) struct Unchecked {
     /// When its replication with the server in use was disturbed (the earliest time).
-    since: SystemTime,
+    pub(super) since: SystemTime,
     /// Comparisons in a row that found entries to send again.
-    rounds: u32,
+    pub(super) rounds: u32,
     /// After a comparison that came out equal: the `contextCSN` of the server in use at
     /// its end. Entries newer than the comparison's start were taken as still on their
     /// way; a replication session still in its refresh then may yet lose them (see
     /// `reconcile`). The server counts as checked once a second comparison, made after
     /// the other server has reached this, comes out equal too.
-    settled: Option<Csns>,
+    pub(super) settled: Option<Csns>,
 }
 
 /// Comparisons in a row that send entries again before the gateway stops sending them:
 /// a server that still lacks them then does not take them from replication at all.
-const RESEND_ROUNDS: u32 = 5;
+pub(super) const RESEND_ROUNDS: u32 = 5;
 
 /// What one comparison of two servers found.
-enum Compared {
+pub(super) enum Compared {
     /// The other server has not yet reached what the one in use had.
     Behind,
     /// Both hold the same; entries the gateway may not change are named if they differ.
@@ -158,138 +61,6 @@ enum Compared {
 }
 
 impl LdapManager {
-    pub fn new(spec: ConnSpec) -> Self {
-        let n = spec.urls.len();
-        LdapManager {
-            spec,
-            current: AtomicUsize::new(0),
-            generation: AtomicU64::new(0),
-            failovers: AtomicU64::new(0),
-            candidate: Default::default(),
-            pending: std::sync::Mutex::new(vec![None; n]),
-            disturbances: AtomicU64::new(0),
-            watchers: tokio::sync::Mutex::new((0..n).map(|_| None).collect()),
-            resent: AtomicU64::new(0),
-            deletes_completed: AtomicU64::new(0),
-            log_unreadable: Default::default(),
-            moved: tokio::sync::watch::Sender::new(0),
-            acks: std::sync::Mutex::new((0..n).map(|_| AckConn::None).collect()),
-            acks_degraded: AtomicU64::new(0),
-        }
-    }
-
-    /// Writes acknowledged while a server did not hold them (`ldap.ack = "all"` with a
-    /// server down or too slow).
-    pub fn acks_degraded(&self) -> u64 {
-        self.acks_degraded.load(Ordering::Relaxed)
-    }
-
-    /// A connection to `server` for reading its `contextCSN` after a write; `None` while
-    /// it cannot be reached (tried again at most once a second).
-    async fn ack_conn(&self, server: usize) -> Option<Ldap> {
-        {
-            let mut acks = self.acks.lock().ok()?;
-            let alive = match &mut acks[server] {
-                AckConn::Up(l) => (!l.is_closed()).then(|| l.clone()),
-                AckConn::Down(since) if since.elapsed() < Duration::from_secs(1) => return None,
-                _ => None,
-            };
-            if alive.is_some() {
-                return alive;
-            }
-            acks[server] = AckConn::None;
-        }
-        let made = tokio::time::timeout(self.spec.connect_timeout, self.connect(&self.spec.urls[server], true)).await;
-        let mut acks = self.acks.lock().ok()?;
-        match made {
-            Ok(Ok(l)) => {
-                acks[server] = AckConn::Up(l.clone());
-                Some(l)
-            }
-            _ => {
-                acks[server] = AckConn::Down(std::time::Instant::now());
-                None
-            }
-        }
-    }
-
-    fn ack_lost(&self, server: usize) {
-        if let Ok(mut acks) = self.acks.lock() {
-            acks[server] = AckConn::Down(std::time::Instant::now());
-        }
-    }
-
-    /// `ldap.ack = "all"`: returns once every other server that answers holds what the
-    /// server in use holds now (its `contextCSN` covers the one the server in use has
-    /// after the write), or after `timeout`. A server that does not answer, or does not
-    /// get there in time, is skipped: the write is then acknowledged by fewer servers,
-    /// which is counted (`stoney_ldap_acks_degraded_total`) and logged.
-    pub async fn replicated(&self, timeout: Duration) {
-        let n = self.spec.urls.len();
-        if n < 2 {
-            return;
-        }
-        let current = self.current_server();
-        let want = match self.ack_conn(current).await {
-            Some(mut l) => self.context_csns(&mut l).await,
-            None => None,
-        };
-        let Some(want) = want else {
-            self.ack_lost(current);
-            self.degrade(current, "the server in use does not answer after the write");
-            return;
-        };
-        let deadline = tokio::time::Instant::now() + timeout;
-        for peer in (0..n).filter(|&s| s != current) {
-            loop {
-                let Some(mut l) = self.ack_conn(peer).await else {
-                    self.degrade(peer, "a server is not reachable");
-                    break;
-                };
-                match self.context_csns(&mut l).await {
-                    None => {
-                        self.ack_lost(peer);
-                        self.degrade(peer, "a server does not answer");
-                        break;
-                    }
-                    Some(have) if have.covers(&want) => break,
-                    Some(_) if tokio::time::Instant::now() >= deadline => {
-                        self.degrade(peer, "a server did not take the write in time");
-                        break;
-                    }
-                    Some(_) => tokio::time::sleep(Duration::from_millis(2)).await,
-                }
-            }
-        }
-    }
-
-    fn degrade(&self, server: usize, why: &str) {
-        self.acks_degraded.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(url = %self.spec.urls[server], why, "write acknowledged without this server holding it (ldap.ack = \"all\")");
-    }
-
-    /// The server in use, now and whenever it changes.
-    pub fn follow(&self) -> tokio::sync::watch::Receiver<usize> {
-        self.moved.subscribe()
-    }
-
-    /// Makes `server` the one new connections go to first, as another pool chose it.
-    pub fn prefer(&self, server: usize) {
-        if server < self.spec.urls.len() {
-            self.set_current(server);
-        }
-    }
-
-    /// Makes `server` the one new connections go to; the one before if that changed
-    /// (connections to it are then dropped on their return to the pool).
-    fn set_current(&self, server: usize) -> Option<usize> {
-        let before = self.current.swap(server, Ordering::Relaxed);
-        (before != server).then(|| {
-            self.generation.fetch_add(1, Ordering::Relaxed);
-            before
-        })
-    }
-
     /// How many entries were deleted because a server's replication had missed their delete.
     pub fn deletes_completed(&self) -> u64 {
         self.deletes_completed.load(Ordering::Relaxed)
@@ -307,7 +78,7 @@ impl LdapManager {
 
     /// Notes that these servers' replication with the one in use may have missed
     /// something from now on.
-    fn mark(&self, servers: impl Iterator<Item = usize>) {
+    pub(super) fn mark(&self, servers: impl Iterator<Item = usize>) {
         if !self.spec.reconcile {
             return;
         }
@@ -323,7 +94,7 @@ impl LdapManager {
 
     /// A server stopped answering or restarted: if it is the one in use, every other
     /// server's replication from it was cut, else only its own.
-    fn disturbed(&self, server: usize, current: usize) {
+    pub(super) fn disturbed(&self, server: usize, current: usize) {
         if server == current {
             self.mark((0..self.spec.urls.len()).filter(|&s| s != current));
         } else {
@@ -331,64 +102,11 @@ impl LdapManager {
         }
     }
 
-    /// Index of the server in use.
-    pub fn current_server(&self) -> usize {
-        self.current.load(Ordering::Relaxed)
-    }
-
-    /// How often the server in use changed (failovers and fail-backs).
-    pub fn failovers(&self) -> u64 {
-        self.failovers.load(Ordering::Relaxed)
-    }
-
-    pub fn urls(&self) -> &[String] {
-        &self.spec.urls
-    }
-
-    fn switch_to(&self, server: usize, why: &str) {
-        if let Some(before) = self.set_current(server) {
-            self.mark((0..self.spec.urls.len()).filter(|&s| s != server));
-            self.failovers.fetch_add(1, Ordering::Relaxed);
-            self.moved.send_replace(server);
-            tracing::warn!(from = %self.spec.urls[before], to = %self.spec.urls[server], "LDAP {why}");
-        }
-    }
-
-    async fn connect(&self, url: &str, bind: bool) -> Result<Ldap, DirError> {
-        let settings = LdapConnSettings::new()
-            .set_conn_timeout(self.spec.connect_timeout)
-            .set_starttls(self.spec.starttls)
-            .set_no_tls_verify(!self.spec.tls_verify);
-        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url)
-            .await
-            .map_err(|e| DirError::Unavailable(format!("{url}: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.drive().await {
-                tracing::debug!(error = %e, "LDAP connection ended");
-            }
-        });
-        if bind && !self.spec.bind_dn.is_empty() {
-            let bound = tokio::time::timeout(
-                self.spec.connect_timeout,
-                ldap.simple_bind(&self.spec.bind_dn, &self.spec.bind_password),
-            )
-            .await
-            .map_err(|_| DirError::Timeout)??;
-            if bound.rc != 0 {
-                return Err(DirError::Other(format!(
-                    "service bind as {} failed: result {} {}",
-                    self.spec.bind_dn, bound.rc, bound.text
-                )));
-            }
-        }
-        Ok(ldap)
-    }
-
     /// How far a server has got: the `contextCSN` of the base entry (empty where this
     /// identity may not read it); `None` when the server does not answer. Read over the
     /// server's `watch` connection where there is one (a failure there is noted by the
     /// next `watch`), else over a new connection.
-    async fn progress(&self, server: usize) -> Option<Csns> {
+    pub(super) async fn progress(&self, server: usize) -> Option<Csns> {
         if let Some(ldap) = self.watchers.lock().await.get_mut(server).and_then(Option::as_mut) {
             return self.context_csns(ldap).await;
         }
@@ -402,7 +120,7 @@ impl LdapManager {
     }
 
     /// The `contextCSN` read over a connection; `None` when it fails.
-    async fn context_csns(&self, ldap: &mut Ldap) -> Option<Csns> {
+    pub(super) async fn context_csns(&self, ldap: &mut Ldap) -> Option<Csns> {
         let search = ldap.search(&self.spec.base_dn, Scope::Base, "(objectClass=*)", vec!["contextCSN"]);
         let ldap3::SearchResult(entries, result) =
             tokio::time::timeout(self.spec.connect_timeout, search).await.ok()?.ok()?;
@@ -513,7 +231,7 @@ impl LdapManager {
     /// (less `reconcile::MARGIN`); sends what one lacks again if `resend`. Gives up
     /// (`Behind`) if the server in use changes meanwhile: which state is the newest is
     /// then no longer clear.
-    async fn compare(
+    pub(super) async fn compare(
         &self,
         current: usize,
         cur: &mut Ldap,
@@ -528,7 +246,7 @@ impl LdapManager {
         let Some(theirs_at) = self.reaching(peer, &mine_at, deadline).await? else { return Ok(Compared::Behind) };
         let Some(mine_at) = self.reaching(cur, &theirs_at, deadline).await? else { return Ok(Compared::Behind) };
         let from = reconcile::csn_at(since.checked_sub(reconcile::MARGIN).unwrap_or(since));
-        let filter = format!("(entryCSN>={})", super::escape::filter_value(&from));
+        let filter = format!("(entryCSN>={})", crate::directory::escape::filter_value(&from));
         let mine = self.seen(cur, &filter).await?;
         let theirs = self.seen(peer, &filter).await?;
         // What each server counts as its own after its entries were read: an entry past
@@ -616,8 +334,9 @@ impl LdapManager {
     /// `entry` was seen in. A server whose write log the gateway may not read is taken to
     /// have deleted nothing (said once in the log): the entry is then sent again, which
     /// undoes a delete that server's peer had missed.
-    async fn deleted_since(&self, ldap: &mut Ldap, entry: &Seen) -> Result<bool, DirError> {
-        let filter = format!("(&(reqType=delete)(reqEntryUUID={}))", super::escape::filter_value(&entry.uuid));
+    pub(super) async fn deleted_since(&self, ldap: &mut Ldap, entry: &Seen) -> Result<bool, DirError> {
+        let filter =
+            format!("(&(reqType=delete)(reqEntryUUID={}))", crate::directory::escape::filter_value(&entry.uuid));
         let ldap3::SearchResult(found, result) =
             ldap.search(WRITE_LOG, Scope::OneLevel, &filter, vec!["entryCSN"]).await?;
         match result.rc {
@@ -640,14 +359,14 @@ impl LdapManager {
     }
 
     /// Deletes an entry and what lies below it. `Ok(false)` when the gateway may not.
-    async fn delete_tree(&self, ldap: &mut Ldap, dn: &str) -> Result<bool, DirError> {
+    pub(super) async fn delete_tree(&self, ldap: &mut Ldap, dn: &str) -> Result<bool, DirError> {
         let ldap3::SearchResult(found, result) =
             ldap.search(dn, Scope::Subtree, "(objectClass=*)", vec!["1.1"]).await?;
         if result.rc == rc::NO_SUCH_OBJECT {
             return Ok(true);
         }
         let mut dns: Vec<String> = found.into_iter().map(|e| SearchEntry::construct(e).dn).collect();
-        dns.sort_by_key(|d| std::cmp::Reverse(super::layout::depth(d)));
+        dns.sort_by_key(|d| std::cmp::Reverse(crate::directory::layout::depth(d)));
         for d in dns {
             let done = ldap.delete(&d).await?;
             match done.rc {
@@ -660,7 +379,7 @@ impl LdapManager {
     }
 
     /// A server's `contextCSN` during a comparison, which it ends if the server is gone.
-    async fn compared_csns(&self, ldap: &mut Ldap) -> Result<Csns, DirError> {
+    pub(super) async fn compared_csns(&self, ldap: &mut Ldap) -> Result<Csns, DirError> {
         self.context_csns(ldap)
             .await
             .ok_or_else(|| DirError::Unavailable("a server stopped answering during the comparison".into()))
@@ -668,7 +387,7 @@ impl LdapManager {
 
     /// A server's `contextCSN` once it covers `target`, or `None` if it does not by
     /// `deadline`.
-    async fn reaching(
+    pub(super) async fn reaching(
         &self,
         ldap: &mut Ldap,
         target: &Csns,
@@ -687,7 +406,7 @@ impl LdapManager {
     }
 
     /// DN, entryUUID and entryCSN of the entries that match `filter`.
-    async fn seen(&self, ldap: &mut Ldap, filter: &str) -> Result<Vec<Seen>, DirError> {
+    pub(super) async fn seen(&self, ldap: &mut Ldap, filter: &str) -> Result<Vec<Seen>, DirError> {
         let search = ldap.search(&self.spec.base_dn, Scope::Subtree, filter, vec!["entryUUID", "entryCSN"]);
         let ldap3::SearchResult(entries, result) =
             tokio::time::timeout(Duration::from_secs(60), search).await.map_err(|_| DirError::Timeout)??;
@@ -705,8 +424,8 @@ impl LdapManager {
     }
 
     /// Whether a server holds the entry with this entryUUID.
-    async fn holds(&self, ldap: &mut Ldap, uuid: &str) -> Result<bool, DirError> {
-        let filter = format!("(entryUUID={})", super::escape::filter_value(uuid));
+    pub(super) async fn holds(&self, ldap: &mut Ldap, uuid: &str) -> Result<bool, DirError> {
+        let filter = format!("(entryUUID={})", crate::directory::escape::filter_value(uuid));
         let ldap3::SearchResult(entries, result) =
             ldap.search(&self.spec.base_dn, Scope::Subtree, &filter, vec!["1.1"]).await?;
         match result.rc {
@@ -718,7 +437,7 @@ impl LdapManager {
     /// Has a server send an entry again through replication: a modification that keeps
     /// its content (its object classes replaced by themselves) gives it a new CSN.
     /// `Ok(false)` when the gateway may not change it.
-    async fn resend(&self, ldap: &mut Ldap, dn: &str) -> Result<bool, DirError> {
+    pub(super) async fn resend(&self, ldap: &mut Ldap, dn: &str) -> Result<bool, DirError> {
         let ldap3::SearchResult(entries, result) =
             ldap.search(dn, Scope::Base, "(objectClass=*)", vec!["objectClass"]).await?;
         if result.rc == rc::NO_SUCH_OBJECT {
@@ -735,124 +454,4 @@ impl LdapManager {
             rc => Err(DirError::Other(format!("sending {dn} again: result {rc} {}", done.text))),
         }
     }
-
-    /// While a less preferred server is in use, moves back to the first better one once it
-    /// has answered and kept up for `failback_after`. Kept up: within a second its
-    /// `contextCSN` covers the one the server in use had just before (replication lags a
-    /// little behind a steady write load; what was written in that moment reaches it by
-    /// replication). The wait lets the returning server's own replication finish its
-    /// refresh before it takes writes again.
-    pub async fn probe_failback(&self) {
-        let current = self.current_server();
-        if current == 0 {
-            return;
-        }
-        let want = self.progress(current).await.unwrap_or_default();
-        let unchecked = self.unchecked();
-        for better in 0..current {
-            let url = &self.spec.urls[better];
-            if unchecked.contains(&better) {
-                tracing::debug!(%url, "a preferred server waits for its replication to be compared");
-                return;
-            }
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-            let mut have = None;
-            while tokio::time::Instant::now() < deadline {
-                have = self.progress(better).await;
-                match &have {
-                    None => break,
-                    Some(h) if h.covers(&want) => {
-                        let since = {
-                            let Ok(mut c) = self.candidate.lock() else { return };
-                            match *c {
-                                Some((s, t)) if s == better => t,
-                                _ => {
-                                    let now = std::time::Instant::now();
-                                    *c = Some((better, now));
-                                    now
-                                }
-                            }
-                        };
-                        if since.elapsed() >= self.spec.failback_after {
-                            if let Ok(mut c) = self.candidate.lock() {
-                                *c = None;
-                            }
-                            self.switch_to(better, "fail-back: a preferred server answers again and has caught up");
-                        } else {
-                            tracing::info!(%url, "a preferred server answers again; using it once it has kept up for a while");
-                        }
-                        return;
-                    }
-                    Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-            if let Ok(mut c) = self.candidate.lock() {
-                *c = None;
-            }
-            if have.is_some() {
-                tracing::info!(%url, "a preferred server answers again; waiting for it to catch up");
-                return;
-            }
-        }
-    }
-}
-
-impl managed::Manager for LdapManager {
-    type Type = Conn;
-    type Error = DirError;
-
-    async fn create(&self) -> Result<Conn, DirError> {
-        let n = self.spec.urls.len();
-        let start = self.current_server() % n.max(1);
-        let mut last = DirError::Unavailable("no LDAP URL configured".into());
-        for i in 0..n {
-            let server = (start + i) % n;
-            match self.connect(&self.spec.urls[server], true).await {
-                Ok(ldap) => {
-                    if server != start {
-                        self.switch_to(server, "failover: now using this server");
-                    }
-                    // If the choice moved on meanwhile, this connection is dropped on its
-                    // first return to the pool.
-                    let generation = if self.current_server() == server {
-                        self.generation.load(Ordering::Relaxed)
-                    } else {
-                        u64::MAX
-                    };
-                    return Ok(Conn { ldap, server, generation });
-                }
-                Err(e) => {
-                    tracing::warn!(url = %self.spec.urls[server], error = %e, "LDAP server not reachable");
-                    last = e;
-                }
-            }
-        }
-        Err(last)
-    }
-
-    async fn recycle(&self, conn: &mut Conn, _: &Metrics) -> RecycleResult<DirError> {
-        if conn.ldap.is_closed() {
-            return Err(RecycleError::message("connection closed"));
-        }
-        if conn.generation != self.generation.load(Ordering::Relaxed) {
-            return Err(RecycleError::message("another server is in use now"));
-        }
-        Ok(())
-    }
-}
-
-pub type Pool = managed::Pool<LdapManager>;
-
-pub fn build(spec: ConnSpec, size: usize, wait: Duration) -> Result<Pool, DirError> {
-    let timeouts = managed::Timeouts {
-        wait: Some(wait),
-        create: Some(spec.connect_timeout),
-        recycle: Some(Duration::from_secs(1)),
-    };
-    managed::Pool::builder(LdapManager::new(spec))
-        .max_size(size)
-        .timeouts(timeouts)
-        .runtime(deadpool::Runtime::Tokio1)
-        .build()
-        .map_err(|e| DirError::Other(e.to_string()))
 }
