@@ -1,0 +1,88 @@
+//! The examples of `docs/api.md` run as written against the demo data: each `http`
+//! block is a request, the next one the status, headers (`*`: present) and the part of
+//! the body the response must contain.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::Value;
+
+struct Example {
+    request: String,
+    response: String,
+}
+
+fn http_blocks(doc: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "```http" {
+            let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            out.push(block.join("\n"));
+        }
+    }
+    out
+}
+
+fn examples(doc: &str) -> Vec<Example> {
+    let blocks = http_blocks(doc);
+    assert!(blocks.len().is_multiple_of(2), "every request has its response");
+    blocks.chunks(2).map(|p| Example { request: p[0].clone(), response: p[1].clone() }).collect()
+}
+
+/// The head lines and the body of a block.
+fn split(block: &str) -> (Vec<&str>, &str) {
+    match block.split_once("\n\n") {
+        Some((head, body)) => (head.lines().collect(), body.trim()),
+        None => (block.lines().collect(), ""),
+    }
+}
+
+/// Whether `actual` holds everything `expected` says: the same scalars, every key of an
+/// object, the first elements of an array.
+fn contains(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => e.iter().all(|(k, v)| a.get(k).is_some_and(|x| contains(x, v))),
+        (Value::Array(a), Value::Array(e)) => e.len() <= a.len() && e.iter().zip(a).all(|(e, a)| contains(a, e)),
+        (a, e) => a == e,
+    }
+}
+
+#[tokio::test]
+async fn the_api_guide_examples_answer_as_written() {
+    let app = spawn_app().await;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let all = examples(&doc);
+    assert!(all.len() >= 10, "the guide has its examples");
+    for ex in all {
+        let (head, body) = split(&ex.request);
+        let (method, path) = head[0].split_once(' ').unwrap();
+        let mut req = app.client.request(Method::from_bytes(method.as_bytes()).unwrap(), app.url(path));
+        for h in &head[1..] {
+            let (k, v) = h.split_once(": ").unwrap();
+            req = req.header(k, v);
+        }
+        if !body.is_empty() {
+            req = req.body(body.to_string());
+        }
+        let res = req.send().await.unwrap();
+        let (want_head, want_body) = split(&ex.response);
+        let status: u16 = want_head[0].split(' ').nth(1).unwrap().parse().unwrap();
+        let what = head[0];
+        assert_eq!(res.status().as_u16(), status, "{what}");
+        for h in &want_head[1..] {
+            let (k, v) = h.split_once(": ").unwrap();
+            let got = res.headers().get(k).map(|v| v.to_str().unwrap().to_string());
+            match v {
+                "*" => assert!(got.is_some(), "{what}: {k}"),
+                v => assert_eq!(got.as_deref(), Some(v), "{what}: {k}"),
+            }
+        }
+        if !want_body.is_empty() {
+            let expected: Value = serde_json::from_str(want_body).unwrap();
+            let actual: Value = res.json().await.unwrap();
+            assert!(contains(&actual, &expected), "{what}: {actual} lacks {expected}");
+        }
+    }
+}
