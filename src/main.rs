@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Serve the API against the configured directory.
     Serve {
-        /// A TOML configuration file (see the README for every key).
+        /// A TOML configuration file (`docs/operations.md` lists every key).
         #[arg(long, short, env = "STONEY_CONFIG")]
         config: Option<String>,
     },
