@@ -330,12 +330,11 @@ async fn injection_in_credentials_never_logs_anyone_in() {
 
 #[tokio::test]
 async fn repeated_failed_logins_are_throttled_but_not_forever() {
-    let app =
-        spawn_app_with(stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
-            s.auth.max_failures = 3;
-            s.auth.lockout_secs = 2;
-        })
-        .await;
+    let app = spawn_app_with(stoney_slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
+        s.auth.max_failures = 3;
+        s.auth.lockout_secs = 2;
+    })
+    .await;
     let bad = (RESELLER2.0, "wrong");
     for _ in 0..3 {
         assert_eq!(app.req_as(bad, Method::GET, "/v1/auth").send().await.unwrap().status(), 401);
@@ -359,11 +358,10 @@ async fn repeated_failed_logins_are_throttled_but_not_forever() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_wrong_passwords_checks_at_most_max_failures_of_them() {
-    let app =
-        spawn_app_with(stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
-            s.auth.max_failures = 5
-        })
-        .await;
+    let app = spawn_app_with(stoney_slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
+        s.auth.max_failures = 5
+    })
+    .await;
     let mut burst = Vec::new();
     for i in 0..60 {
         let req = app.req_as((RESELLER2.0, &format!("guess-{i}")), Method::GET, "/v1/auth");
@@ -398,10 +396,7 @@ async fn many_first_logins_of_one_user_at_once_all_succeed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_right_password_after_max_failures_attempts_in_flight_is_refused() {
     let slapd = tokio::task::spawn_blocking(|| {
-        stoney_gateway::directory::slapd::Slapd::start(stoney_gateway::directory::slapd::SlapdOptions {
-            demo_data: true,
-            ..Default::default()
-        })
+        stoney_slapd::Slapd::start(stoney_slapd::SlapdOptions { demo_data: true, ..Default::default() })
     })
     .await
     .unwrap()
@@ -434,13 +429,12 @@ async fn the_right_password_after_max_failures_attempts_in_flight_is_refused() {
 
 #[tokio::test]
 async fn a_remembered_login_keeps_working_through_a_lockout_longer_than_the_cache_time() {
-    let app =
-        spawn_app_with(stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
-            s.auth.cache_ttl_secs = 1;
-            s.auth.max_failures = 3;
-            s.auth.lockout_secs = 60;
-        })
-        .await;
+    let app = spawn_app_with(stoney_slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
+        s.auth.cache_ttl_secs = 1;
+        s.auth.max_failures = 3;
+        s.auth.lockout_secs = 60;
+    })
+    .await;
     assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
     // The remembered login has expired when someone else locks the user out.
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -457,11 +451,10 @@ async fn a_remembered_login_keeps_working_through_a_lockout_longer_than_the_cach
 
 #[tokio::test]
 async fn a_password_change_or_deactivation_takes_effect_within_the_cache_time() {
-    let app =
-        spawn_app_with(stoney_gateway::directory::slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
-            s.auth.cache_ttl_secs = 1
-        })
-        .await;
+    let app = spawn_app_with(stoney_slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
+        s.auth.cache_ttl_secs = 1
+    })
+    .await;
     let s = app.suffix().to_string();
     assert_eq!(app.req_as(RESELLER1, Method::GET, "/v1/auth").send().await.unwrap().status(), 200);
     let out = app.ldapmodify(&format!(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
-use stoney_gateway::directory::slapd::{ldif_line, SlapdOptions};
+use stoney_slapd::{ldif_line, SlapdOptions};
 
 const RESELLERS: [u64; 3] = [4100001, 4100002, 4100003];
 const FIRST: u64 = 6000001;

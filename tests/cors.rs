@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use reqwest::{Method, Response};
-use stoney_gateway::directory::slapd::SlapdOptions;
+use stoney_slapd::SlapdOptions;
 
 const PORTAL: &str = "https://portal.example.com";
 

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
-use stoney_gateway::directory::slapd::SlapdOptions;
+use stoney_slapd::SlapdOptions;
 
 async fn get_json(app: &TestApp, id: u64) -> (Value, String) {
     let res = app.get(&format!("/v1/customers/{id}")).await;

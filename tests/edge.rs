@@ -11,7 +11,7 @@ use base64::Engine;
 use common::*;
 use serde_json::Value;
 use stoney_gateway::config::Settings;
-use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
+use stoney_slapd::{Slapd, SlapdOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

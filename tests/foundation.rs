@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
+use stoney_slapd::{Slapd, SlapdOptions};
 
 #[tokio::test]
 async fn health_and_ready_answer_200() {

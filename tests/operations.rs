@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use reqwest::Method;
 use serde_json::Value;
-use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
+use stoney_slapd::{Slapd, SlapdOptions};
 
 fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) on a process of ours has no memory-safety preconditions.

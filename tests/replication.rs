@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
+use stoney_slapd::{Slapd, SlapdOptions};
 
 use common::{ldapmodify_on as ldapmodify, ldapsearch_on as ldapsearch};
 
@@ -253,8 +253,7 @@ fn bulk_ldif(suffix: &str, bulk: u64) -> String {
 
 async fn replicated_gateway_with(bulk: u64) -> (Vec<Slapd>, common::Gateway) {
     let servers = tokio::task::spawn_blocking(move || {
-        let extra =
-            if bulk > 0 { vec![bulk_ldif(stoney_gateway::directory::slapd::DEFAULT_SUFFIX, bulk)] } else { vec![] };
+        let extra = if bulk > 0 { vec![bulk_ldif(stoney_slapd::DEFAULT_SUFFIX, bulk)] } else { vec![] };
         Slapd::start_replicated(2, SlapdOptions { demo_data: true, extra_ldif: extra, ..Default::default() })
     })
     .await
@@ -426,7 +425,7 @@ fn claim_context_csn(s: &Slapd, csns: &[String]) {
     for c in csns {
         ldif.push_str(&format!("contextCSN: {c}\n"));
     }
-    let mut cmd = std::process::Command::new(stoney_gateway::directory::slapd::server_tool("slapmodify").unwrap());
+    let mut cmd = std::process::Command::new(stoney_slapd::server_tool("slapmodify").unwrap());
     cmd.arg("-F").arg(s.dir.join("slapd.d")).args(["-b", &s.suffix]);
     let out = common::with_input(&mut cmd, &ldif);
     assert!(out.status.success(), "slapmodify: {out:?}");
@@ -516,7 +515,7 @@ const BULK: u64 = 3000;
 async fn a_wiped_server_rejoins_without_losing_anything_on_either_server() {
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
-    use stoney_gateway::directory::slapd::Replication;
+    use stoney_slapd::Replication;
 
     let (mut servers, gw) = replicated_gateway_with(BULK).await;
     let Load { log, stop, pace, tasks } = start_load(&gw);

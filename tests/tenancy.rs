@@ -179,11 +179,7 @@ async fn ids_shared_before_the_rule_are_reported_and_stay_reachable() {
     let s = "dc=stoney-cloud,dc=org";
     let ldif = customer_ldif(s, 4000002, "5000001", "Twin AG") + &customer_ldif(s, 4000003, "0005000002", "Zero AG");
     let app = spawn_app_with(
-        stoney_gateway::directory::slapd::SlapdOptions {
-            demo_data: true,
-            extra_ldif: vec![ldif],
-            ..Default::default()
-        },
+        stoney_slapd::SlapdOptions { demo_data: true, extra_ldif: vec![ldif], ..Default::default() },
         |_| {},
     )
     .await;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use reqwest::{Client, Method, Version};
 use stoney_gateway::app::{self, AppState};
-use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
+use stoney_slapd::{Slapd, SlapdOptions};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 

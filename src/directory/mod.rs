@@ -1,5 +1,5 @@
 //! The directory layer: the LDAP connection pool, DN and filter building, controls,
-//! transactions, the id counter, and the slapd launcher. Nothing here knows JSON.
+//! transactions, the id counter. Nothing here knows JSON.
 
 pub mod controls;
 pub mod csn;
@@ -10,7 +10,6 @@ pub mod layout;
 pub mod ops;
 pub mod pool;
 pub mod reconcile;
-pub mod slapd;
 pub mod sync;
 
 pub use entry::Entry;

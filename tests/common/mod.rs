@@ -8,7 +8,7 @@ use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 use stoney_gateway::app::{self, AppState};
 use stoney_gateway::config::Settings;
-use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
+use stoney_slapd::{Slapd, SlapdOptions};
 use tokio::sync::oneshot;
 
 pub const ADMIN: (&str, &str) = ("admin@stoney-cloud.org", "admin-secret");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ldap3::{Ldap, LdapConnAsync};
-use stoney_gateway::directory::slapd::Slapd;
+use stoney_slapd::Slapd;
 
 pub type BoxFut = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -144,7 +144,7 @@ pub async fn start_gateway_with(slapd: &Slapd, urls: &str, envs: &[(&str, &str)]
     cmd.envs(envs.iter().copied());
     // Owned by the guard at once, so a gateway that never gets ready is still stopped.
     let gateway = Gateway {
-        child: cmd.spawn().expect("gateway starts (build it with --features bench --bins)"),
+        child: cmd.spawn().expect("gateway starts (scripts/bench builds it)"),
         base: format!("http://127.0.0.1:{port}"),
     };
     let client = reqwest::Client::new();
@@ -201,7 +201,7 @@ pub fn machine() -> String {
         })
         .unwrap_or(0);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let slapd = stoney_gateway::directory::slapd::server_version()
+    let slapd = stoney_slapd::server_version()
         .ok()
         .map(|l| l.trim_start_matches("@(#) $OpenLDAP: ").trim_end_matches('$').trim().to_string());
     format!("{cores} cores ({cpu}), {mem} GiB RAM; {}", slapd.unwrap_or_default())

@@ -11,9 +11,9 @@ use ldap3::exop::{EndTxn, StartTxn};
 use ldap3::{Ldap, Mod, Scope};
 use serde_json::{json, Value};
 use stoney_gateway::directory::layout;
-use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
 use stoney_gateway::mapping::resources::{CUSTOMERS, RESELLERS};
 use stoney_gateway::mapping::table;
+use stoney_slapd::{Slapd, SlapdOptions};
 
 use crate::common::*;
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::{Ldap, Scope, SearchEntry};
-use stoney_gateway::directory::slapd::{Slapd, SlapdOptions};
 use stoney_gateway::directory::sync::Csns;
+use stoney_slapd::{Slapd, SlapdOptions};
 
 use crate::common::*;
 use crate::element::{customer_body, raw_create};

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use ldap3::{Ldap, Scope};
 use stoney_gateway::directory::controls::{server_side_sort, virtual_list_view, SortKey};
 use stoney_gateway::directory::escape::filter_value;
-use stoney_gateway::directory::slapd::{ldif_line, Slapd, SlapdOptions};
 use stoney_gateway::mapping::resources::{CUSTOMERS, RESELLERS};
+use stoney_slapd::{ldif_line, Slapd, SlapdOptions};
 
 use crate::common::*;
 
@@ -238,7 +238,7 @@ async fn settle(slapd: &Slapd) {
 }
 
 pub async fn collection(out: &Path, customers: u64, seconds: u64, rounds: usize) {
-    let suffix = stoney_gateway::directory::slapd::DEFAULT_SUFFIX.to_string();
+    let suffix = stoney_slapd::DEFAULT_SUFFIX.to_string();
     eprintln!("generating {customers} customers");
     let ldif = generate(customers, &suffix);
     let t = Instant::now();

@@ -1,6 +1,6 @@
 //! The slapd launcher: one private OpenLDAP server built from `ldif/` (schema, cn=config
 //! with indexes, overlays and ACLs, base tree, optional demo data). Used by the tests, by
-//! `stoney-gateway dev`, by the benchmarks and by `stoney-gateway slapd` in containers.
+//! `stoney-slapd dev`, by the benchmarks and by `stoney-slapd slapd` in containers.
 //! It never touches a system slapd: everything lives in its own folder, and the server
 //! is stopped (and a temporary folder removed) when the handle is dropped.
 
@@ -15,10 +15,10 @@ pub const DEFAULT_SUFFIX: &str = "dc=stoney-cloud,dc=org";
 pub const GATEWAY_RDN: &str = "cn=gateway,ou=administration";
 pub const GATEWAY_PASSWORD: &str = "gateway-secret";
 
-const SCHEMA_LDIF: &str = include_str!("../../ldif/sst-schema.ldif");
-const CONFIG_LDIF: &str = include_str!("../../ldif/slapd-config.ldif");
-const BASE_LDIF: &str = include_str!("../../ldif/base.ldif");
-const DEMO_LDIF: &str = include_str!("../../ldif/demo.ldif");
+const SCHEMA_LDIF: &str = include_str!("../../../ldif/sst-schema.ldif");
+const CONFIG_LDIF: &str = include_str!("../../../ldif/slapd-config.ldif");
+const BASE_LDIF: &str = include_str!("../../../ldif/base.ldif");
+const DEMO_LDIF: &str = include_str!("../../../ldif/demo.ldif");
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -370,9 +370,9 @@ fn copy_from_peer(peer: &str, suffix: &str, root_password: &str, dir: &Path) -> 
             kept.push('\n');
         }
         let Some(dn) = dn else { continue };
-        entries.push((crate::directory::layout::depth(&dn), kept));
+        entries.push((stoney_gateway::directory::layout::depth(&dn), kept));
     }
-    if !entries.iter().any(|(depth, _)| *depth == crate::directory::layout::depth(suffix)) {
+    if !entries.iter().any(|(depth, _)| *depth == stoney_gateway::directory::layout::depth(suffix)) {
         return Err(LaunchError::Step {
             step: format!("copying the directory from {peer}"),
             detail: "the peer does not hold the base entry".into(),

@@ -1,4 +1,4 @@
-//! `stoney-gateway slapd`, the directory in the foreground for containers and
+//! `stoney-slapd slapd`, the directory in the foreground for containers and
 //! supervisors, run as the real binary: how it ends tells a supervisor what happened.
 
 use std::net::{SocketAddr, TcpListener};
@@ -15,7 +15,7 @@ fn free_addr() -> SocketAddr {
 /// wrapper says the server answers.
 fn start(state: &Path, args: &[&str]) -> (Child, u32) {
     use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stoney-gateway"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stoney-slapd"))
         .arg("slapd")
         .arg("--listen")
         .arg(free_addr().to_string())
@@ -87,7 +87,7 @@ fn a_stopped_wrapper_stops_slapd_cleanly_and_exits_0() {
 #[test]
 fn a_slapd_given_by_stoney_slapd_bin_that_is_not_there_is_an_error() {
     let state = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_stoney-gateway"))
+    let out = Command::new(env!("CARGO_BIN_EXE_stoney-slapd"))
         .args(["slapd", "--listen", &free_addr().to_string(), "--state-dir"])
         .arg(state.path())
         .env("STONEY_SLAPD_BIN", "/nonexistent/sbin/slapd")
@@ -104,7 +104,7 @@ fn the_slapd_given_by_stoney_slapd_bin_is_the_one_that_runs() {
     // A folder with slapd alone: the launcher takes slapadd from the system then.
     let bin = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/usr/sbin/slapd", bin.path().join("slapd")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stoney-gateway"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stoney-slapd"))
         .args(["slapd", "--listen", &free_addr().to_string(), "--state-dir"])
         .arg(state.path())
         .env("STONEY_SLAPD_BIN", bin.path().join("slapd"))
