@@ -2,7 +2,7 @@
 //!
 //! Layers, top to bottom: `http` (routes, extractors, errors) → `service` (operations and
 //! scope checks) → `mapping` (the resource definitions, JSON ↔ entries) → `directory`
-//! (pool, DN and filter building, controls, transactions, the slapd launcher); beside
+//! (pool, DN and filter building, controls, transactions, replication checks); beside
 //! them `collection`, the index that answers lists, kept by the directory's content
 //! synchronisation.
 
