@@ -493,11 +493,6 @@ impl CollectionIndex {
         self.def
     }
 
-    /// What wakes the synchronisation to start a new session.
-    pub fn restarter(&self) -> Arc<Notify> {
-        self.restart.clone()
-    }
-
     pub fn is_loaded(&self) -> bool {
         self.progress.borrow().loaded
     }

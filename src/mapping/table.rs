@@ -25,11 +25,6 @@ impl Part {
             Part::Shipping => Some("shipping"),
         }
     }
-
-    /// The part a child entry holds, by its RDN value (`address`, `shipping`, any case).
-    pub fn of_child(ou: &str) -> Option<Part> {
-        [Part::Billing, Part::Shipping].into_iter().find(|p| p.ou().is_some_and(|o| o.eq_ignore_ascii_case(ou)))
-    }
 }
 
 /// The value type of a field: how JSON is validated and how it is written to LDAP.
