@@ -106,6 +106,19 @@ impl AppState {
     }
 }
 
+/// Runs the gateway with these settings until SIGTERM or Ctrl-C: listens, connects to
+/// the directory, serves.
+pub fn run(settings: Settings) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+        let state = AppState::new(settings).map_err(|e| e.to_string())?;
+        serve(listener, state, shutdown_signal()).await.map_err(|e| e.to_string())
+    })
+}
+
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use stoney_gateway::app::{self, AppState};
+use stoney_gateway::app;
 use stoney_gateway::config::Settings;
 use stoney_gateway::telemetry;
 
@@ -25,14 +25,6 @@ enum Command {
     },
 }
 
-async fn run_gateway(settings: Settings) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let state = AppState::new(settings).map_err(|e| e.to_string())?;
-    app::serve(listener, state, app::shutdown_signal()).await.map_err(|e| e.to_string())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -40,7 +32,7 @@ fn main() -> ExitCode {
             Ok(settings) => {
                 telemetry::init(&settings.log.format, &settings.log.level);
                 tracing::info!(listen = %settings.listen, ldap = ?settings.ldap.urls, "serving");
-                runtime().and_then(|rt| rt.block_on(run_gateway(settings)))
+                app::run(settings)
             }
             Err(e) => Err(format!("configuration: {e}")),
         },
@@ -52,8 +44,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
 }

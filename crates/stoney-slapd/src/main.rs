@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use stoney_gateway::app::{self, AppState};
+use stoney_gateway::app;
 use stoney_gateway::config::Settings;
 use stoney_gateway::telemetry;
 use stoney_slapd::{self as slapd, Replication, Slapd, SlapdOptions};
@@ -65,14 +65,6 @@ enum Command {
     },
 }
 
-async fn run_gateway(settings: Settings) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let state = AppState::new(settings).map_err(|e| e.to_string())?;
-    app::serve(listener, state, app::shutdown_signal()).await.map_err(|e| e.to_string())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -122,10 +114,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
-}
-
 fn dev(listen: String, ldap_listen: SocketAddr) -> Result<(), String> {
     let mut settings = Settings::defaults();
     telemetry::init(&settings.log.format, &settings.log.level);
@@ -150,7 +138,7 @@ fn dev(listen: String, ldap_listen: SocketAddr) -> Result<(), String> {
         rootpw = slapd.root_password,
         ms = slapd.startup.as_millis(),
     );
-    let res = runtime().and_then(|rt| rt.block_on(run_gateway(settings)));
+    let res = app::run(settings);
     drop(slapd);
     res
 }
