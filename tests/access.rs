@@ -395,17 +395,7 @@ async fn many_first_logins_of_one_user_at_once_all_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_right_password_after_max_failures_attempts_in_flight_is_refused() {
-    let slapd = tokio::task::spawn_blocking(|| {
-        stoney_slapd::Slapd::start(stoney_slapd::SlapdOptions { demo_data: true, ..Default::default() })
-    })
-    .await
-    .unwrap()
-    .expect("slapd");
-    let proxy = StallingProxy::start(slapd.listen).await;
-    let mut settings = settings_for(&slapd);
-    settings.ldap.urls = vec![proxy.url.clone()];
-    settings.auth.max_failures = 3;
-    let gw = start_gateway(settings).await;
+    let (gw, proxy, _slapd) = stallable(|s| s.auth.max_failures = 3).await;
     let auth = |user: (&str, &str)| gw.client.get(format!("{}/v1/auth", gw.base)).basic_auth(user.0, Some(user.1));
     // The directory stalls while three wrong guesses are being checked.
     proxy.pause(true);

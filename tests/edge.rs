@@ -11,7 +11,7 @@ use base64::Engine;
 use common::*;
 use serde_json::Value;
 use stoney_gateway::config::Settings;
-use stoney_slapd::{Slapd, SlapdOptions};
+use stoney_slapd::SlapdOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -130,15 +130,7 @@ async fn one_caller_cannot_take_every_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_and_metrics_are_outside_the_request_cap() {
-    let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
-        .await
-        .unwrap()
-        .expect("slapd");
-    let proxy = StallingProxy::start(slapd.listen).await;
-    let mut settings = settings_for(&slapd);
-    settings.ldap.urls = vec![proxy.url.clone()];
-    settings.http.max_concurrent_requests = 2;
-    let gw = start_gateway(settings).await;
+    let (gw, proxy, _slapd) = stallable(|s| s.http.max_concurrent_requests = 2).await;
     proxy.pause(true);
     let mut slow = Vec::new();
     for (user, id) in [(ADMIN, 5000002), (RESELLER1, 5000003)] {

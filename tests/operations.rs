@@ -74,19 +74,6 @@ async fn unknown_methods_and_paths_do_not_grow_the_metrics() {
     }
 }
 
-/// The gateway on a directory behind a proxy that can stall it.
-async fn stallable(tweak: impl FnOnce(&mut stoney_gateway::config::Settings)) -> (Gateway, StallingProxy, Slapd) {
-    let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
-        .await
-        .unwrap()
-        .expect("slapd");
-    let proxy = StallingProxy::start(slapd.listen).await;
-    let mut settings = settings_for(&slapd);
-    settings.ldap.urls = vec![proxy.url.clone()];
-    tweak(&mut settings);
-    (start_gateway(settings).await, proxy, slapd)
-}
-
 async fn get(gw: &Gateway, path: &str) -> reqwest::Response {
     gw.client.get(format!("{}{path}", gw.base)).basic_auth(ADMIN.0, Some(ADMIN.1)).send().await.unwrap()
 }

@@ -259,3 +259,16 @@ impl StallingProxy {
         self.paused.store(stalled, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// The gateway on a directory behind a proxy that can stall it.
+pub async fn stallable(tweak: impl FnOnce(&mut Settings)) -> (Gateway, StallingProxy, Slapd) {
+    let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
+        .await
+        .unwrap()
+        .expect("slapd");
+    let proxy = StallingProxy::start(slapd.listen).await;
+    let mut settings = settings_for(&slapd);
+    settings.ldap.urls = vec![proxy.url.clone()];
+    tweak(&mut settings);
+    (start_gateway(settings).await, proxy, slapd)
+}
