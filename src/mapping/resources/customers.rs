@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use super::ADDRESS;
+use super::shared::{BILLING_ADDRESS, EXTERNAL_ID, ID, IS_COMPANY, LOCATION, SHIPPING_ADDRESS};
 use crate::mapping::resource::{Rdn, ResourceDef, Role, Tenant};
 use crate::mapping::table::{Field, Kind, Part};
 
@@ -17,9 +17,9 @@ pub static CUSTOMERS: ResourceDef = ResourceDef {
     parent: Some(&super::RESELLERS),
     children: &[Part::Billing, Part::Shipping],
     fields: &[
-        Field::new("id", "uid", Kind::Id).read_only().filterable().sortable().searchable().in_collection(),
-        Field::new("location", "", Kind::Link("{location}")).read_only().in_collection(),
-        Field::new("isCompany", "sstiscompany", Kind::Bool).required().filterable().sortable().in_collection(),
+        ID,
+        LOCATION,
+        IS_COMPANY,
         Field::new("isActive", "sstisactive", Kind::Bool)
             .default_bool(true)
             .not_by(&[Role::Customer])
@@ -27,19 +27,15 @@ pub static CUSTOMERS: ResourceDef = ResourceDef {
             .sortable()
             .in_collection(),
         Field::new("customerName", "o", Kind::DisplayName).filterable().sortable().searchable().in_collection(),
-        Field::new("externalID", "sstexternalid", Kind::Text { max: 256 })
-            .unique()
-            .filterable()
-            .sortable()
-            .searchable(),
+        EXTERNAL_ID,
         Field::new("belongsToResellerID", "sstbelongstoreselleruid", Kind::ParentRef)
             .required()
             .not_by(&[Role::Customer])
             .filterable()
             .sortable()
             .in_collection(),
-        Field::new("billingAddress", "", Kind::Object(ADDRESS)).part(Part::Billing).required(),
-        Field::new("shippingAddress", "", Kind::Object(ADDRESS)).part(Part::Shipping),
+        BILLING_ADDRESS,
+        SHIPPING_ADDRESS,
         Field::new("employees", "", Kind::Link("{location}/employees")).read_only(),
         Field::new("users", "", Kind::Link("{location}/users")).read_only(),
     ],

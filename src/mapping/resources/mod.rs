@@ -3,6 +3,7 @@
 mod address;
 mod customers;
 mod resellers;
+mod shared;
 
 pub use address::ADDRESS;
 pub use customers::CUSTOMERS;

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use super::ADDRESS;
+use super::shared::{BILLING_ADDRESS, EXTERNAL_ID, ID, IS_COMPANY, LOCATION, SHIPPING_ADDRESS};
 use crate::mapping::resource::{Rdn, ResourceDef, Role, Tenant};
 use crate::mapping::table::{Field, Kind, Part};
 
@@ -18,9 +18,9 @@ pub static RESELLERS: ResourceDef = ResourceDef {
     parent: None,
     children: &[Part::Billing, Part::Shipping],
     fields: &[
-        Field::new("id", "uid", Kind::Id).read_only().filterable().sortable().searchable().in_collection(),
-        Field::new("location", "", Kind::Link("{location}")).read_only().in_collection(),
-        Field::new("isCompany", "sstiscompany", Kind::Bool).required().filterable().sortable().in_collection(),
+        ID,
+        LOCATION,
+        IS_COMPANY,
         Field::new("isActive", "sstisactive", Kind::Bool)
             .default_bool(true)
             .not_by(&[Role::Reseller, Role::Customer])
@@ -28,13 +28,9 @@ pub static RESELLERS: ResourceDef = ResourceDef {
             .sortable()
             .in_collection(),
         Field::new("resellerName", "o", Kind::DisplayName).filterable().sortable().searchable().in_collection(),
-        Field::new("externalID", "sstexternalid", Kind::Text { max: 256 })
-            .unique()
-            .filterable()
-            .sortable()
-            .searchable(),
-        Field::new("billingAddress", "", Kind::Object(ADDRESS)).part(Part::Billing).required(),
-        Field::new("shippingAddress", "", Kind::Object(ADDRESS)).part(Part::Shipping),
+        EXTERNAL_ID,
+        BILLING_ADDRESS,
+        SHIPPING_ADDRESS,
         Field::new("customers", "", Kind::Link("{base}/v1/customers?belongsToResellerID={id}")).read_only(),
     ],
     own_id_attrs: &["sstbelongstoreselleruid"],
