@@ -130,7 +130,15 @@ async fn one_caller_cannot_take_every_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_and_metrics_are_outside_the_request_cap() {
-    let (gw, proxy, _slapd) = stallable(|s| s.http.max_concurrent_requests = 2).await;
+    // The held requests must outlast every check below, however slow the machine: long
+    // timeouts keep them (and any connection they open) waiting on the stalled directory
+    // instead of failing.
+    let (gw, proxy, _slapd) = stallable(|s| {
+        s.http.max_concurrent_requests = 2;
+        s.ldap.op_timeout_ms = 60_000;
+        s.ldap.connect_timeout_ms = 60_000;
+    })
+    .await;
     proxy.pause(true);
     let mut slow = Vec::new();
     for (user, id) in [(ADMIN, 5000002), (RESELLER1, 5000003)] {
@@ -138,13 +146,22 @@ async fn health_ready_and_metrics_are_outside_the_request_cap() {
         slow.push(tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(gw.client.get(format!("{}/v1/customers/5000004", gw.base)).send().await.unwrap().status(), 503);
+    let res = gw.client.get(format!("{}/v1/customers/5000004", gw.base)).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "overloaded", "{body}");
     assert_eq!(gw.client.get(format!("{}/health", gw.base)).send().await.unwrap().status(), 200);
     assert_eq!(gw.client.get(format!("{}/metrics", gw.base)).send().await.unwrap().status(), 200);
-    // /ready asks the stalled directory: not ready, but not refused for the cap.
-    let res = gw.client.get(format!("{}/ready", gw.base)).send().await.unwrap();
-    let body: Value = res.json().await.unwrap();
-    assert_ne!(body["error"]["code"], "overloaded", "{body}");
+    // /ready asks the stalled directory and waits for it; a refusal for the cap would come
+    // at once.
+    let ready = gw.client.get(format!("{}/ready", gw.base)).timeout(Duration::from_millis(1500)).send().await;
+    match ready {
+        Err(e) => assert!(e.is_timeout(), "{e}"),
+        Ok(res) => {
+            let body: Value = res.json().await.unwrap();
+            assert_ne!(body["error"]["code"], "overloaded", "{body}");
+        }
+    }
     proxy.pause(false);
     for s in slow {
         assert_eq!(s.await.unwrap(), 200);
