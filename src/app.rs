@@ -15,7 +15,7 @@ use crate::directory::{DirError, Directory};
 pub use crate::http::state::AppState;
 use crate::mapping::query::PageLimits;
 use crate::mapping::resource::ResourceDef;
-use crate::mapping::resources::{ALL, CUSTOMERS, RESELLERS};
+use crate::mapping::resources::{ALL, CUSTOMERS};
 use crate::mapping::table;
 use crate::service::auth::{AuthSettings, Authenticator};
 use crate::service::Resources;
@@ -81,7 +81,7 @@ impl AppState {
                 Duration::from_millis(settings.index.catch_up_ms),
             )
         };
-        let (customers, resellers) = (service(&CUSTOMERS), service(&RESELLERS));
+        let services: Arc<[Resources]> = ALL.iter().map(|def| service(def)).collect();
         let a = &settings.auth;
         let auth = Arc::new(Authenticator::new(
             directory.clone(),
@@ -98,8 +98,7 @@ impl AppState {
             ready_timeout: Duration::from_millis(l.connect_timeout_ms.min(l.op_timeout_ms)),
             settings: Arc::new(settings),
             directory,
-            customers,
-            resellers,
+            services,
             auth,
             sync,
         })
@@ -151,7 +150,7 @@ pub async fn serve(
     });
     // The trash is swept at start and then periodically: a delete cut short by a fault
     // leaves its subtree there.
-    let customers = state.customers.clone();
+    let customers = state.service(&CUSTOMERS).clone();
     let sweep_every = state.settings.ldap.trash_sweep_secs;
     let sweeper = tokio::spawn(async move {
         loop {

@@ -285,7 +285,7 @@ async fn auth_says_who_the_credentials_belong_to() {
         let v: Value = res.json().await.unwrap();
         assert_eq!(v["id"], id);
         assert_eq!(v["user"], creds.0);
-        assert!(v["location"].as_str().unwrap().ends_with(&format!("/v1/users/{id}")));
+        assert!(v["location"].as_str().unwrap().ends_with(&format!("/v1/people/{id}")));
     }
     for creds in [WRONG_PASSWORD, UNKNOWN, INACTIVE, ("admin@stoney-cloud.org", "")] {
         let res = app.req_as(creds, Method::GET, "/v1/auth").send().await.unwrap();

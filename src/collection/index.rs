@@ -17,7 +17,7 @@ use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
 use crate::directory::Entry;
 use crate::mapping::document;
 use crate::mapping::query::{self, ListQuery};
-use crate::mapping::resource::{ResourceDef, Tenant};
+use crate::mapping::resource::{CustomerOf, Owner, ResourceDef, Tenant};
 use crate::mapping::row::{self, compare_keys, part_index, Column, PartValues, Row, SortKey};
 use crate::mapping::table::{Kind, Part};
 use crate::service::Scope;
@@ -26,9 +26,9 @@ struct Record {
     id: u64,
     /// The reseller of the DN.
     reseller: u64,
-    /// Whether the customer entry's `sstBelongsToResellerUID` agrees with the DN (see
-    /// `document::tenant`): a customer on its way to another reseller belongs to none.
-    committed: bool,
+    /// Whom it belongs to (see `document::owner`): a customer on its way to another
+    /// reseller belongs to none.
+    owner: Owner,
     row: Row,
     uuids: [Option<Uuid>; 3],
     /// What `q=` searches.
@@ -41,8 +41,8 @@ impl Record {
         self.row.root.is_some()
     }
 
-    fn tenant(&self) -> Option<u64> {
-        self.committed.then_some(self.reseller)
+    fn owner(&self) -> Owner {
+        self.owner
     }
 
     /// The sort key of a column (computed: keys are needed where orders change and for
@@ -67,6 +67,8 @@ struct State {
     /// The tenant of each slot (0: none), apart from the records so that a pass that
     /// only checks the scope stays in a small array.
     resellers: Vec<u64>,
+    /// The customer whose users see each slot (0: none), likewise.
+    customers: Vec<u64>,
     free: Vec<u32>,
     /// The slot of each id; ids held by more than one customer (written so by hand, in
     /// different resellers' subtrees) have their other slots in `shared_ids`.
@@ -177,6 +179,7 @@ impl State {
             def,
             records: Vec::new(),
             resellers: Vec::new(),
+            customers: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
             shared_ids: HashMap::new(),
@@ -258,7 +261,8 @@ impl State {
         let rec = self.records[slot as usize].as_mut().expect("a live slot");
         f(rec);
         rec.text = rec.row.search_text(self.def, rec.id);
-        self.resellers[slot as usize] = rec.tenant().unwrap_or(0);
+        self.resellers[slot as usize] = rec.owner.tenant.unwrap_or(0);
+        self.customers[slot as usize] = rec.owner.customer.unwrap_or(0);
         self.list(slot);
         self.encode(slot, Some(part));
     }
@@ -286,16 +290,19 @@ impl State {
         if let Some(slot) = self.slots_of(id).find(|&s| self.rec(s).reseller == reseller) {
             return slot;
         }
-        let rec = Record { id, reseller, committed: true, row: Row::default(), uuids: [None; 3], text: "".into() };
+        let owner = Owner::default();
+        let rec = Record { id, reseller, owner, row: Row::default(), uuids: [None; 3], text: "".into() };
         let slot = match self.free.pop() {
             Some(s) => {
                 self.records[s as usize] = Some(rec);
-                self.resellers[s as usize] = reseller;
+                self.resellers[s as usize] = 0;
+                self.customers[s as usize] = 0;
                 s
             }
             None => {
                 self.records.push(Some(rec));
-                self.resellers.push(reseller);
+                self.resellers.push(0);
+                self.customers.push(0);
                 (self.records.len() - 1) as u32
             }
         };
@@ -369,6 +376,7 @@ impl State {
                 let reseller = match def.tenant {
                     Tenant::Parent => p.parent,
                     Tenant::Own => p.id,
+                    Tenant::Attr => 0,
                 };
                 Some((p.id, reseller, p.part))
             }
@@ -404,7 +412,7 @@ impl State {
             rec.uuids[pi] = Some(uuid);
             if part == Part::Root {
                 rec.reseller = reseller;
-                rec.committed = document::tenant(reseller, entry.values(document::RESELLER_ATTR)).is_some();
+                rec.owner = document::owner(def, rec.id, reseller, entry);
             }
         });
         self.by_uuid.insert(uuid, (slot, part, self.gen));
@@ -560,7 +568,7 @@ impl CollectionIndex {
         // A customer user's scope is one customer: no need to walk the others.
         let own: Order;
         let order = match scope {
-            Scope::Customer { customer, .. } => {
+            Scope::Customer { customer, .. } if self.def.customer_of == CustomerOf::Itself => {
                 let slots: Vec<u32> = state.slots_of(*customer).filter(|s| state.rec(*s).listed()).collect();
                 own = Order { same: vec![false; slots.len()], slots };
                 &own
@@ -722,6 +730,7 @@ impl<'a> Matcher<'a> {
     fn matches(&self, state: &State, slot: u32, scratch: &mut String) -> bool {
         match self.scope {
             Scope::Reseller(r) if state.resellers[slot as usize] != r => return false,
+            Scope::Customer { customer, .. } if state.customers[slot as usize] != customer => return false,
             _ => {}
         }
         let mut record_checks = false;
@@ -749,7 +758,7 @@ impl<'a> Matcher<'a> {
             return true;
         }
         let rec = state.rec(slot);
-        if !self.scope.sees(rec.id, rec.tenant()) {
+        if !self.scope.sees(rec.owner()) {
             return false;
         }
         for check in &self.checks {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use deadpool::managed::{Object, PoolError};
 use ldap3::controls::{Assertion, PostRead, PostReadResp, RawControl, TxnSpec};
-use ldap3::exop::{EndTxn, StartTxn};
+use ldap3::exop::{EndTxn, PasswordModify, StartTxn};
 use ldap3::{Ldap, Mod, Scope, SearchEntry};
 
 use super::error::rc;
@@ -362,6 +362,32 @@ impl Directory {
             Op::Move { dn, new_rdn, new_superior } => ldap.modifydn(dn, new_rdn, true, Some(new_superior)).await?,
         };
         check(res).map(|_| ())
+    }
+
+    /// Sets an entry's password with the Password Modify extended operation (RFC 3062),
+    /// so the server stores it hashed by its own scheme; waits for the replicas like any
+    /// write.
+    pub async fn set_password(&self, dn: &str, new_password: &str) -> Result<(), DirError> {
+        let started = Instant::now();
+        let mut conn = self.conn().await.inspect_err(|e| observe("password", started, Some(e)))?;
+        let res = async {
+            let ldap: &mut Ldap = &mut conn;
+            let op = PasswordModify { user_id: Some(dn), old_pass: None, new_pass: Some(new_password) };
+            let ldap3::result::ExopResult(_, res) = ldap.with_timeout(self.op_timeout).extended(op).await?;
+            check(res).map(|_| ())
+        }
+        .await;
+        observe("password", started, res.as_ref().err());
+        match &res {
+            Err(e) => Self::discard_if_broken(conn, e),
+            Ok(()) => {
+                if let Some(timeout) = self.ack_all {
+                    drop(conn);
+                    self.pool.manager().replicated(timeout).await;
+                }
+            }
+        }
+        res
     }
 
     /// The `contextCSN` of the base entry: the newest change the directory has committed

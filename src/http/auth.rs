@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::resources::json_response;
 use super::state::AppState;
 use crate::service::auth::{AuthError, Principal};
-use crate::service::Scope;
+use crate::service;
 
 const CHALLENGE: &str = "Basic realm=\"stoney\", charset=\"UTF-8\"";
 
@@ -75,15 +75,16 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-/// The authenticated caller's scope; a person without one may not use the resources.
-pub struct Caller(pub Scope);
+/// The authenticated caller with its scope; a person without one may not use the
+/// resources.
+pub struct Caller(pub service::Caller);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let p = Principal::from_request_parts(parts, app).await?;
-        p.scope.map(Caller).ok_or_else(|| {
+        p.scope.map(|scope| Caller(service::Caller { scope, uid: p.uid })).ok_or_else(|| {
             ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -95,6 +96,6 @@ impl FromRequestParts<AppState> for Caller {
 
 /// `GET /v1/auth`: checks the credentials and says who they belong to.
 pub async fn whoami(State(app): State<AppState>, p: Principal) -> Response {
-    let location = format!("{}/v1/users/{}", app.settings.public_url(), p.uid);
+    let location = crate::mapping::resources::PEOPLE.location(&app.settings.public_url(), p.uid);
     json_response(StatusCode::OK, &json!({"id": p.uid, "user": p.mail, "location": location}))
 }

@@ -51,7 +51,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         let url = pool.manager().urls().get(pool.manager().current_server()).cloned().unwrap_or_default();
         servers.push((vec![("pool", name.to_string()), ("url", url)], 1.0));
     }
-    let index = app.customers.index();
+    let index = app.service(&crate::mapping::resources::CUSTOMERS).index();
     let text = crate::metrics::render(&[
         Sampled {
             name: "stoney_ldap_pool_connections",

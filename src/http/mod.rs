@@ -217,7 +217,14 @@ fn routes() -> Vec<(String, MethodRouter<AppState>)> {
     for def in crate::mapping::resources::ALL {
         out.push((format!("/v1/{}", def.name), resources::collection(def)));
         out.push((format!("/v1/{}/{{id}}", def.name), resources::element(def)));
+        for rel in def.related {
+            out.push((format!("/v1/{}/{{id}}/{}", def.name, rel.name), resources::related(def, rel)));
+        }
+        if def.fields.iter().any(|f| f.kind == crate::mapping::table::Kind::Secret) {
+            out.push((format!("/v1/{}/{{id}}/password", def.name), resources::password(def)));
+        }
     }
+    out.push(("/v1/search".into(), get(resources::search)));
     out
 }
 

@@ -10,13 +10,15 @@ use serde_json::{json, Map, Value};
 use super::resources::json_response;
 use super::state::AppState;
 use crate::mapping::query;
-use crate::mapping::resource::ResourceDef;
+use crate::mapping::resource::{Related, ResourceDef};
 use crate::mapping::resources::{ADDRESS, ALL};
 use crate::mapping::table::{Field, Kind, Part};
 
 fn scalar_schema(kind: Kind) -> Value {
     match kind {
-        Kind::Id | Kind::ParentRef => json!({"type": "integer", "format": "int64", "minimum": 1}),
+        Kind::Id | Kind::ParentRef | Kind::Ref(_) => json!({"type": "integer", "format": "int64", "minimum": 1}),
+        Kind::TimeZone => json!({"type": "string", "maxLength": 8, "example": "UTC+01"}),
+        Kind::Secret => json!({"type": "string", "minLength": 8, "maxLength": 128, "writeOnly": true}),
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Text { max } => json!({"type": "string", "minLength": 1, "maxLength": max}),
         Kind::DisplayName => json!({"type": "string", "minLength": 1, "maxLength": 64}),
@@ -49,6 +51,16 @@ fn object_schema(fields: &[Field]) -> Value {
         if let Some(d) = f.default {
             s["default"] = json!(d);
         }
+        if let Some(d) = f.default_text {
+            s["default"] = json!(d);
+        }
+        if f.kind == Kind::Secret {
+            s["description"] = json!("Write-only: given on create, changed with POST …/password, never returned.");
+        }
+        if let Some(defs) = f.refers_to() {
+            let names: Vec<&str> = defs.iter().map(|d| d.singular).collect();
+            s["description"] = json!(format!("The id of a {} the caller sees.", names.join(" or ")));
+        }
         if f.unique {
             s["description"] = json!("Unique in the directory (409 when another entry has it).");
         }
@@ -72,7 +84,7 @@ fn object_schema(fields: &[Field]) -> Value {
 /// optional one.
 fn patch_schema(fields: &[Field]) -> Value {
     let mut props = Map::new();
-    for f in fields {
+    for f in fields.iter().filter(|f| f.kind != Kind::Secret) {
         let mut s = match f.kind {
             Kind::Object(_) if f.name == "billingAddress" || f.name == "shippingAddress" => {
                 json!({"allOf": [{"$ref": "#/components/schemas/AddressPatch"}]})
@@ -95,7 +107,7 @@ fn patch_schema(fields: &[Field]) -> Value {
 fn filter_schema(kind: Kind) -> Value {
     match kind.element() {
         Kind::Bool => json!({"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["*"]}]}),
-        Kind::Id | Kind::ParentRef => json!({"anyOf": [
+        Kind::Id | Kind::ParentRef | Kind::Ref(_) => json!({"anyOf": [
             {"type": "integer", "format": "int64", "minimum": 1},
             {"type": "string", "pattern": "^[0-9*]+$", "description": "digits, * as a wildcard"}]}),
         _ => json!({"type": "string", "maxLength": 256}),
@@ -317,8 +329,80 @@ pub fn build(public_url: &str) -> Value {
         doc["components"]["schemas"][def.schema] = object_schema(def.fields);
         doc["components"]["schemas"][format!("{}Patch", def.schema)] = patch_schema(def.fields);
         doc["components"]["schemas"][format!("{}Item", def.schema)] = item_schema(def);
+        for rel in def.related {
+            doc["paths"][format!("/v1/{}/{{id}}/{}", def.name, rel.name)] = related_path(def, rel);
+        }
+        if def.fields.iter().any(|f| f.kind == Kind::Secret) {
+            doc["paths"][format!("/v1/{}/{{id}}/password", def.name)] = password_path(def);
+        }
     }
+    doc["paths"]["/v1/search"] = search_path();
+    doc["components"]["schemas"]["Password"] = json!({"type": "object", "additionalProperties": false,
+        "required": ["newPassword"], "properties": {
+            "newPassword": scalar_schema(Kind::Secret),
+            "oldPassword": {"type": "string", "writeOnly": true, "description": "Required when a person changes its own password."}}});
     doc
+}
+
+/// `/v1/<resource>/{id}/<related>`: a list of another resource, with its parameters.
+fn related_path(def: &'static ResourceDef, rel: &'static Related) -> Value {
+    let other = rel.resource;
+    let mut parameters = vec![json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}})];
+    parameters.extend(collection_parameters(other));
+    json!({"get": {
+        "summary": format!("The {} whose {} is this {} (paged, sorted, filtered like /v1/{}).", other.name, rel.field, def.singular, other.name),
+        "parameters": parameters,
+        "responses": responses(&[
+            ("200", json!({"description": "The page.", "headers": {
+                "Link": {"schema": {"type": "string"}}, "X-Total-Count": {"schema": {"type": "integer"}}},
+                "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}Item", other.schema)}}}}})),
+            ("400", error("A broken query string.")),
+            ("403", error("The account belongs to no provider, reseller or customer.")),
+            ("404", error(&format!("No such {}, or not the caller's.", def.singular))),
+            ("422", error("Unknown parameters, sort keys or bad values.")),
+        ])}})
+}
+
+/// `POST /v1/<resource>/{id}/password`.
+fn password_path(def: &'static ResourceDef) -> Value {
+    json!({"post": {
+        "summary": format!("Sets a {}'s password (hashed by the directory); its remembered logins end.", def.singular),
+        "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}}],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Password"}}}},
+        "responses": responses(&[
+            ("204", json!({"description": "Set."})),
+            ("400", error("Malformed JSON.")),
+            ("403", error("The account belongs to no provider, reseller or customer.")),
+            ("404", error(&format!("No such {}, or not the caller's.", def.singular))),
+            ("408", error("The body did not arrive in time.")),
+            ("413", error("The body is too large.")),
+            ("415", error("The body is not JSON.")),
+            ("422", error("A missing or invalid new password, or a wrong old one.")),
+        ])}})
+}
+
+/// `GET /v1/search`.
+fn search_path() -> Value {
+    let mut groups = Map::new();
+    for def in ALL {
+        groups.insert(def.name.to_string(), json!({"type": "object", "properties": {
+            "resources": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}Item", def.schema)}},
+            "total": {"type": "integer"},
+            "location": {"type": "string", "format": "uri"}}}));
+    }
+    json!({"get": {
+        "summary": "The first hits of a full-text search in every collection the caller may list.",
+        "parameters": [
+            {"name": "q", "in": "query", "required": true, "schema": {"type": "string", "minLength": 3, "maxLength": 256}},
+            {"name": "entries", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 15, "default": 5},
+             "description": "Hits per resource."}],
+        "responses": responses(&[
+            ("200", json!({"description": "The hits per resource.",
+                "content": {"application/json": {"schema": {"type": "object", "properties": groups}}}})),
+            ("400", error("A broken query string.")),
+            ("403", error("The account belongs to no provider, reseller or customer.")),
+            ("422", error("A missing or too short q, or bad entries.")),
+        ])}})
 }
 
 pub async fn document(State(app): State<AppState>) -> Response {

@@ -15,8 +15,8 @@ use crate::service::Resources;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub directory: Directory,
-    pub customers: Resources,
-    pub resellers: Resources,
+    /// One per resource, in the order of `resources::ALL`.
+    pub services: Arc<[Resources]>,
     pub auth: Arc<Authenticator>,
     pub sync: Arc<SyncConsumer>,
     pub body_limit: usize,
@@ -25,12 +25,12 @@ pub struct AppState {
 
 impl AppState {
     /// The service of every resource, in the order of `resources::ALL`.
-    pub fn resources(&self) -> [&Resources; 2] {
-        [&self.customers, &self.resellers]
+    pub fn resources(&self) -> &[Resources] {
+        &self.services
     }
 
-    /// The service of a resource.
+    /// The service of a resource (every resource of `resources::ALL` has one).
     pub fn service(&self, def: &'static ResourceDef) -> &Resources {
-        self.resources().into_iter().find(|r| std::ptr::eq(r.def(), def)).unwrap_or(&self.customers)
+        self.services.iter().find(|r| std::ptr::eq(r.def(), def)).unwrap_or(&self.services[0])
     }
 }

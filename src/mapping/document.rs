@@ -7,7 +7,7 @@ use ldap3::Mod;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::resource::{ResourceDef, Tenant};
+use super::resource::{CustomerOf, Owner, ResourceDef, Tenant};
 use super::table::{self, Field, Kind, Part, ADDRESS_CLASSES, PERSON_NAME_ATTRS};
 use super::values;
 use super::Problem;
@@ -43,6 +43,7 @@ impl Stored {
         let reseller = match def.tenant {
             Tenant::Parent => at.parent,
             Tenant::Own => at.id,
+            Tenant::Attr => 0,
         };
         let depth = layout::depth(&root.dn);
         let mut billing = None;
@@ -68,10 +69,9 @@ impl Stored {
         }
     }
 
-    /// The reseller the resource is committed to: the one of its DN, while every
-    /// `sstBelongsToResellerUID` value names it too (see [`tenant`]).
-    pub fn tenant(&self) -> Option<u64> {
-        tenant(self.reseller, self.root.values(RESELLER_ATTR))
+    /// Whom it belongs to (see [`owner`]).
+    pub fn owner(&self) -> Owner {
+        owner(self.def, self.id, self.parent, &self.root)
     }
 
     pub fn is_company(&self) -> bool {
@@ -115,6 +115,31 @@ pub const RESELLER_ATTR: &str = "sstbelongstoreselleruid";
 /// attribute in the transaction after it, so a customer on its way belongs to nobody.
 pub fn tenant(dn_reseller: u64, attr_values: &[String]) -> Option<u64> {
     attr_values.iter().all(|v| v.trim().parse::<u64>() == Ok(dn_reseller)).then_some(dn_reseller)
+}
+
+/// Whom an element belongs to, by its root entry: the reseller it is committed to (the
+/// one of its DN while every `sstBelongsToResellerUID` value names it too, or for a
+/// resource placed by attribute the one value all of them name), and the customer
+/// whose users see it.
+pub fn owner(def: &ResourceDef, id: u64, parent: u64, root: &Entry) -> Owner {
+    let attr = root.values(RESELLER_ATTR);
+    let tenant = match def.tenant {
+        Tenant::Parent => tenant(parent, attr),
+        Tenant::Own => tenant(id, attr),
+        Tenant::Attr => single_number(attr),
+    };
+    let customer = match def.customer_of {
+        CustomerOf::Itself => Some(id),
+        CustomerOf::Attr(a) => single_number(root.values(a)),
+        CustomerOf::Nobody => None,
+    };
+    Owner { tenant, customer }
+}
+
+/// The number every value names, if there is at least one and they agree.
+fn single_number(values: &[String]) -> Option<u64> {
+    let first: u64 = values.first()?.trim().parse().ok()?;
+    values.iter().all(|v| v.trim().parse::<u64>() == Ok(first)).then_some(first)
 }
 
 /// The name a resource is shown with: `o` for companies, "givenName sn" for persons.
@@ -191,6 +216,8 @@ pub struct Desired {
     pub kept: Vec<(Part, &'static str)>,
     /// The values of list fields (absent: none).
     pub lists: Vec<(Part, &'static str, Vec<String>)>,
+    /// A password given on create (see `Kind::Secret`): set after the entry exists.
+    pub secret: Option<String>,
 }
 
 impl Desired {
@@ -308,6 +335,7 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
     let mut parent = None;
     let mut name: Option<String> = None;
     let mut lists = Vec::new();
+    let mut secret = None;
     for f in def.fields {
         let given = present(obj.get(f.name));
         if f.read_only {
@@ -336,6 +364,19 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
                 Err(msg) => problems.push(Problem::new(f.name, msg)),
             },
             (Kind::DisplayName, None) => {}
+            (Kind::Secret, Some(v)) => match (mode, values::secret(v)) {
+                (Mode::Create, Ok(p)) => secret = Some(p),
+                (Mode::Create, Err(msg)) => problems.push(Problem::new(f.name, msg)),
+                _ => problems.push(Problem::new(
+                    f.name,
+                    "is write-only and set on create; change it with POST …/password",
+                )),
+            },
+            (Kind::Secret, None) => {
+                if f.required && matches!(mode, Mode::Create) {
+                    problems.push(Problem::new(f.name, "is required"));
+                }
+            }
             (Kind::List(inner), Some(v)) => match values::list_to_ldap(*inner, v) {
                 Ok(vals) if vals.is_empty() && f.required => problems.push(Problem::new(f.name, "is required")),
                 Ok(vals) => lists.push((Part::Root, f.attr, vals)),
@@ -356,6 +397,8 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
             (_, None) => {
                 if let Some(d) = f.default {
                     root.insert(f.attr, if d { "TRUE" } else { "FALSE" }.to_string());
+                } else if let Some(t) = f.default_text {
+                    root.insert(f.attr, t.to_string());
                 } else if f.required {
                     problems.push(Problem::new(f.name, "is required"));
                 }
@@ -421,6 +464,7 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
             shipping,
             kept,
             lists,
+            secret,
         })
     } else {
         Err(problems)
@@ -433,7 +477,7 @@ pub fn managed(def: &ResourceDef, part: Part) -> Vec<&'static str> {
         Part::Root => def
             .fields
             .iter()
-            .filter(|f| !f.attr.is_empty() && !f.read_only)
+            .filter(|f| f.is_read() && !f.read_only)
             .map(|f| f.attr)
             .chain([PERSON_NAME_ATTRS.0, PERSON_NAME_ATTRS.1])
             .collect(),
@@ -459,11 +503,29 @@ pub fn new_entry(def: &ResourceDef, part: Part, id: u64, d: &Desired) -> Vec<(St
         }
         Some(ou) => out.push(("ou".into(), vec![ou.to_string()])),
     }
+    if part == Part::Root {
+        // The schema may require a password before one is set: a hash no password has.
+        out.extend(
+            def.fields.iter().filter(|f| f.kind == Kind::Secret).map(|f| (f.attr.to_string(), vec![unusable_password()])),
+        );
+    }
     out.extend(attrs.iter().map(|(a, v)| (a.to_string(), vec![v.clone()])));
     out.extend(
         d.lists.iter().filter(|(p, _, v)| *p == part && !v.is_empty()).map(|(_, a, v)| (a.to_string(), v.clone())),
     );
     out
+}
+
+/// A salted SHA-1 hash of random bytes in the `{SSHA}` form: no password matches it, so
+/// the entry cannot be logged in to until a password is set.
+pub fn unusable_password() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 28];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // Without randomness, a scheme no server knows: still no password matches.
+        return "{NONE}unusable".to_string();
+    }
+    format!("{{SSHA}}{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// The auxiliary class an entry of this part needs for the attributes the gateway writes.
@@ -604,6 +666,7 @@ mod tests {
             shipping: None,
             kept: kept.iter().map(|a| (Part::Billing, *a)).collect(),
             lists: Vec::new(),
+            secret: None,
         }
     }
 
@@ -658,6 +721,9 @@ mod tests {
         ],
         own_id_attrs: &[],
         tenant: Tenant::Own,
+        customer_of: super::super::resource::CustomerOf::Nobody,
+        related: &[],
+        logins: false,
         read_subtree: true,
         create_by: &[],
         delete_by: &[],

@@ -23,10 +23,40 @@ pub enum Rdn {
 /// Whose the resource is, for the caller's scope: the reseller named by its parent in the
 /// DN (customers) or the resource itself (resellers). Either way the entry repeats that
 /// reseller in `sstBelongsToResellerUID`, and it belongs to nobody while the two disagree.
+/// A resource without a parent in its DN (people) names its reseller only in
+/// `sstBelongsToResellerUID` (`Attr`), and belongs to nobody without exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tenant {
     Parent,
     Own,
+    Attr,
+}
+
+/// Which customer's users see the resource: the customer itself, the customer an
+/// attribute names (a person's `sstBelongsToCustomerUID`), or none (resellers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerOf {
+    Itself,
+    Attr(&'static str),
+    Nobody,
+}
+
+/// Whom an element belongs to, for the caller's scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Owner {
+    /// The reseller it is committed to (see `Tenant`).
+    pub tenant: Option<u64>,
+    /// The customer whose users see it (see `CustomerOf`).
+    pub customer: Option<u64>,
+}
+
+/// A collection below an element: the elements of another resource whose field names it
+/// (`/v1/customers/{id}/users`: the people whose `belongsToCustomerID` is the customer).
+#[derive(Debug)]
+pub struct Related {
+    pub name: &'static str,
+    pub resource: &'static ResourceDef,
+    pub field: &'static str,
 }
 
 /// The roles of callers (see `service::Scope`).
@@ -78,6 +108,11 @@ pub struct ResourceDef {
     /// Attributes a new root entry repeats its own id in (besides its `uid`).
     pub own_id_attrs: &'static [&'static str],
     pub tenant: Tenant,
+    pub customer_of: CustomerOf,
+    /// Collections below each element.
+    pub related: &'static [Related],
+    /// Its entries are logins (people): a write to one ends its remembered logins.
+    pub logins: bool,
     /// A read takes the root's whole subtree in one search; otherwise only the root and
     /// its fixed children (a reseller's subtree holds its customers).
     pub read_subtree: bool,

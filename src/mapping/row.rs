@@ -49,7 +49,7 @@ impl Columns {
             .fields
             .iter()
             // The id and the parent come from the DN.
-            .filter(|f| !f.attr.is_empty() && !matches!(f.kind, Kind::Id | Kind::ParentRef))
+            .filter(|f| f.is_read() && !matches!(f.kind, Kind::Id | Kind::ParentRef))
             .map(|f| (f.attr, Some(f.kind)))
             .collect();
         for a in [PERSON_NAME_ATTRS.0, PERSON_NAME_ATTRS.1] {
@@ -308,9 +308,16 @@ pub fn item(def: &'static ResourceDef, id: u64, parent: u64, row: &Row, public_u
             Kind::ParentRef => Some(Value::from(parent)),
             Kind::Link(template) => Some(Value::String(def.link(public_url, id, template))),
             Kind::Bool => row.value(*col, id, parent).map(|v| Value::Bool(v == "true")),
-            Kind::List(_) => {
-                let all: Vec<Value> =
-                    row.values(*col, id, parent).into_iter().map(|v| Value::String(v.into_owned())).collect();
+            Kind::Ref(_) => row.value(*col, id, parent).and_then(|v| values::from_ldap(col.field.kind, &v)),
+            Kind::List(inner) => {
+                let all: Vec<Value> = row
+                    .values(*col, id, parent)
+                    .into_iter()
+                    .filter_map(|v| match inner {
+                        Kind::Ref(_) => values::from_ldap(*inner, &v),
+                        _ => Some(Value::String(v.into_owned())),
+                    })
+                    .collect();
                 (!all.is_empty()).then_some(Value::Array(all))
             }
             _ => row.value(*col, id, parent).map(|v| Value::String(v.into_owned())),
@@ -415,7 +422,7 @@ impl Pattern {
                     _ => Err("must be true or false".into()),
                 };
             }
-            Kind::Id | Kind::ParentRef
+            Kind::Id | Kind::ParentRef | Kind::Ref(_)
                 if raw.trim().is_empty() || !raw.trim().chars().all(|c| c.is_ascii_digit() || c == '*') =>
             {
                 return Err("must be a number (digits, * as a wildcard)".into());
@@ -507,7 +514,7 @@ pub fn collate(s: &str) -> String {
 /// The sort key of a value of a kind.
 pub fn sort_key(kind: Kind, value: &str) -> SortKey {
     match kind {
-        Kind::Id | Kind::ParentRef => SortKey::Int(value.trim().parse().unwrap_or(u64::MAX)),
+        Kind::Id | Kind::ParentRef | Kind::Ref(_) => SortKey::Int(value.trim().parse().unwrap_or(u64::MAX)),
         Kind::Bool => SortKey::Bool(value == "true"),
         _ => SortKey::Text(collate(value).into()),
     }

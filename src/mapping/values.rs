@@ -165,6 +165,46 @@ pub fn list_to_ldap(inner: Kind, v: &Value) -> Result<Vec<String>, Vec<(usize, S
     }
 }
 
+/// A time zone offset: `UTC`, optionally followed by `+HH`, `-HH`, `+HHMM` or `+HH:MM`
+/// (or the offset alone), at most 8 characters as the schema allows.
+fn time_zone(s: &str) -> Result<String, String> {
+    let bad = || "must be an offset from UTC such as UTC+01, UTC-05:30 or +0100 (at most 8 characters)".to_string();
+    let offset = s.strip_prefix("UTC").unwrap_or(s);
+    if s.len() > 8 || (offset.is_empty() && s != "UTC") {
+        return Err(bad());
+    }
+    if offset.is_empty() {
+        return Ok(s.to_string());
+    }
+    let (sign, rest) = offset.split_at(1);
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    let colon_ok = !rest.contains(':') || (rest.len() == 5 && rest.as_bytes()[2] == b':');
+    let valid = matches!(sign, "+" | "-")
+        && colon_ok
+        && matches!(digits.len(), 2 | 4)
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && digits[..2].parse::<u32>().is_ok_and(|h| h <= 14)
+        && (digits.len() == 2 || digits[2..].parse::<u32>().is_ok_and(|m| m < 60));
+    if valid {
+        Ok(s.to_string())
+    } else {
+        Err(bad())
+    }
+}
+
+/// A password to set: 8 to 128 characters, no control characters.
+pub fn secret(v: &Value) -> Result<String, String> {
+    let s = v.as_str().ok_or("must be a string")?;
+    let n = s.chars().count();
+    if !(8..=128).contains(&n) {
+        return Err("must be 8 to 128 characters".into());
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(s.to_string())
+}
+
 /// Parses a JSON value of a scalar kind into its LDAP form.
 pub fn to_ldap(kind: Kind, v: &Value) -> Result<String, String> {
     let as_str = || v.as_str().ok_or_else(|| "must be a string".to_string());
@@ -173,7 +213,7 @@ pub fn to_ldap(kind: Kind, v: &Value) -> Result<String, String> {
             .as_bool()
             .map(|b| if b { "TRUE" } else { "FALSE" }.to_string())
             .ok_or_else(|| "must be true or false".into()),
-        Kind::Id | Kind::ParentRef => match v.as_u64() {
+        Kind::Id | Kind::ParentRef | Kind::Ref(_) => match v.as_u64() {
             Some(n) if n > 0 && n < 1 << 53 => Ok(n.to_string()),
             _ => Err("must be a positive integer".into()),
         },
@@ -196,7 +236,8 @@ pub fn to_ldap(kind: Kind, v: &Value) -> Result<String, String> {
         Kind::Phone => phone(as_str()?),
         Kind::Url => url(as_str()?),
         Kind::Postal => postal_to_ldap(as_str()?),
-        Kind::Object(_) | Kind::Link(_) | Kind::List(_) => Err("is not writable".into()),
+        Kind::TimeZone => time_zone(as_str()?),
+        Kind::Object(_) | Kind::Link(_) | Kind::List(_) | Kind::Secret => Err("is not writable".into()),
     }
 }
 
@@ -209,12 +250,12 @@ pub fn from_ldap(kind: Kind, s: &str) -> Option<Value> {
             "FALSE" => Some(Value::Bool(false)),
             _ => None,
         },
-        Kind::Id | Kind::ParentRef => s.trim().parse::<u64>().ok().map(Value::from),
+        Kind::Id | Kind::ParentRef | Kind::Ref(_) => s.trim().parse::<u64>().ok().map(Value::from),
         Kind::Gender => Some(Value::String(s.to_ascii_lowercase())),
         Kind::Country => Some(Value::String(s.to_ascii_uppercase())),
         Kind::Postal => Some(Value::String(postal_from_ldap(s))),
         Kind::List(inner) => from_ldap(*inner, s),
-        Kind::Object(_) | Kind::Link(_) => None,
+        Kind::Object(_) | Kind::Link(_) | Kind::Secret => None,
         _ => Some(Value::String(s.to_string())),
     }
 }
@@ -266,5 +307,14 @@ mod tests {
         assert!(to_ldap(Kind::Language, &json!("english")).is_err());
         assert!(to_ldap(Kind::Phone, &json!("+41 31 123 45 67")).is_ok());
         assert!(to_ldap(Kind::Phone, &json!("call me")).is_err());
+        for ok in ["UTC+01", "UTC", "+0100", "-05:30", "UTC-0530", "UTC+14"] {
+            assert!(to_ldap(Kind::TimeZone, &json!(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["UTC+1", "CET", "UTC+15", "+01:0", "UTC+01:00", "utc+01", "+01-00", ""] {
+            assert!(to_ldap(Kind::TimeZone, &json!(bad)).is_err(), "{bad}");
+        }
+        assert!(secret(&json!("short")).is_err());
+        assert!(secret(&json!("long enough")).is_ok());
+        assert!(secret(&json!("tab\there!")).is_err());
     }
 }

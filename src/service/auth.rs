@@ -158,6 +158,14 @@ impl Authenticator {
         }
     }
 
+    /// Ends every remembered login of a person (after its password, activity or scope
+    /// changed): its next request logs in again.
+    pub fn forget_person(&self, uid: u64) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|_, (p, _)| p.uid != uid);
+        }
+    }
+
     fn remember(&self, key: [u8; 32], p: &Principal) {
         let Ok(mut cache) = self.cache.lock() else { return };
         if cache.len() >= CACHE_CAP {

@@ -6,7 +6,7 @@ pub mod resources;
 pub mod scope;
 
 pub use resources::Resources;
-pub use scope::Scope;
+pub use scope::{Caller, Scope};
 
 use crate::directory::DirError;
 use crate::mapping::Problem;

@@ -8,14 +8,14 @@ use std::time::Duration;
 use ldap3::Scope as LdapScope;
 use serde_json::Value;
 
-use super::{Precondition, Scope, ServiceError};
+use super::{Caller, Precondition, Scope, ServiceError};
 use crate::collection::{CollectionIndex, Page};
 use crate::directory::error::rc;
 use crate::directory::escape::filter_value;
 use crate::directory::{layout, DirError, Directory, Entry, Guarded, Op};
 use crate::mapping::document::{self, Desired, Mode, Stored};
 use crate::mapping::query::{self, ListQuery, PageLimits, QueryError};
-use crate::mapping::resource::ResourceDef;
+use crate::mapping::resource::{CustomerOf, Owner, ResourceDef, Role, Tenant};
 use crate::mapping::resources::ALL;
 use crate::mapping::table::{self, Field, Kind, Part};
 use crate::mapping::{patch, Problem};
@@ -147,10 +147,27 @@ impl Resources {
     /// first brought up to the directory's newest committed change, so every write that
     /// finished before this request began is in the answer.
     pub async fn list(&self, scope: &Scope, raw_query: Option<&str>) -> Result<(ListQuery, Page), ServiceError> {
-        let q = query::parse(self.def, raw_query, self.limits).map_err(|e| match e {
+        self.list_where(scope, raw_query, None).await
+    }
+
+    /// The same, of the elements whose field `within.0` names `within.1` (the people of
+    /// a customer's `users`): that condition comes first, before the query's own.
+    pub async fn list_where(
+        &self,
+        scope: &Scope,
+        raw_query: Option<&str>,
+        within: Option<(&str, u64)>,
+    ) -> Result<(ListQuery, Page), ServiceError> {
+        let mut q = query::parse(self.def, raw_query, self.limits).map_err(|e| match e {
             QueryError::Malformed(m) => ServiceError::BadRequest(m),
             QueryError::Invalid(p) => ServiceError::Invalid(p),
         })?;
+        if let Some((name, id)) = within {
+            let column = self.def.column(name).ok_or_else(|| ServiceError::Internal(format!("no column {name}")))?;
+            let pattern = crate::mapping::row::Pattern::parse(column.kind(), &id.to_string())
+                .map_err(ServiceError::Internal)?;
+            q.filters.insert(0, query::Filter { column, pattern });
+        }
         let target = self.dir.context_csn().await?;
         self.index.wait_for(&target, self.catch_up).await.map_err(|_| ServiceError::Unavailable)?;
         let page = self.index.query(scope, &q, &self.public_url).map_err(|_| ServiceError::Unavailable)?;
@@ -167,12 +184,17 @@ impl Resources {
     /// who sees both.
     async fn visible(&self, scope: &Scope, id: u64) -> Result<Stored, ServiceError> {
         let mut found = self.read(id).await?;
-        found.retain(|s| scope.sees(s.id, s.tenant()));
+        found.retain(|s| scope.sees(s.owner()));
         match found.len() {
             0 => Err(ServiceError::NotFound),
             1 => Ok(found.remove(0)),
             _ => Err(ServiceError::SharedId { id, resellers: found.iter().map(|s| s.reseller).collect() }),
         }
+    }
+
+    /// Whether the caller sees an element with this id (404 otherwise).
+    pub async fn check_visible(&self, scope: &Scope, id: u64) -> Result<(), ServiceError> {
+        self.visible(scope, id).await.map(|_| ())
     }
 
     /// The full document and its ETag.
@@ -261,7 +283,10 @@ impl Resources {
         if !def.create_by.contains(&scope.role()) {
             return Err(ServiceError::Forbidden(format!("{} cannot create {}", scope.role().users(), def.name)));
         }
-        let desired = document::parse(def, body, Mode::Create).map_err(ServiceError::Invalid)?;
+        let mut body = body.clone();
+        self.fill_in(scope, &mut body).await?;
+        let desired = document::parse(def, &body, Mode::Create).map_err(ServiceError::Invalid)?;
+        self.check_refs(scope, &desired, None).await?;
         let has_container = self.parent_ready(scope, desired.parent).await?;
         for _ in 0..ID_ATTEMPTS {
             let id = self.dir.next_uid(&layout::counter_dn(self.base())).await?;
@@ -279,6 +304,18 @@ impl Resources {
             }
             match self.dir.apply(ops).await {
                 Ok(()) => {
+                    if let Some(secret) = &desired.secret {
+                        // The entry exists with a password nobody has; if this one cannot
+                        // be set, the create is undone.
+                        if let Err(e) = self.dir.set_password(&dn, secret).await {
+                            tracing::warn!(resource = def.name, id, error = ?e.to_string(), "password not set; the create is undone");
+                            let (op, trashed) = self.to_trash(&dn);
+                            if self.dir.apply(vec![op]).await.is_ok() {
+                                self.purge(&[trashed]).await;
+                            }
+                            return Err(e.into());
+                        }
+                    }
                     tracing::info!(resource = def.name, id, parent = desired.parent, "created");
                     return Ok(id);
                 }
@@ -452,7 +489,7 @@ impl Resources {
     /// Replaces or patches an element; returns the new ETag.
     pub async fn update(
         &self,
-        scope: &Scope,
+        scope: &Caller,
         id: u64,
         update: Update<'_>,
         precondition: Option<&Precondition>,
@@ -464,7 +501,11 @@ impl Resources {
             }
             let current = document::to_json(&s, &self.public_url);
             let (doc, mode) = match update {
-                Update::Replace(body) => (body.clone(), Mode::Replace { current: &current }),
+                Update::Replace(body) => {
+                    let mut body = body.clone();
+                    self.fill_in(scope, &mut body).await?;
+                    (body, Mode::Replace { current: &current })
+                }
                 Update::MergePatch(p) => {
                     if !p.is_object() {
                         return Err(ServiceError::Invalid(vec![Problem::new(
@@ -498,6 +539,19 @@ impl Resources {
             if !denied.is_empty() {
                 return Err(ServiceError::Forbidden(format!("{} cannot change {}", role.users(), denied.join(", "))));
             }
+            if self.def.logins && scope.uid == id {
+                let own: Vec<&str> = self
+                    .def
+                    .fields
+                    .iter()
+                    .filter(|f| f.not_by_self && changes(f, &s, &desired))
+                    .map(|f| f.name)
+                    .collect();
+                if !own.is_empty() {
+                    return Err(ServiceError::Forbidden(format!("a person cannot change its own {}", own.join(", "))));
+                }
+            }
+            self.check_refs(scope, &desired, Some(&s)).await?;
             let retry =
                 |e: &DirError| matches!(e.rc(), Some(rc::ASSERTION_FAILED | rc::NO_SUCH_OBJECT | rc::ALREADY_EXISTS));
             // A change of parent (a customer's reseller) moves the subtree first; the
@@ -561,6 +615,126 @@ impl Resources {
         Err(ServiceError::Conflict(format!("the {} kept changing; try again", self.def.singular)))
     }
 
+    /// Sets an element's password (resources with a `Secret` field: people); the caller
+    /// must see it.
+    pub async fn set_password(&self, scope: &Scope, id: u64, new_password: &Value) -> Result<(), ServiceError> {
+        let Some(field) = self.def.fields.iter().find(|f| f.kind == Kind::Secret) else {
+            return Err(ServiceError::NotFound);
+        };
+        let s = self.visible(scope, id).await?;
+        let password = crate::mapping::values::secret(new_password)
+            .map_err(|msg| ServiceError::Invalid(vec![Problem::new("newPassword", msg)]))?;
+        self.dir.set_password(&s.root.dn, &password).await?;
+        tracing::info!(resource = self.def.name, id, field = field.name, "password set");
+        Ok(())
+    }
+
+    /// The field that names the reseller of a resource placed by attribute (people).
+    fn tenant_field(&self) -> Option<&'static Field> {
+        let fields: &'static [Field] = self.def.fields;
+        (self.def.tenant == Tenant::Attr).then(|| fields.iter().find(|f| f.attr == document::RESELLER_ATTR)).flatten()
+    }
+
+    /// Fills in what a document may leave to the caller's scope: the fields that hold
+    /// the caller's reseller or customer, and the reseller that a reference within it
+    /// implies (a person's customer's reseller).
+    async fn fill_in(&self, scope: &Scope, doc: &mut Value) -> Result<(), ServiceError> {
+        let Some(obj) = doc.as_object_mut() else { return Ok(()) };
+        let absent = |obj: &serde_json::Map<String, Value>, name: &str| obj.get(name).is_none_or(Value::is_null);
+        for f in self.def.fields {
+            if let Some(mine) = scoped_value(f, scope) {
+                if absent(obj, f.name) {
+                    obj.insert(f.name.to_string(), Value::from(mine));
+                }
+            }
+        }
+        let Some(tenant) = self.tenant_field() else { return Ok(()) };
+        if !absent(obj, tenant.name) {
+            return Ok(());
+        }
+        for f in self.def.fields.iter().filter(|f| f.within_tenant) {
+            if let Some(id) = obj.get(f.name).and_then(Value::as_u64) {
+                if let Some(t) = self.resolve(f, id, scope).await?.and_then(|o| o.tenant) {
+                    obj.insert(tenant.name.to_string(), Value::from(t));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whom the element a reference names belongs to, if it exists and the caller sees
+    /// it (the caller's own reseller or customer always counts).
+    async fn resolve(&self, f: &Field, id: u64, scope: &Scope) -> Result<Option<Owner>, DirError> {
+        if scoped_value(f, scope) == Some(id) {
+            return Ok(Some(Owner { tenant: scope.reseller(), customer: scope.customer() }));
+        }
+        for def in f.refers_to().unwrap_or_default() {
+            let filter = format!("(&(objectClass={})(uid={}))", def.structural, filter_value(&id.to_string()));
+            let (base, one_level) = def.search_base(self.base());
+            let level = if one_level { LdapScope::OneLevel } else { LdapScope::Subtree };
+            let mut attrs = vec!["objectClass", document::RESELLER_ATTR];
+            if let CustomerOf::Attr(a) = def.customer_of {
+                attrs.push(a);
+            }
+            for e in self.dir.search(&base, level, &filter, &attrs).await? {
+                if let Some(p) = def.place(&e.dn, self.base()).filter(|p| p.part == Part::Root) {
+                    let owner = document::owner(def, p.id, p.parent, &e);
+                    if scope.sees(owner) {
+                        return Ok(Some(owner));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checks the references a write gives anew (those it keeps are left as they are):
+    /// each must name an element the caller sees (in a field that holds the caller's
+    /// reseller or customer, the caller's own), and one within the tenant must belong
+    /// to the element's reseller.
+    async fn check_refs(&self, scope: &Scope, d: &Desired, stored: Option<&Stored>) -> Result<(), ServiceError> {
+        let tenant_field = self.tenant_field();
+        let tenant = tenant_field.and_then(|t| d.root.get(t.attr));
+        let tenant_changed = tenant_field.is_some_and(|t| {
+            stored.is_none_or(|s| s.root.first(t.attr).map(str::trim) != tenant.map(String::as_str))
+        });
+        let mut problems = Vec::new();
+        for f in self.def.fields.iter().filter(|f| f.refers_to().is_some()) {
+            let given: Vec<&String> =
+                if f.is_list() { d.list(Part::Root, f.attr).iter().collect() } else { d.root.get(f.attr).into_iter().collect() };
+            let before = stored.map(|s| s.root.values(f.attr)).unwrap_or_default();
+            for v in given {
+                let new = !before.iter().any(|b| b.trim() == v);
+                if !new && !(f.within_tenant && tenant_changed) {
+                    continue;
+                }
+                let Ok(id) = v.parse::<u64>() else { continue };
+                let mine = scoped_value(f, scope);
+                let owner = if mine.is_some_and(|m| m != id) { None } else { self.resolve(f, id, scope).await? };
+                let kinds: Vec<&str> = f.refers_to().unwrap_or_default().iter().map(|r| r.singular).collect();
+                match owner {
+                    None => problems.push(Problem::new(f.name, format!("there is no {} {id}", kinds.join(" or ")))),
+                    Some(o) if f.within_tenant && o.tenant.map(|t| t.to_string()).as_ref() != tenant => {
+                        problems.push(Problem::new(
+                            f.name,
+                            format!(
+                                "{} {id} belongs to another reseller than {}",
+                                kinds.join(" or "),
+                                tenant_field.map(|t| t.name).unwrap_or("the reseller")
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::Invalid(problems))
+        }
+    }
+
     /// Whether the subtree at `dn` holds an entry that blocks a delete.
     async fn holds_blocking(&self, dn: &str) -> Result<bool, DirError> {
         let Some((class, _)) = self.def.delete_blocked_by else { return Ok(false) };
@@ -619,6 +793,15 @@ impl Resources {
             }
         }
         Err(ServiceError::Conflict(format!("the {} kept changing; try again", def.singular)))
+    }
+}
+
+/// The caller's reseller or customer, for a field that holds it.
+fn scoped_value(f: &Field, scope: &Scope) -> Option<u64> {
+    match f.scoped? {
+        Role::Reseller => scope.reseller(),
+        Role::Customer => scope.customer(),
+        Role::Provider => None,
     }
 }
 

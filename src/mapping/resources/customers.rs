@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use super::shared::{BILLING_ADDRESS, EXTERNAL_ID, ID, IS_COMPANY, LOCATION, SHIPPING_ADDRESS};
-use crate::mapping::resource::{Rdn, ResourceDef, Role, Tenant};
+use crate::mapping::resource::{CustomerOf, Rdn, Related, ResourceDef, Role, Tenant};
 use crate::mapping::table::{Field, Kind, Part};
 
 pub static CUSTOMERS: ResourceDef = ResourceDef {
@@ -41,6 +41,12 @@ pub static CUSTOMERS: ResourceDef = ResourceDef {
     ],
     own_id_attrs: &[],
     tenant: Tenant::Parent,
+    customer_of: CustomerOf::Itself,
+    related: &[
+        Related { name: "users", resource: &super::PEOPLE, field: "belongsToCustomerID" },
+        Related { name: "employees", resource: &super::PEOPLE, field: "employeeOfID" },
+    ],
+    logins: false,
     read_subtree: true,
     create_by: &[Role::Provider, Role::Reseller],
     delete_by: &[Role::Provider, Role::Reseller],

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use super::shared::{BILLING_ADDRESS, EXTERNAL_ID, ID, IS_COMPANY, LOCATION, SHIPPING_ADDRESS};
-use crate::mapping::resource::{Rdn, ResourceDef, Role, Tenant};
+use crate::mapping::resource::{CustomerOf, Rdn, ResourceDef, Role, Tenant};
 use crate::mapping::table::{Field, Kind, Part};
 
 pub static RESELLERS: ResourceDef = ResourceDef {
@@ -35,6 +35,9 @@ pub static RESELLERS: ResourceDef = ResourceDef {
     ],
     own_id_attrs: &["sstbelongstoreselleruid"],
     tenant: Tenant::Own,
+    customer_of: CustomerOf::Nobody,
+    related: &[],
+    logins: false,
     read_subtree: false,
     create_by: &[Role::Provider],
     delete_by: &[Role::Provider],
