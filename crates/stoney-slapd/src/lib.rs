@@ -255,6 +255,23 @@ fn random_password() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// A password as slapd stores it hashed: `{SSHA}` (salted SHA-1, RFC 2307 style), so
+/// that cn=config never holds the root password in clear text.
+pub fn ssha(password: &str) -> String {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(password.as_bytes());
+    let salt = h.finish().to_le_bytes();
+    let mut digest = Sha1::new();
+    digest.update(password.as_bytes());
+    digest.update(salt);
+    let mut raw = digest.finalize().to_vec();
+    raw.extend_from_slice(&salt);
+    format!("{{SSHA}}{}", base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
 fn global_extra(opts: &SlapdOptions) -> String {
     match &opts.replication {
         Some(r) => format!("olcServerID: {}\n", r.server_id),
@@ -507,7 +524,7 @@ impl Slapd {
             let config = CONFIG_LDIF
                 .replace("{{DIR}}", &dir.to_string_lossy())
                 .replace("{{SUFFIX}}", &opts.suffix)
-                .replace("{{ROOTPW}}", &root_password)
+                .replace("{{ROOTPW}}", &ssha(&root_password))
                 .replace("{{GATEWAY_DN}}", &gateway_dn)
                 .replace("{{MODULES}}\n", &module_entry(&slapd))
                 .replace("{{SCHEMADIR}}", &schema_dir(&slapd))
@@ -749,7 +766,7 @@ impl Drop for Slapd {
 
 #[cfg(test)]
 mod tests {
-    use super::{exit_code, ldif_line};
+    use super::{exit_code, ldif_line, ssha};
     use std::os::unix::process::ExitStatusExt;
 
     #[test]
@@ -758,6 +775,18 @@ mod tests {
         assert_eq!(exit_code(std::process::ExitStatus::from_raw(1 << 8)), 1);
         assert_eq!(exit_code(std::process::ExitStatus::from_raw(9)), 137);
         assert_eq!(exit_code(std::process::ExitStatus::from_raw(6)), 134);
+    }
+
+    #[test]
+    fn a_root_password_is_stored_as_a_salted_sha1() {
+        use base64::Engine;
+        use sha1::{Digest, Sha1};
+        let stored = ssha("secret");
+        let raw = base64::engine::general_purpose::STANDARD.decode(stored.strip_prefix("{SSHA}").unwrap()).unwrap();
+        assert_eq!(raw.len(), 28);
+        let (digest, salt) = raw.split_at(20);
+        assert_eq!(digest, Sha1::new().chain_update("secret").chain_update(salt).finalize().as_slice());
+        assert_ne!(ssha("secret"), stored, "a new salt each time");
     }
 
     #[test]
