@@ -184,7 +184,7 @@ async fn leftovers_in_the_trash_are_swept_at_start() {
     let t = format!("ou=trash,ou=administration,{}", app.suffix());
     let out = app.ldapmodify(&format!("dn: ou=old,{t}\nchangetype: add\nobjectClass: organizationalUnit\nou: old\n\ndn: ou=kid,ou=old,{t}\nchangetype: add\nobjectClass: organizationalUnit\nou: kid\n"));
     assert!(out.status.success());
-    app.state.customers.sweep_trash().await.unwrap();
+    app.state.service(&stoney_gateway::mapping::resources::CUSTOMERS).sweep_trash().await.unwrap();
     let left = app.ldapsearch(&t, "(objectClass=*)", &["dn"]);
     assert_eq!(left.lines().filter(|l| l.starts_with("dn: ")).count(), 1, "{left}");
 }

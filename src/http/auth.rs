@@ -11,8 +11,8 @@ use serde_json::json;
 use super::error::ApiError;
 use super::resources::json_response;
 use super::state::AppState;
-use crate::service::auth::{AuthError, Principal};
 use crate::service;
+use crate::service::auth::{AuthError, Principal};
 
 const CHALLENGE: &str = "Basic realm=\"stoney\", charset=\"UTF-8\"";
 

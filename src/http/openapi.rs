@@ -347,62 +347,66 @@ pub fn build(public_url: &str) -> Value {
 /// `/v1/<resource>/{id}/<related>`: a list of another resource, with its parameters.
 fn related_path(def: &'static ResourceDef, rel: &'static Related) -> Value {
     let other = rel.resource;
-    let mut parameters = vec![json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}})];
+    let mut parameters =
+        vec![json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}})];
     parameters.extend(collection_parameters(other));
     json!({"get": {
-        "summary": format!("The {} whose {} is this {} (paged, sorted, filtered like /v1/{}).", other.name, rel.field, def.singular, other.name),
-        "parameters": parameters,
-        "responses": responses(&[
-            ("200", json!({"description": "The page.", "headers": {
-                "Link": {"schema": {"type": "string"}}, "X-Total-Count": {"schema": {"type": "integer"}}},
-                "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}Item", other.schema)}}}}})),
-            ("400", error("A broken query string.")),
-            ("403", error("The account belongs to no provider, reseller or customer.")),
-            ("404", error(&format!("No such {}, or not the caller's.", def.singular))),
-            ("422", error("Unknown parameters, sort keys or bad values.")),
-        ])}})
+    "summary": format!("The {} whose {} is this {} (paged, sorted, filtered like /v1/{}).", other.name, rel.field, def.singular, other.name),
+    "parameters": parameters,
+    "responses": responses(&[
+        ("200", json!({"description": "The page.", "headers": {
+            "Link": {"schema": {"type": "string"}}, "X-Total-Count": {"schema": {"type": "integer"}}},
+            "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}Item", other.schema)}}}}})),
+        ("400", error("A broken query string.")),
+        ("403", error("The account belongs to no provider, reseller or customer.")),
+        ("404", error(&format!("No such {}, or not the caller's.", def.singular))),
+        ("422", error("Unknown parameters, sort keys or bad values.")),
+    ])}})
 }
 
 /// `POST /v1/<resource>/{id}/password`.
 fn password_path(def: &'static ResourceDef) -> Value {
     json!({"post": {
-        "summary": format!("Sets a {}'s password (hashed by the directory); its remembered logins end.", def.singular),
-        "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}}],
-        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Password"}}}},
-        "responses": responses(&[
-            ("204", json!({"description": "Set."})),
-            ("400", error("Malformed JSON.")),
-            ("403", error("The account belongs to no provider, reseller or customer.")),
-            ("404", error(&format!("No such {}, or not the caller's.", def.singular))),
-            ("408", error("The body did not arrive in time.")),
-            ("413", error("The body is too large.")),
-            ("415", error("The body is not JSON.")),
-            ("422", error("A missing or invalid new password, or a wrong old one.")),
-        ])}})
+    "summary": format!("Sets a {}'s password (hashed by the directory); its remembered logins end.", def.singular),
+    "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}}],
+    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Password"}}}},
+    "responses": responses(&[
+        ("204", json!({"description": "Set."})),
+        ("400", error("Malformed JSON.")),
+        ("403", error("The account belongs to no provider, reseller or customer.")),
+        ("404", error(&format!("No such {}, or not the caller's.", def.singular))),
+        ("408", error("The body did not arrive in time.")),
+        ("413", error("The body is too large.")),
+        ("415", error("The body is not JSON.")),
+        ("422", error("A missing or invalid new password, or a wrong old one.")),
+    ])}})
 }
 
 /// `GET /v1/search`.
 fn search_path() -> Value {
     let mut groups = Map::new();
     for def in ALL {
-        groups.insert(def.name.to_string(), json!({"type": "object", "properties": {
+        groups.insert(
+            def.name.to_string(),
+            json!({"type": "object", "properties": {
             "resources": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}Item", def.schema)}},
             "total": {"type": "integer"},
-            "location": {"type": "string", "format": "uri"}}}));
+            "location": {"type": "string", "format": "uri"}}}),
+        );
     }
     json!({"get": {
-        "summary": "The first hits of a full-text search in every collection the caller may list.",
-        "parameters": [
-            {"name": "q", "in": "query", "required": true, "schema": {"type": "string", "minLength": 3, "maxLength": 256}},
-            {"name": "entries", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 15, "default": 5},
-             "description": "Hits per resource."}],
-        "responses": responses(&[
-            ("200", json!({"description": "The hits per resource.",
-                "content": {"application/json": {"schema": {"type": "object", "properties": groups}}}})),
-            ("400", error("A broken query string.")),
-            ("403", error("The account belongs to no provider, reseller or customer.")),
-            ("422", error("A missing or too short q, or bad entries.")),
-        ])}})
+    "summary": "The first hits of a full-text search in every collection the caller may list.",
+    "parameters": [
+        {"name": "q", "in": "query", "required": true, "schema": {"type": "string", "minLength": 3, "maxLength": 256}},
+        {"name": "entries", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 15, "default": 5},
+         "description": "Hits per resource."}],
+    "responses": responses(&[
+        ("200", json!({"description": "The hits per resource.",
+            "content": {"application/json": {"schema": {"type": "object", "properties": groups}}}})),
+        ("400", error("A broken query string.")),
+        ("403", error("The account belongs to no provider, reseller or customer.")),
+        ("422", error("A missing or too short q, or bad entries.")),
+    ])}})
 }
 
 pub async fn document(State(app): State<AppState>) -> Response {

@@ -91,64 +91,73 @@ fn ended_logins(app: &AppState, def: &'static ResourceDef, id: u64) {
 /// one (a customer's `users` and `employees`), listed like their own collection; 404 if
 /// the caller does not see this element.
 pub fn related(def: &'static ResourceDef, rel: &'static Related) -> MethodRouter<AppState> {
-    get(move |State(app): State<AppState>,
+    get(
+        move |State(app): State<AppState>,
               Caller(scope): Caller,
               ElementId(id): ElementId,
               OriginalUri(uri): OriginalUri| async move {
-        app.service(def).check_visible(&scope, id).await?;
-        let service = app.service(rel.resource);
-        let (q, page) = service.list_where(&scope, uri.query(), Some((rel.field, id))).await?;
-        Ok::<_, ApiError>(page_response(&q, page, &format!("{}/{}", app.service(def).location(id), rel.name)))
-    })
+            app.service(def).check_visible(&scope, id).await?;
+            let service = app.service(rel.resource);
+            let (q, page) = service.list_where(&scope, uri.query(), Some((rel.field, id))).await?;
+            Ok::<_, ApiError>(page_response(&q, page, &format!("{}/{}", app.service(def).location(id), rel.name)))
+        },
+    )
 }
 
 /// `POST /v1/<resource>/{id}/password` `{"newPassword": …, "oldPassword": …}`: sets a
 /// person's password. A person changing its own gives the old one too. Every
 /// remembered login of the person ends.
 pub fn password(def: &'static ResourceDef) -> MethodRouter<AppState> {
-    post(move |State(app): State<AppState>,
-               p: Principal,
-               Caller(caller): Caller,
-               ElementId(id): ElementId,
-               JsonBody(body): JsonBody| async move {
-        let Some(obj) = body.as_object() else {
-            return Err(ApiError::from(ServiceError::Invalid(vec![Problem::new("", "the body must be a JSON object")])));
-        };
-        let mut problems: Vec<Problem> = obj
-            .keys()
-            .filter(|k| !["newPassword", "oldPassword"].contains(&k.as_str()))
-            .map(|k| Problem::new(k.clone(), "unknown attribute"))
-            .collect();
-        let new = obj.get("newPassword").cloned().unwrap_or(Value::Null);
-        if new.is_null() {
-            problems.push(Problem::new("newPassword", "is required"));
-        }
-        if caller.uid == id {
-            match obj.get("oldPassword").and_then(Value::as_str) {
-                None => problems.push(Problem::new("oldPassword", "is required to change one's own password")),
-                Some(old) => match app.auth.authenticate(&p.mail, old).await {
-                    Ok(who) if who.uid == id => {}
-                    Ok(_) | Err(AuthError::Invalid) => problems.push(Problem::new("oldPassword", "is not the current password")),
-                    Err(AuthError::Throttled(_)) => {
-                        return Err(ApiError::new(
-                            StatusCode::TOO_MANY_REQUESTS,
-                            "too_many_requests",
-                            "too many failed logins for this user; try again later",
-                        ))
-                    }
-                    Err(AuthError::Unavailable) => return Err(ApiError::unavailable()),
-                    Err(AuthError::Internal(m)) => return Err(ServiceError::Internal(m).into()),
-                },
+    post(
+        move |State(app): State<AppState>,
+              p: Principal,
+              Caller(caller): Caller,
+              ElementId(id): ElementId,
+              JsonBody(body): JsonBody| async move {
+            let Some(obj) = body.as_object() else {
+                return Err(ApiError::from(ServiceError::Invalid(vec![Problem::new(
+                    "",
+                    "the body must be a JSON object",
+                )])));
+            };
+            let mut problems: Vec<Problem> = obj
+                .keys()
+                .filter(|k| !["newPassword", "oldPassword"].contains(&k.as_str()))
+                .map(|k| Problem::new(k.clone(), "unknown attribute"))
+                .collect();
+            let new = obj.get("newPassword").cloned().unwrap_or(Value::Null);
+            if new.is_null() {
+                problems.push(Problem::new("newPassword", "is required"));
             }
-        }
-        if !problems.is_empty() {
-            return Err(ServiceError::Invalid(problems).into());
-        }
-        let done = app.service(def).set_password(&caller, id, &new).await;
-        ended_logins(&app, def, id);
-        done?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    })
+            if caller.uid == id {
+                match obj.get("oldPassword").and_then(Value::as_str) {
+                    None => problems.push(Problem::new("oldPassword", "is required to change one's own password")),
+                    Some(old) => match app.auth.authenticate(&p.mail, old).await {
+                        Ok(who) if who.uid == id => {}
+                        Ok(_) | Err(AuthError::Invalid) => {
+                            problems.push(Problem::new("oldPassword", "is not the current password"))
+                        }
+                        Err(AuthError::Throttled(_)) => {
+                            return Err(ApiError::new(
+                                StatusCode::TOO_MANY_REQUESTS,
+                                "too_many_requests",
+                                "too many failed logins for this user; try again later",
+                            ))
+                        }
+                        Err(AuthError::Unavailable) => return Err(ApiError::unavailable()),
+                        Err(AuthError::Internal(m)) => return Err(ServiceError::Internal(m).into()),
+                    },
+                }
+            }
+            if !problems.is_empty() {
+                return Err(ServiceError::Invalid(problems).into());
+            }
+            let done = app.service(def).set_password(&caller, id, &new).await;
+            ended_logins(&app, def, id);
+            done?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        },
+    )
 }
 
 /// The most hits per resource `/v1/search` answers.
@@ -190,10 +199,7 @@ pub async fn search(
         let service = app.service(def);
         let (_, page) = service.list(&scope, Some(&raw)).await?;
         let location = format!("{}?q={}", service.collection_url(), crate::mapping::query::encode(&q));
-        out.insert(
-            def.name.to_string(),
-            json!({"resources": page.items, "total": page.total, "location": location}),
-        );
+        out.insert(def.name.to_string(), json!({"resources": page.items, "total": page.total, "location": location}));
     }
     Ok(json_response(StatusCode::OK, &Value::Object(out)))
 }

@@ -367,10 +367,8 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
             (Kind::Secret, Some(v)) => match (mode, values::secret(v)) {
                 (Mode::Create, Ok(p)) => secret = Some(p),
                 (Mode::Create, Err(msg)) => problems.push(Problem::new(f.name, msg)),
-                _ => problems.push(Problem::new(
-                    f.name,
-                    "is write-only and set on create; change it with POST …/password",
-                )),
+                _ => problems
+                    .push(Problem::new(f.name, "is write-only and set on create; change it with POST …/password")),
             },
             (Kind::Secret, None) => {
                 if f.required && matches!(mode, Mode::Create) {
@@ -506,7 +504,10 @@ pub fn new_entry(def: &ResourceDef, part: Part, id: u64, d: &Desired) -> Vec<(St
     if part == Part::Root {
         // The schema may require a password before one is set: a hash no password has.
         out.extend(
-            def.fields.iter().filter(|f| f.kind == Kind::Secret).map(|f| (f.attr.to_string(), vec![unusable_password()])),
+            def.fields
+                .iter()
+                .filter(|f| f.kind == Kind::Secret)
+                .map(|f| (f.attr.to_string(), vec![unusable_password()])),
         );
     }
     out.extend(attrs.iter().map(|(a, v)| (a.to_string(), vec![v.clone()])));

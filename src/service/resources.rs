@@ -164,8 +164,8 @@ impl Resources {
         })?;
         if let Some((name, id)) = within {
             let column = self.def.column(name).ok_or_else(|| ServiceError::Internal(format!("no column {name}")))?;
-            let pattern = crate::mapping::row::Pattern::parse(column.kind(), &id.to_string())
-                .map_err(ServiceError::Internal)?;
+            let pattern =
+                crate::mapping::row::Pattern::parse(column.kind(), &id.to_string()).map_err(ServiceError::Internal)?;
             q.filters.insert(0, query::Filter { column, pattern });
         }
         let target = self.dir.context_csn().await?;
@@ -695,17 +695,19 @@ impl Resources {
     async fn check_refs(&self, scope: &Scope, d: &Desired, stored: Option<&Stored>) -> Result<(), ServiceError> {
         let tenant_field = self.tenant_field();
         let tenant = tenant_field.and_then(|t| d.root.get(t.attr));
-        let tenant_changed = tenant_field.is_some_and(|t| {
-            stored.is_none_or(|s| s.root.first(t.attr).map(str::trim) != tenant.map(String::as_str))
-        });
+        let tenant_changed = tenant_field
+            .is_some_and(|t| stored.is_none_or(|s| s.root.first(t.attr).map(str::trim) != tenant.map(String::as_str)));
         let mut problems = Vec::new();
         for f in self.def.fields.iter().filter(|f| f.refers_to().is_some()) {
-            let given: Vec<&String> =
-                if f.is_list() { d.list(Part::Root, f.attr).iter().collect() } else { d.root.get(f.attr).into_iter().collect() };
+            let given: Vec<&String> = if f.is_list() {
+                d.list(Part::Root, f.attr).iter().collect()
+            } else {
+                d.root.get(f.attr).into_iter().collect()
+            };
             let before = stored.map(|s| s.root.values(f.attr)).unwrap_or_default();
             for v in given {
                 let new = !before.iter().any(|b| b.trim() == v);
-                if !new && !(f.within_tenant && tenant_changed) {
+                if !(new || (f.within_tenant && tenant_changed)) {
                     continue;
                 }
                 let Ok(id) = v.parse::<u64>() else { continue };

@@ -29,7 +29,12 @@ pub static PEOPLE: ResourceDef = ResourceDef {
             .sortable()
             .searchable()
             .in_collection(),
-        Field::new("surname", "sn", Kind::Text { max: 64 }).required().filterable().sortable().searchable().in_collection(),
+        Field::new("surname", "sn", Kind::Text { max: 64 })
+            .required()
+            .filterable()
+            .sortable()
+            .searchable()
+            .in_collection(),
         Field::new("mail", "mail", Kind::Mail).required().unique().filterable().sortable().searchable().in_collection(),
         Field::new("password", "userpassword", Kind::Secret),
         Field::new("preferredLanguage", "preferredlanguage", Kind::Language).required().filterable(),
