@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::collection::index::{CollectionIndex, Fanout};
 use crate::config::Settings;
 use crate::directory::pool::{self, ConnSpec};
-use crate::directory::sync::SyncConsumer;
+use crate::directory::sync::{SyncConsumer, SyncEvent, SyncSink};
 use crate::directory::{DirError, Directory};
 pub use crate::http::state::AppState;
 use crate::mapping::query::PageLimits;
@@ -105,6 +105,40 @@ impl AppState {
     }
 }
 
+/// Feeds the indexes, and ends the remembered logins of a person whose entry changed or
+/// went, whoever changed it (another gateway, an admin's LDAP tool): a new password or
+/// a deactivation counts on this gateway as soon as the change arrives.
+struct Logins {
+    auth: Arc<Authenticator>,
+    base: String,
+    /// The indexes of the resources whose entries are logins.
+    logins: Vec<Arc<CollectionIndex>>,
+    indexes: Fanout,
+}
+
+impl SyncSink for Logins {
+    fn apply(&self, event: SyncEvent) {
+        let mut changed = Vec::new();
+        for index in &self.logins {
+            let id = match &event {
+                SyncEvent::Entry { uuid, entry } => index
+                    .def()
+                    .place(&entry.dn, &self.base)
+                    .filter(|p| p.part == crate::mapping::table::Part::Root)
+                    .map(|p| p.id)
+                    .or_else(|| index.id_of(uuid)),
+                SyncEvent::Delete { uuid } => index.id_of(uuid),
+                _ => None,
+            };
+            changed.extend(id.filter(|_| index.is_loaded()));
+        }
+        self.indexes.apply(event);
+        for id in changed {
+            self.auth.forget_person(id);
+        }
+    }
+}
+
 /// Runs the gateway with these settings until SIGTERM or Ctrl-C: listens, connects to
 /// the directory, serves.
 pub fn run(settings: Settings) -> Result<(), String> {
@@ -132,7 +166,12 @@ pub async fn serve(
         _ => None,
     };
     // The customer index follows the directory for as long as the server runs.
-    let sink = Fanout(state.resources().iter().map(|r| r.index().clone()).collect());
+    let sink = Logins {
+        auth: state.auth.clone(),
+        base: state.settings.ldap.base_dn.clone(),
+        logins: state.resources().iter().filter(|r| r.def().logins).map(|r| r.index().clone()).collect(),
+        indexes: Fanout(state.resources().iter().map(|r| r.index().clone()).collect()),
+    };
     let sync = tokio::spawn(state.sync.clone().run(Arc::new(sink)));
     // With several servers: watch them, compare their replication after a disturbance,
     // and move back to a preferred one once it answers again and holds what it should.

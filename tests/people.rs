@@ -360,3 +360,27 @@ async fn search_answers_a_few_hits_per_resource_within_the_scope() {
     }
     assert_eq!(app.client.get(app.url("/v1/search?q=abc")).send().await.unwrap().status(), 401);
 }
+
+#[tokio::test]
+async fn a_change_to_a_person_made_with_ldap_tools_ends_its_remembered_logins_when_it_arrives() {
+    let app = spawn_app_with(stoney_slapd::SlapdOptions { demo_data: true, ..Default::default() }, |s| {
+        s.auth.cache_ttl_secs = 600
+    })
+    .await;
+    let s = app.suffix().to_string();
+    assert_eq!(login(&app, RESELLER1.0, RESELLER1.1).await, 200);
+    let out = app.ldapmodify(&format!(
+        "dn: uid=5000902,ou=people,{s}\nchangetype: modify\nreplace: sstIsActive\nsstIsActive: FALSE\n"
+    ));
+    assert!(out.status.success());
+    // The content synchronisation brings the change: far sooner than the cache time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = login(&app, RESELLER1.0, RESELLER1.1).await;
+        if status == 401 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still logged in: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

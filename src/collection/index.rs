@@ -531,6 +531,13 @@ impl CollectionIndex {
     }
 
     /// How many ids more than one customer has (each is logged when it appears).
+    /// The id of the element an entry (by its entryUUID) belongs to, if it is indexed.
+    pub fn id_of(&self, uuid: &Uuid) -> Option<u64> {
+        let state = self.state.read().ok()?;
+        let &(slot, _, _) = state.by_uuid.get(uuid)?;
+        state.records.get(slot as usize)?.as_ref().map(|r| r.id)
+    }
+
     pub fn shared_ids(&self) -> usize {
         self.state.read().map(|s| s.shared_ids.len()).unwrap_or(0)
     }
@@ -830,7 +837,7 @@ impl SyncSink for CollectionIndex {
                 let n = state.orders.first().map_or(0, |o| o.slots.len());
                 drop(state);
                 release_free_memory();
-                tracing::info!(customers = n, "customer index loaded");
+                tracing::info!(resource = self.def.name, elements = n, "collection index loaded");
                 self.progress.send_modify(|p| p.loaded = true);
             }
             SyncEvent::Cookie(csns) => {
