@@ -559,3 +559,284 @@ async fn the_directory_applies_the_same_scopes_to_ldap_tools() {
         .unwrap();
     assert_eq!(out.code(), Some(50), "the gateway cannot promote a person");
 }
+
+/// ldapmodify as `dn` with the given LDIF; its exit code is the LDAP result code.
+fn ldapmodify_as(app: &TestApp, dn: &str, password: &str, ldif: &str) -> i32 {
+    let mut cmd = std::process::Command::new("ldapmodify");
+    cmd.args(["-x", "-H", &app.slapd.url, "-D", dn, "-w", password]);
+    with_input(&mut cmd, ldif).status.code().unwrap_or(-1)
+}
+
+/// The LDIF that adds a person with this uid and mail (and any further attribute lines).
+fn person_ldif(s: &str, uid: u64, mail: &str, extra: &str) -> String {
+    format!(
+        "dn: uid={uid},ou=people,{s}\nchangetype: add\nobjectClass: top\nobjectClass: sstPerson\nuid: {uid}\n\
+         givenName: Test\nsn: Person\nsstGender: n\nmail: {mail}\npreferredLanguage: en-GB\nsstTimeZoneOffset: UTC+01\n\
+         sstIsActive: TRUE\nuserPassword: {{SSHA}}Hbs/LIr0neAxpp0GMcSUz+JueX99gMPb\n{extra}"
+    )
+}
+
+#[tokio::test]
+async fn people_are_read_by_scope_and_written_by_the_gateway_only_over_ldap() {
+    let app = spawn_app().await;
+    let s = app.suffix().to_string();
+    let people = format!("ou=people,{s}");
+    let person = |uid: u64| format!("uid={uid},ou=people,{s}");
+    let as_root = |filter: &str| {
+        let dns: Vec<String> = app
+            .ldapsearch(&people, filter, &["1.1"])
+            .lines()
+            .filter_map(|l| l.strip_prefix("dn: ").map(str::to_string))
+            .collect();
+        uids(&dns)
+    };
+    let all = as_root("(objectClass=sstPerson)");
+    assert!(all.len() > 6 && all.contains(&5000901) && all.contains(&5000906), "{all:?}");
+
+    let (rc, dns) = ldapsearch_as(&app, Some((&person(5000901), ADMIN.1)), &people, "(objectClass=sstPerson)");
+    assert_eq!((rc, uids(&dns)), (0, all.clone()), "the provider reads every person");
+    let (rc, dns) = ldapsearch_as(&app, Some((&person(5000902), RESELLER1.1)), &people, "(objectClass=*)");
+    assert_eq!(rc, 0);
+    let reseller1 = as_root("(sstBelongsToResellerUID=4000001)");
+    assert!(reseller1.contains(&5000902) && reseller1.contains(&5000905) && reseller1.len() > 2);
+    assert_eq!(uids(&dns), reseller1, "a reseller's user reads the reseller's people");
+    assert!(dns.contains(&people), "and ou=people itself: {dns:?}");
+    let (rc, dns) = ldapsearch_as(&app, Some((&person(5000905), CUSTOMER.1)), &people, "(objectClass=*)");
+    assert_eq!(rc, 0);
+    let users = as_root("(sstBelongsToCustomerUID=5000001)");
+    assert!(users.contains(&5000905) && users.len() > 1, "{users:?}");
+    assert_eq!(uids(&dns), users, "a customer's user reads the customer's users");
+    let employees = as_root("(sstEmployeeOfUID=5000001)");
+    assert!(!employees.is_empty() && employees.iter().all(|e| !users.contains(e)), "employees are no users");
+    let (rc, dns) = ldapsearch_as(&app, Some((&person(5000903), RESELLER2.1)), &people, "(uid=5000905)");
+    assert_eq!((rc, dns.len()), (0, 0), "another reseller's user does not see the person");
+    // A demo user binds with the demo password and reads itself.
+    let demo = users.iter().copied().find(|u| *u != 5000905).unwrap();
+    let (rc, dns) = ldapsearch_as(&app, Some((&person(demo), "demo-secret")), &person(demo), "(objectClass=*)");
+    assert_eq!((rc, uids(&dns)), (0, vec![demo]));
+
+    // Persons write nothing over LDAP, not even their own entry (only their password).
+    let rename = |uid: u64| format!("dn: {}\nchangetype: modify\nreplace: sn\nsn: hacked\n", person(uid));
+    assert_eq!(
+        ldapmodify_as(&app, &person(5000902), RESELLER1.1, &rename(5000905)),
+        50,
+        "a reseller user cannot write a person"
+    );
+    assert_eq!(ldapmodify_as(&app, &person(5000902), RESELLER1.1, &rename(5000902)), 50, "nor itself");
+    assert_eq!(ldapmodify_as(&app, &person(5000901), ADMIN.1, &rename(5000902)), 50, "nor the provider");
+    let ldif = person_ldif(&s, 5001501, "new@example.com", "sstBelongsToResellerUID: 4000001\n");
+    assert_eq!(ldapmodify_as(&app, &person(5000902), RESELLER1.1, &ldif), 50, "a reseller user cannot add a person");
+
+    // The gateway's account adds, changes and removes people, and sets their passwords.
+    let gw = (app.slapd.gateway_dn.clone(), app.slapd.gateway_password.clone());
+    let promoted = person_ldif(&s, 5001500, "promoted@example.com", "sstBelongsToUID: 1\n");
+    assert_eq!(ldapmodify_as(&app, &gw.0, &gw.1, &promoted), 50, "the gateway cannot add a provider user");
+    let ldif = person_ldif(
+        &s,
+        5001500,
+        "new.person@example.com",
+        "sstBelongsToResellerUID: 4000001\nsstBelongsToCustomerUID: 5000001\n",
+    );
+    assert_eq!(ldapmodify_as(&app, &gw.0, &gw.1, &ldif), 0, "the gateway adds a person");
+    let change = format!(
+        "dn: {}\nchangetype: modify\nreplace: sn\nsn:: TcO8bGxlcg==\n-\nreplace: mobile\nmobile: +41 79 123 45 67\n-\n\
+         replace: sstIsActive\nsstIsActive: FALSE\n-\nreplace: sstBelongsToCustomerUID\nsstBelongsToCustomerUID: 5000002\n",
+        person(5001500)
+    );
+    assert_eq!(ldapmodify_as(&app, &gw.0, &gw.1, &change), 0, "the gateway changes a person");
+    let promote = format!("dn: {}\nchangetype: modify\nadd: sstBelongsToUID\nsstBelongsToUID: 1\n", person(5001500));
+    assert_eq!(ldapmodify_as(&app, &gw.0, &gw.1, &promote), 50, "the gateway cannot promote a person");
+    let passwd = |target: &str, new: &str| {
+        std::process::Command::new("ldappasswd")
+            .args(["-x", "-H", &app.slapd.url, "-D", &gw.0, "-w", &gw.1, "-s", new, target])
+            .output()
+            .unwrap()
+    };
+    let out = passwd(&person(5001500), "first-secret");
+    assert!(out.status.success(), "the gateway sets a deactivated person's password: {out:?}");
+    let reactivate = format!("dn: {}\nchangetype: modify\nreplace: sstIsActive\nsstIsActive: TRUE\n", person(5001500));
+    assert_eq!(ldapmodify_as(&app, &gw.0, &gw.1, &reactivate), 0);
+    let out = passwd(&person(5001500), "new-secret");
+    assert!(out.status.success(), "{out:?}");
+    let (rc, dns) = ldapsearch_as(&app, Some((&person(5001500), "new-secret")), &people, "(objectClass=*)");
+    assert_eq!(rc, 0, "the person binds with the new password");
+    assert_eq!(uids(&dns), as_root("(sstBelongsToCustomerUID=5000002)"), "and reads its new customer's users");
+    let (rc, _) = ldapsearch_as(&app, Some((&person(5001500), "first-secret")), &people, "(objectClass=*)");
+    assert_eq!(rc, 49, "not with the old one");
+    let stored = app.ldapsearch(&person(5001500), "(objectClass=*)", &["userPassword"]);
+    let hash = stored.lines().find_map(|l| l.strip_prefix("userPassword:: ")).expect("a stored password");
+    use base64::Engine;
+    let hash = base64::engine::general_purpose::STANDARD.decode(hash).unwrap();
+    assert!(hash.starts_with(b"{SSHA}"), "stored as a salted hash: {}", String::from_utf8_lossy(&hash));
+    let text = ldapsearch_attrs(&app, (&gw.0, &gw.1), &person(5001500), &["userPassword", "sn", "mobile"]);
+    assert!(
+        text.contains("mobile: +41 79 123 45 67") && !text.contains("userPassword"),
+        "the gateway never reads a hash: {text}"
+    );
+    let (rc, _) = ldapsearch_as(&app, Some((&person(5000906), INACTIVE.1)), &people, "(objectClass=*)");
+    assert_eq!(rc, 49, "a deactivated person still cannot bind");
+
+    // Removing a person, as the gateway does: moved to ou=trash under a new RDN (in a
+    // transaction when more goes with it; slapd 2.5 cannot also delete it in there), then
+    // deleted there.
+    use stoney_gateway::directory::Op;
+    let trash = format!("ou=trash,ou=administration,{s}");
+    let moved = Op::Move { dn: person(5001500), new_rdn: "uid=5001500-1".into(), new_superior: trash.clone() };
+    app.state.directory.apply(vec![moved.into()]).await.expect("the gateway moves a person to the trash");
+    app.state
+        .directory
+        .apply(vec![Op::Delete { dn: format!("uid=5001500-1,{trash}") }.into()])
+        .await
+        .expect("and deletes it there");
+    assert_eq!(app.ldapsearch(&s, "(|(uid=5001500)(uid=5001500-1))", &["1.1"]).trim(), "");
+}
+
+/// ldapsearch as `who` for the given attributes of one entry, as LDIF text.
+fn ldapsearch_attrs(app: &TestApp, who: (&str, &str), dn: &str, attrs: &[&str]) -> String {
+    let out = std::process::Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            "-H",
+            &app.slapd.url,
+            "-D",
+            who.0,
+            "-w",
+            who.1,
+            "-s",
+            "base",
+            "-b",
+            dn,
+        ])
+        .arg("(objectClass=*)")
+        .args(attrs)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_mail_belongs_to_one_person_whatever_its_case() {
+    let app = spawn_app().await;
+    let s = app.suffix().to_string();
+    let gw = (app.slapd.gateway_dn.clone(), app.slapd.gateway_password.clone());
+    let person = |uid: u64| format!("uid={uid},ou=people,{s}");
+
+    // Concurrent adds of one mail in different cases, each in a transaction as the
+    // gateway writes people: exactly one succeeds.
+    let mails =
+        ["Race.Person@Example.com", "race.person@example.com", "RACE.PERSON@EXAMPLE.COM", "race.Person@example.COM"];
+    let start = std::sync::Arc::new(std::sync::Barrier::new(mails.len() * 2));
+    let mut racers = Vec::new();
+    for round in 0..2u64 {
+        for (i, mail) in mails.iter().enumerate() {
+            let (url, gw, start) = (app.slapd.url.clone(), gw.clone(), start.clone());
+            let ldif = person_ldif(&s, 5001600 + round * 10 + i as u64, &format!("{round}{mail}"), "");
+            racers.push(std::thread::spawn(move || {
+                let mut cmd = std::process::Command::new("ldapmodify");
+                cmd.args(["-x", "-H", &url, "-D", &gw.0, "-w", &gw.1, "-E", "txn=commit"]);
+                start.wait();
+                with_input(&mut cmd, &ldif).status.code().unwrap_or(-1)
+            }));
+        }
+    }
+    let mut codes: Vec<i32> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [0, 0, 19, 19, 19, 19, 19, 19],
+        "one add per mail succeeds, the others are constraint violations"
+    );
+    let winners = app.ldapsearch(&format!("ou=people,{s}"), "(mail=*race.person@example.com)", &["uid"]);
+    assert_eq!(winners.lines().filter(|l| l.starts_with("uid: ")).count(), 2, "{winners}");
+    // A single add outside a transaction is checked too.
+    let ldif = person_ldif(&s, 5001620, "0RACE.person@example.com", "");
+    assert_eq!(ldapmodify_as(&app, &gw.0, &gw.1, &ldif), 19);
+
+    // Single writes of mail and transactions that write mail at the same time never
+    // hang the server (as they do when the mail rule has `serialize`).
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let (url, gw, s) = (app.slapd.url.clone(), gw.clone(), s.clone());
+        writers.push(std::thread::spawn(move || {
+            for i in 0..15u64 {
+                let uid = 5002000 + w * 100 + i * 2;
+                let mut cmd = std::process::Command::new("timeout");
+                cmd.args(["20", "ldapmodify", "-x", "-H", &url, "-D", &gw.0, "-w", &gw.1]);
+                let mut ldif = person_ldif(&s, uid, &format!("w{uid}@example.com"), "");
+                if w % 2 == 0 {
+                    cmd.args(["-E", "txn=commit"]);
+                    ldif = format!("{ldif}\n{}", person_ldif(&s, uid + 1, &format!("w{}@example.com", uid + 1), ""));
+                }
+                let code = with_input(&mut cmd, &ldif).status.code();
+                assert_eq!(code, Some(0), "writer {w}, write {i}");
+            }
+        }));
+    }
+    for w in writers {
+        w.join().expect("every write is done");
+    }
+
+    // In a transaction, a duplicate mail fails the whole transaction at its commit.
+    use stoney_gateway::directory::{Guarded, Op};
+    let add = |uid: u64, mail: &str| -> Guarded {
+        let uid_s = uid.to_string();
+        let attrs: Vec<(String, Vec<String>)> = [
+            ("objectClass", vec!["top", "sstPerson"]),
+            ("uid", vec![uid_s.as_str()]),
+            ("givenName", vec!["Txn"]),
+            ("sn", vec!["Person"]),
+            ("mail", vec![mail]),
+            ("preferredLanguage", vec!["en-GB"]),
+            ("sstTimeZoneOffset", vec!["UTC+01"]),
+            ("userPassword", vec!["{SSHA}Hbs/LIr0neAxpp0GMcSUz+JueX99gMPb"]),
+        ]
+        .into_iter()
+        .map(|(a, v)| (a.to_string(), v.into_iter().map(String::from).collect()))
+        .collect();
+        Op::Add { dn: person(uid), attrs }.into()
+    };
+    let err = app
+        .state
+        .directory
+        .apply(vec![add(5001700, "fresh@example.com"), add(5001701, "Customer@Example.COM")])
+        .await
+        .expect_err("a duplicate mail is refused");
+    assert_eq!(err.rc(), Some(19), "{err}");
+    assert_eq!(app.ldapsearch(&s, "(|(uid=5001700)(uid=5001701))", &["1.1"]).trim(), "", "nothing of it is written");
+    app.state
+        .directory
+        .apply(vec![add(5001700, "fresh@example.com"), add(5001701, "fresh2@example.com")])
+        .await
+        .unwrap();
+
+    // A person in ou=trash holds no mail any more, and moves and deletes pass the overlay.
+    let winner = winners.lines().find_map(|l| l.strip_prefix("uid: ")).unwrap().parse::<u64>().unwrap();
+    let mail = app.ldapsearch(&person(winner), "(objectClass=*)", &["mail"]);
+    let mail = mail.lines().find_map(|l| l.strip_prefix("mail: ")).unwrap().to_string();
+    let trash = format!("ou=trash,ou=administration,{s}");
+    let to_trash = |uid: u64| -> Guarded {
+        Op::Move { dn: person(uid), new_rdn: format!("uid={uid}-1"), new_superior: trash.clone() }.into()
+    };
+    app.state.directory.apply(vec![to_trash(winner)]).await.expect("moved to ou=trash");
+    assert_eq!(
+        ldapmodify_as(&app, &gw.0, &gw.1, &person_ldif(&s, 5001702, &mail.to_uppercase(), "")),
+        0,
+        "the mail is free again"
+    );
+    app.state
+        .directory
+        .apply(vec![Op::Delete { dn: format!("uid={winner}-1,{trash}") }.into()])
+        .await
+        .expect("deleted in ou=trash");
+    let txn = vec![to_trash(5001700), add(5001703, "other@example.com")];
+    app.state.directory.apply(txn).await.expect("a transaction moves a person to the trash and adds another");
+    app.state.directory.apply(vec![Op::Delete { dn: format!("uid=5001700-1,{trash}") }.into()]).await.unwrap();
+    let txn = vec![to_trash(5001701), add(5001704, "fresh2@example.com")];
+    app.state.directory.apply(txn).await.expect("a transaction takes the mail of a person it moves to the trash");
+    let holders = app.ldapsearch(&format!("ou=people,{s}"), "(mail=fresh2@example.com)", &["uid"]);
+    assert_eq!(holders.lines().filter(|l| l.starts_with("uid: ")).collect::<Vec<_>>(), ["uid: 5001704"]);
+    app.state.directory.apply(vec![Op::Delete { dn: format!("uid=5001701-1,{trash}") }.into()]).await.unwrap();
+}
