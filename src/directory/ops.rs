@@ -296,20 +296,32 @@ impl Directory {
     /// transaction per connection). A failing assertion fails the whole transaction with
     /// result 122.
     pub async fn apply(&self, ops: Vec<Guarded>) -> Result<(), DirError> {
+        self.apply_as(ops, false).await
+    }
+
+    /// The same, always in a transaction, even for one operation. The `unique` overlay
+    /// checks a value at a transaction's commit under the database's write lock, so two
+    /// transactions that give one value cannot both pass; plain writes can (without
+    /// `serialize`, which deadlocks slapd 2.5 when plain writes and transactions mix).
+    pub async fn apply_atomic(&self, ops: Vec<Guarded>) -> Result<(), DirError> {
+        self.apply_as(ops, true).await
+    }
+
+    async fn apply_as(&self, ops: Vec<Guarded>, txn: bool) -> Result<(), DirError> {
         if ops.is_empty() {
             return Ok(());
         }
         let started = Instant::now();
         let n = ops.len();
         // A single operation is named as itself; several are one transaction.
-        let op = if n == 1 { ops[0].op.name() } else { "transaction" };
+        let op = if n == 1 && !txn { ops[0].op.name() } else { "transaction" };
         let conn = self.conn().await.inspect_err(|e| observe(op, started, Some(e)))?;
         // If the caller gives up half-way (a request timeout drops this future), the
         // connection may hold an open transaction: it is closed, not pooled again.
         let mut guard = Unfinished(Some(conn));
         tracing::trace!(?ops, "apply");
         let conn = guard.0.as_mut().expect("a connection");
-        let res = if n == 1 {
+        let res = if n == 1 && !txn {
             let g = ops.into_iter().next().expect("one op");
             self.send(conn, &g, None).await
         } else {

@@ -302,7 +302,13 @@ impl Resources {
                     ops.push(Op::Add { dn: ResourceDef::child_dn(&dn, part), attrs }.into());
                 }
             }
-            match self.dir.apply(ops).await {
+            // Unique values are only written in transactions (see `apply_atomic`).
+            let written = if self.unique_given(&desired).next().is_some() {
+                self.dir.apply_atomic(ops).await
+            } else {
+                self.dir.apply(ops).await
+            };
+            match written {
                 Ok(()) => {
                     if let Some(secret) = &desired.secret {
                         // The entry exists with a password nobody has; if this one cannot
