@@ -16,13 +16,13 @@ use stoney_slapd::{ldif_line, Slapd, SlapdOptions};
 use crate::common::*;
 
 const PER_PAGE: u64 = 30;
-const SEARCH_TERM: &str = "müll";
+pub(crate) const SEARCH_TERM: &str = "müll";
 
-const GIVEN: &[&str] = &[
+pub(crate) const GIVEN: &[&str] = &[
     "Anna", "Jürg", "Zoë", "Lukas", "Käthi", "Émile", "Noah", "Léa", "Björn", "Chloé", "Ida", "Mia", "Luca", "Élodie",
     "Sören", "Ana", "José", "Paul", "Eva", "Nils",
 ];
-const SURNAMES: &[&str] = &[
+pub(crate) const SURNAMES: &[&str] = &[
     "Müller",
     "Meier",
     "Schmid",
@@ -66,7 +66,7 @@ const PLACES: &[(&str, &str, &str)] = &[
 
 /// Customers 6000001.. spread over the demo resellers, each with a billing address and
 /// every fourth with a shipping address, as LDIF for slapadd.
-fn generate(n: u64, suffix: &str) -> String {
+pub(crate) fn generate(n: u64, suffix: &str) -> String {
     let mut s = String::with_capacity(n as usize * 900);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = |m: usize| {
@@ -223,7 +223,7 @@ async fn raw_page(ldap: &mut Ldap, base: &str, q: &RawQuery) -> Result<(), Strin
 
 /// Waits until slapd answers at once again: sorts of the raw runs that the clients gave
 /// up on still run in slapd, and the next run must not queue behind them.
-async fn settle(slapd: &Slapd) {
+pub(crate) async fn settle(slapd: &Slapd) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         let t = Instant::now();

@@ -5,11 +5,13 @@
 //!     scripts/bench element
 //!     scripts/bench collection
 //!     scripts/bench ack
+//!     scripts/bench people
 
 mod ack;
 mod collection;
 mod common;
 mod element;
+mod people;
 
 use std::path::PathBuf;
 
@@ -55,6 +57,16 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
+    /// People lists (sort, deep pages, mail filter, q), a customer's users and employees
+    /// and /v1/search, as the provider admin and a reseller, vs raw LDAP for the lists.
+    People {
+        #[arg(long, default_value_t = 100_000)]
+        customers: u64,
+        #[arg(long, default_value_t = 4)]
+        seconds: u64,
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
 }
 
 fn main() {
@@ -68,5 +80,6 @@ fn main() {
         Cmd::Collection { customers, seconds, rounds } => {
             rt.block_on(collection::collection(&cli.out, customers, seconds, rounds))
         }
+        Cmd::People { customers, seconds, rounds } => rt.block_on(people::people(&cli.out, customers, seconds, rounds)),
     }
 }
