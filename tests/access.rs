@@ -607,7 +607,11 @@ async fn people_are_read_by_scope_and_written_by_the_gateway_only_over_ldap() {
     assert!(users.contains(&5000905) && users.len() > 1, "{users:?}");
     assert_eq!(uids(&dns), users, "a customer's user reads the customer's users");
     let employees = as_root("(sstEmployeeOfUID=5000001)");
-    assert!(!employees.is_empty() && employees.iter().all(|e| !users.contains(e)), "employees are no users");
+    assert!(!employees.is_empty() && employees.iter().all(|e| users.contains(e)), "its staff are its users too");
+    // No demo login has more than its customer's scope: every person of a reseller but
+    // the reseller's own user belongs to a customer.
+    let customers_people = as_root("(&(sstBelongsToResellerUID=4000001)(sstBelongsToCustomerUID=*))");
+    assert_eq!(reseller1.iter().filter(|u| !customers_people.contains(u)).collect::<Vec<_>>(), [&5000902]);
     let (rc, dns) = ldapsearch_as(&app, Some((&person(5000903), RESELLER2.1)), &people, "(uid=5000905)");
     assert_eq!((rc, dns.len()), (0, 0), "another reseller's user does not see the person");
     // A demo user binds with the demo password and reads itself.
