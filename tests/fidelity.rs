@@ -272,3 +272,47 @@ async fn a_write_leaves_the_address_entries_it_does_not_change_alone() {
     assert!(after.contains("modifiersName: cn=Manager"), "{after}");
     assert_eq!(doc(&app, id).await["shippingAddress"]["localityName"], "Basel");
 }
+
+/// An admin who sets externalIDs with plain LDAP writes while the gateway writes
+/// externalIDs in transactions: both keep working (the unique overlay's `serialize`
+/// lock deadlocked slapd 2.5 between the two), and each value stays unique.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admins_plain_writes_of_external_ids_and_the_gateways_transactions_both_go_on() {
+    let app = spawn_app().await;
+    let s = app.suffix().to_string();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let admin = {
+        let (url, root, pw) = (app.slapd.url.clone(), app.slapd.root_dn.clone(), app.slapd.root_password.clone());
+        let s = s.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut n = 0u32;
+            while std::time::Instant::now() < until {
+                let ldif = format!(
+                    "dn: uid=5000002,ou=customers,uid=4000001,ou=reseller,{s}\nchangetype: modify\nreplace: sstExternalID\nsstExternalID: ADMIN-{n}\n"
+                );
+                // A write that hangs is cut off after 10 s (and fails the test).
+                let mut cmd = std::process::Command::new("timeout");
+                cmd.args(["10", "ldapmodify", "-x", "-H", &url, "-D", &root, "-w", &pw]);
+                let out = with_input(&mut cmd, &ldif);
+                assert!(out.status.success(), "admin write {n}: {}", String::from_utf8_lossy(&out.stderr));
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut created = 0;
+    while std::time::Instant::now() < until {
+        let mut body = company(&format!("Parallel {created} AG"));
+        body["externalID"] = json!(format!("GW-{created}"));
+        let res = tokio::time::timeout(std::time::Duration::from_secs(5), app.post_customer(&body)).await;
+        let res = res.expect("the gateway's create answers");
+        assert_eq!(res.status(), 201);
+        created += 1;
+    }
+    let writes = tokio::time::timeout(std::time::Duration::from_secs(10), admin).await.expect("the admin's writes end");
+    assert!(writes.unwrap() > 0 && created > 0);
+    // The directory still answers and still refuses a taken value.
+    let mut dup = company("Duplicate AG");
+    dup["externalID"] = json!("GW-0");
+    assert_eq!(app.post_customer(&dup).await.status(), 409);
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{watch, Notify};
 
+use super::lookup::{self, Postings};
 use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
 use crate::directory::Entry;
 use crate::mapping::document;
@@ -82,6 +83,10 @@ struct State {
     /// One per filter column (`def.columns().filter`): its values dictionary-encoded,
     /// while it has few distinct values.
     dicts: Vec<Option<Dict>>,
+    /// The records whose search text holds each trigram (`q=`).
+    grams: Postings,
+    /// For each filter column marked `lookup`: the records of each of its values.
+    values: Vec<Option<Postings>>,
     /// Generation of the current refresh, for the sweep after a present phase.
     gen: u32,
     /// Loading from nothing: orders are built once at the end of the refresh.
@@ -187,6 +192,8 @@ impl State {
             by_uuid: HashMap::new(),
             orders: vec![Order::default(); query::sort_columns(def).len()],
             dicts: def.columns().filter.iter().map(|c| dictionary_column(*c).then(Dict::default)).collect(),
+            grams: Postings::default(),
+            values: def.columns().filter.iter().map(|c| c.field.lookup.then(Postings::default)).collect(),
             gen: 0,
             bulk: false,
         }
@@ -255,14 +262,58 @@ impl State {
         }
     }
 
-    /// Changes a part of a record, keeping the orders and dictionaries right.
+    /// The posting keys of a record: its search text's trigrams, and the keys of its
+    /// values in each lookup column.
+    fn keys_of(&self, slot: u32) -> (Vec<u64>, Vec<(usize, u64)>) {
+        let rec = self.rec(slot);
+        let mut values = Vec::new();
+        for (c, col) in self.def.columns().filter.iter().enumerate() {
+            if self.values[c].is_some() {
+                for v in rec.row.values(*col, rec.id, rec.reseller) {
+                    values.push((c, lookup::value_key(&row::fold(col.kind(), &v))));
+                }
+            }
+        }
+        (lookup::trigrams(&rec.text), values)
+    }
+
+    /// Takes a record out of the posting lists (before it changes or goes).
+    fn unindex(&mut self, slot: u32) {
+        let (grams, values) = self.keys_of(slot);
+        for g in grams {
+            self.grams.remove(g, slot);
+        }
+        for (c, k) in values {
+            if let Some(p) = self.values[c].as_mut() {
+                p.remove(k, slot);
+            }
+        }
+    }
+
+    /// Puts a record into the posting lists.
+    fn index(&mut self, slot: u32) {
+        let (grams, values) = self.keys_of(slot);
+        for g in grams {
+            self.grams.add(g, slot);
+        }
+        for (c, k) in values {
+            if let Some(p) = self.values[c].as_mut() {
+                p.add(k, slot);
+            }
+        }
+    }
+
+    /// Changes a part of a record, keeping the orders, dictionaries and posting lists
+    /// right.
     fn modify(&mut self, slot: u32, part: Part, f: impl FnOnce(&mut Record)) {
         self.unlist(slot);
+        self.unindex(slot);
         let rec = self.records[slot as usize].as_mut().expect("a live slot");
         f(rec);
         rec.text = rec.row.search_text(self.def, rec.id);
         self.resellers[slot as usize] = rec.owner.tenant.unwrap_or(0);
         self.customers[slot as usize] = rec.owner.customer.unwrap_or(0);
+        self.index(slot);
         self.list(slot);
         self.encode(slot, Some(part));
     }
@@ -324,6 +375,7 @@ impl State {
 
     fn drop_record(&mut self, slot: u32) {
         self.unlist(slot);
+        self.unindex(slot);
         if let Some(rec) = self.records[slot as usize].take() {
             self.encode(slot, None);
             for u in rec.uuids.iter().flatten() {
@@ -441,6 +493,23 @@ impl State {
                 Order { slots: keyed.into_iter().map(|k| k.3).collect(), same }
             })
             .collect();
+    }
+
+    /// The only records that can match a query, where posting lists tell: those holding
+    /// the value of each exact filter on a lookup column and every trigram of `q`.
+    fn candidates(&self, q: &ListQuery) -> Option<Vec<u32>> {
+        let mut lists: Vec<&[u32]> = Vec::new();
+        for f in &q.filters {
+            let row::Pattern::Equals(v) = &f.pattern else { continue };
+            let c = self.def.columns().filter.iter().position(|x| *x == f.column);
+            if let Some(p) = c.and_then(|c| self.values[c].as_ref()) {
+                lists.push(p.get(lookup::value_key(v)));
+            }
+        }
+        if let Some(text) = &q.q {
+            lists.extend(lookup::trigrams(text).into_iter().map(|g| self.grams.get(g)));
+        }
+        (!lists.is_empty()).then(|| lookup::intersect(lists))
     }
 
     fn sweep(&mut self) {
@@ -601,17 +670,31 @@ impl CollectionIndex {
         }
 
         let mut scratch = String::new();
-        // Filters and q look into the records: test them all in slot order first (the
-        // records lie in memory roughly in that order), then walk the sort order.
-        let matched: Option<Vec<u64>> = (matcher.needs_records() && n > 1).then(|| {
+        // Where posting lists narrow the query down (an exact filter on a lookup column,
+        // the trigrams of q), only their records are tested; else, where filters and q
+        // look into the records, all of them in slot order first (the records lie in
+        // memory roughly in that order). Then the sort order is walked.
+        let candidates = state.candidates(q);
+        let matched: Option<Vec<u64>> = if let Some(slots) = candidates {
             let mut bits = vec![0u64; state.records.len().div_ceil(64)];
-            for (slot, rec) in state.records.iter().enumerate() {
-                if rec.as_ref().is_some_and(Record::listed) && matcher.matches(&state, slot as u32, &mut scratch) {
-                    bits[slot / 64] |= 1 << (slot % 64);
+            for slot in slots {
+                let listed = state.records.get(slot as usize).is_some_and(|r| r.as_ref().is_some_and(Record::listed));
+                if listed && matcher.matches(&state, slot, &mut scratch) {
+                    bits[slot as usize / 64] |= 1 << (slot % 64);
                 }
             }
-            bits
-        });
+            Some(bits)
+        } else {
+            (matcher.needs_records() && n > 1).then(|| {
+                let mut bits = vec![0u64; state.records.len().div_ceil(64)];
+                for (slot, rec) in state.records.iter().enumerate() {
+                    if rec.as_ref().is_some_and(Record::listed) && matcher.matches(&state, slot as u32, &mut scratch) {
+                        bits[slot / 64] |= 1 << (slot % 64);
+                    }
+                }
+                bits
+            })
+        };
         let hit = |s: u32, scratch: &mut String| match &matched {
             Some(bits) => bits[s as usize / 64] & (1 << (s % 64)) != 0,
             None => matcher.matches(&state, s, scratch),
@@ -833,6 +916,10 @@ impl SyncSink for CollectionIndex {
                 if state.bulk {
                     state.bulk = false;
                     state.rebuild_orders();
+                    state.grams.shrink();
+                    for p in state.values.iter_mut().flatten() {
+                        p.shrink();
+                    }
                 }
                 let n = state.orders.first().map_or(0, |o| o.slots.len());
                 drop(state);
@@ -973,6 +1060,48 @@ mod tests {
         assert_eq!(ids(&index, Scope::Provider, ""), (0, vec![]));
         assert!(index.state.read().unwrap().by_uuid.is_empty());
         assert!(index.state.read().unwrap().orders.iter().all(|o| o.slots.is_empty() && o.same.is_empty()));
+    }
+
+    #[test]
+    fn posting_lists_answer_as_a_pass_over_every_record_would() {
+        const NAMES: &[&str] = &["Müller AG", "Mueller GmbH", "Ammüller SA", "Keller AG", "Kellerei", "Zürcher"];
+        let mut events = Vec::new();
+        let mut names = std::collections::BTreeMap::new();
+        for id in 1..=120u64 {
+            let name = format!("{} {id}", NAMES[(id % 6) as usize]);
+            let mut e = customer(id, 1 + id % 3, &name);
+            e.attrs.insert("sstexternalid".into(), vec![format!("crm-{}", id % 40)]);
+            events.push(SyncEvent::Entry { uuid: [id as u8; 16], entry: e });
+            names.insert(id, name);
+        }
+        let index = loaded(events);
+        // Renames and deletes after the load keep the lists exact.
+        for id in [3u64, 9, 15] {
+            let name = format!("Renamed Keller {id}");
+            let mut e = customer(id, 1 + id % 3, &name);
+            e.attrs.insert("sstexternalid".into(), vec![format!("new-{id}")]);
+            index.apply(SyncEvent::Entry { uuid: [id as u8; 16], entry: e });
+            names.insert(id, name);
+        }
+        index.apply(SyncEvent::Delete { uuid: [4; 16] });
+        names.remove(&4);
+        let external =
+            |id: u64| if [3, 9, 15].contains(&id) { format!("new-{id}") } else { format!("crm-{}", id % 40) };
+        for term in ["müll", "kell", "ler ag", "zürcher 1", "keller 1", "mue", "renamed keller 9", "xyz"] {
+            let want: Vec<u64> =
+                names.iter().filter(|(_, n)| n.to_lowercase().contains(term)).map(|(id, _)| *id).collect();
+            let got = ids(&index, Scope::Provider, &format!("q={}&per_page=100", query::encode(term)));
+            assert_eq!(got, (want.len() as u64, want.clone()), "q={term}");
+            let reseller: Vec<u64> = want.iter().copied().filter(|id| 1 + id % 3 == 2).collect();
+            let got = ids(&index, Scope::Reseller(2), &format!("q={}&per_page=100", query::encode(term)));
+            assert_eq!(got.1, reseller, "q={term} for reseller 2");
+        }
+        for value in ["crm-5", "CRM-5", "new-9", "crm-4", "nope"] {
+            let want: Vec<u64> = names.keys().copied().filter(|id| external(*id).eq_ignore_ascii_case(value)).collect();
+            assert_eq!(ids(&index, Scope::Provider, &format!("externalID={value}&per_page=100")).1, want, "{value}");
+        }
+        // Wildcards are no lookups, and still answer.
+        assert_eq!(ids(&index, Scope::Provider, "externalID=new-*").1, [3, 9, 15]);
     }
 
     #[test]

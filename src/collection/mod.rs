@@ -3,5 +3,6 @@
 //! filters, `q=`) without loading the collection from LDAP.
 
 pub mod index;
+mod lookup;
 
 pub use index::{CollectionIndex, Fanout, Page};

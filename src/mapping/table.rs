@@ -119,6 +119,9 @@ pub struct Field {
     pub within_tenant: bool,
     /// A person may not change it on its own entry (its own scope).
     pub not_by_self: bool,
+    /// An exact filter on it is answered from an index of its values (a column of many
+    /// values that lists are filtered by: a person's mail, its customer).
+    pub lookup: bool,
 }
 
 impl Field {
@@ -142,7 +145,12 @@ impl Field {
             scoped: None,
             within_tenant: false,
             not_by_self: false,
+            lookup: false,
         }
+    }
+    pub const fn lookup(mut self) -> Field {
+        self.lookup = true;
+        self
     }
     pub const fn scoped(mut self, role: Role) -> Field {
         self.scoped = Some(role);

@@ -19,6 +19,7 @@ const SCHEMA_LDIF: &str = include_str!("../../../ldif/sst-schema.ldif");
 const CONFIG_LDIF: &str = include_str!("../../../ldif/slapd-config.ldif");
 const BASE_LDIF: &str = include_str!("../../../ldif/base.ldif");
 const DEMO_LDIF: &str = include_str!("../../../ldif/demo.ldif");
+const DEMO_PEOPLE_LDIF: &str = include_str!("../../../ldif/demo-people.ldif");
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -33,7 +34,7 @@ pub enum LaunchError {
 #[derive(Debug, Clone)]
 pub struct SlapdOptions {
     pub suffix: String,
-    /// Load the demo data set of `ldif/demo.ldif`.
+    /// Load the demo data set of `ldif/demo.ldif` and `ldif/demo-people.ldif`.
     pub demo_data: bool,
     /// Further LDIF (entries, in slapadd form) loaded after the base tree.
     pub extra_ldif: Vec<String>,
@@ -226,6 +227,8 @@ pub fn data_ldif(opts: &SlapdOptions) -> String {
     if opts.demo_data {
         data.push('\n');
         data.push_str(&with_suffix(DEMO_LDIF, &opts.suffix));
+        data.push('\n');
+        data.push_str(&with_suffix(DEMO_PEOPLE_LDIF, &opts.suffix));
     }
     for extra in &opts.extra_ldif {
         data.push('\n');

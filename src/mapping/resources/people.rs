@@ -35,7 +35,14 @@ pub static PEOPLE: ResourceDef = ResourceDef {
             .sortable()
             .searchable()
             .in_collection(),
-        Field::new("mail", "mail", Kind::Mail).required().unique().filterable().sortable().searchable().in_collection(),
+        Field::new("mail", "mail", Kind::Mail)
+            .required()
+            .unique()
+            .filterable()
+            .lookup()
+            .sortable()
+            .searchable()
+            .in_collection(),
         Field::new("password", "userpassword", Kind::Secret),
         Field::new("preferredLanguage", "preferredlanguage", Kind::Language).required().filterable(),
         Field::new("telephoneNumber", "telephonenumber", Kind::Phone).filterable(),
@@ -47,6 +54,7 @@ pub static PEOPLE: ResourceDef = ResourceDef {
             .not_by(&[Role::Customer])
             .not_by_self()
             .filterable()
+            .lookup()
             .sortable()
             .in_collection(),
         Field::new("belongsToResellerID", "sstbelongstoreselleruid", Kind::Ref(&[&RESELLERS]))
@@ -56,7 +64,9 @@ pub static PEOPLE: ResourceDef = ResourceDef {
             .filterable()
             .sortable()
             .in_collection(),
-        Field::new("employeeOfID", "sstemployeeofuid", Kind::List(&Kind::Ref(&[&CUSTOMERS, &RESELLERS]))).filterable(),
+        Field::new("employeeOfID", "sstemployeeofuid", Kind::List(&Kind::Ref(&[&CUSTOMERS, &RESELLERS])))
+            .filterable()
+            .lookup(),
     ],
     own_id_attrs: &[],
     tenant: Tenant::Attr,

@@ -15,8 +15,12 @@ pub const IS_COMPANY: Field =
     Field::new("isCompany", "sstiscompany", Kind::Bool).required().filterable().sortable().in_collection();
 
 /// An identifier in another system, unique in the directory.
-pub const EXTERNAL_ID: Field =
-    Field::new("externalID", "sstexternalid", Kind::Text { max: 256 }).unique().filterable().sortable().searchable();
+pub const EXTERNAL_ID: Field = Field::new("externalID", "sstexternalid", Kind::Text { max: 256 })
+    .unique()
+    .filterable()
+    .lookup()
+    .sortable()
+    .searchable();
 
 /// The `ou=address` entry.
 pub const BILLING_ADDRESS: Field =
