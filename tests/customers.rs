@@ -363,6 +363,30 @@ async fn a_duplicate_external_id_is_a_409_and_leaves_nothing_behind() {
 }
 
 #[tokio::test]
+async fn of_two_concurrent_writes_of_one_external_id_one_wins() {
+    let app = spawn_app().await;
+    for round in 0..5 {
+        let value = format!("RACE-{round}");
+        let mut a = company(&format!("Racer A {round} AG"));
+        a["externalID"] = json!(value);
+        let mut b = company(&format!("Racer B {round} AG"));
+        b["externalID"] = json!(value.to_lowercase());
+        // One creates, the other patches an existing customer to the same value.
+        let other = app.create(&company(&format!("Racer C {round} AG"))).await;
+        let patch = json!({"externalID": value.to_lowercase()});
+        let path = format!("/v1/customers/{other}");
+        let (x, y, z) =
+            tokio::join!(app.post_customer(&a), app.post_customer(&b), app.send_json(Method::PATCH, &path, &patch));
+        let mut won: Vec<u16> = [x.status(), y.status(), z.status()].iter().map(|s| s.as_u16()).collect();
+        won.sort();
+        assert!(won == [200, 409, 409] || won == [201, 409, 409], "round {round}: {won:?}");
+        let holders =
+            app.ldapsearch(&format!("ou=reseller,{}", app.suffix()), &format!("(sstExternalID={value})"), &["1.1"]);
+        assert_eq!(holders.matches("dn: ").count(), 1, "round {round}: {holders}");
+    }
+}
+
+#[tokio::test]
 async fn a_transaction_whose_third_write_fails_leaves_nothing() {
     use stoney_gateway::directory::{Guarded, Op};
     let app = spawn_app().await;
