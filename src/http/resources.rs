@@ -98,7 +98,7 @@ pub fn related(def: &'static ResourceDef, rel: &'static Related) -> MethodRouter
               OriginalUri(uri): OriginalUri| async move {
             app.service(def).check_visible(&scope, id).await?;
             let service = app.service(rel.resource);
-            let (q, page) = service.list_where(&scope, uri.query(), Some((rel.field, id))).await?;
+            let (q, page) = service.list_where(&scope, uri.query(), Some((rel.field, id)), None).await?;
             Ok::<_, ApiError>(page_response(&q, page, &format!("{}/{}", app.service(def).location(id), rel.name)))
         },
     )
@@ -193,13 +193,13 @@ pub async fn search(
     if !problems.is_empty() {
         return Err(ServiceError::Invalid(problems).into());
     }
-    let raw = format!("q={}&per_page={entries}", crate::mapping::query::encode(&q));
     let mut out = serde_json::Map::new();
-    for def in crate::mapping::resources::ALL {
-        let service = app.service(def);
-        let (_, page) = service.list(&scope, Some(&raw)).await?;
+    for (service, page) in crate::service::search(app.resources(), &scope, &q, entries).await? {
         let location = format!("{}?q={}", service.collection_url(), crate::mapping::query::encode(&q));
-        out.insert(def.name.to_string(), json!({"resources": page.items, "total": page.total, "location": location}));
+        out.insert(
+            service.def().name.to_string(),
+            json!({"resources": page.items, "total": page.total, "location": location}),
+        );
     }
     Ok(json_response(StatusCode::OK, &Value::Object(out)))
 }

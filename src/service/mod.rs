@@ -11,6 +11,25 @@ pub use scope::{Caller, Scope};
 use crate::directory::DirError;
 use crate::mapping::Problem;
 
+/// The first `entries` hits of a full-text search in every collection, each list as of
+/// one state of the directory (read once).
+pub async fn search<'a>(
+    services: &'a [Resources],
+    scope: &Scope,
+    q: &str,
+    entries: u64,
+) -> Result<Vec<(&'a Resources, crate::collection::Page)>, ServiceError> {
+    let Some(first) = services.first() else { return Ok(Vec::new()) };
+    let raw = format!("q={}&per_page={entries}", crate::mapping::query::encode(q));
+    let target = first.directory().context_csn().await?;
+    let mut out = Vec::new();
+    for s in services {
+        let (_, page) = s.list_where(scope, Some(&raw), None, Some(&target)).await?;
+        out.push((s, page));
+    }
+    Ok(out)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// Unknown id, or one outside the caller's scope: the two look the same.

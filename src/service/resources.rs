@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{Caller, Precondition, Scope, ServiceError};
 use crate::collection::{CollectionIndex, Page};
+use crate::directory::csn::Csns;
 use crate::directory::error::rc;
 use crate::directory::escape::filter_value;
 use crate::directory::{layout, DirError, Directory, Entry, Guarded, Op};
@@ -147,16 +148,19 @@ impl Resources {
     /// first brought up to the directory's newest committed change, so every write that
     /// finished before this request began is in the answer.
     pub async fn list(&self, scope: &Scope, raw_query: Option<&str>) -> Result<(ListQuery, Page), ServiceError> {
-        self.list_where(scope, raw_query, None).await
+        self.list_where(scope, raw_query, None, None).await
     }
 
     /// The same, of the elements whose field `within.0` names `within.1` (the people of
-    /// a customer's `users`): that condition comes first, before the query's own.
+    /// a customer's `users`): that condition comes first, before the query's own. With
+    /// `target`, the index catches up with that state of the directory (read once for
+    /// several lists) instead of the newest.
     pub async fn list_where(
         &self,
         scope: &Scope,
         raw_query: Option<&str>,
         within: Option<(&str, u64)>,
+        target: Option<&Csns>,
     ) -> Result<(ListQuery, Page), ServiceError> {
         let mut q = query::parse(self.def, raw_query, self.limits).map_err(|e| match e {
             QueryError::Malformed(m) => ServiceError::BadRequest(m),
@@ -168,7 +172,10 @@ impl Resources {
                 crate::mapping::row::Pattern::parse(column.kind(), &id.to_string()).map_err(ServiceError::Internal)?;
             q.filters.insert(0, query::Filter { column, pattern });
         }
-        let target = self.dir.context_csn().await?;
+        let target = match target {
+            Some(t) => t.clone(),
+            None => self.dir.context_csn().await?,
+        };
         self.index.wait_for(&target, self.catch_up).await.map_err(|_| ServiceError::Unavailable)?;
         let page = self.index.query(scope, &q, &self.public_url).map_err(|_| ServiceError::Unavailable)?;
         Ok((q, page))
