@@ -16,6 +16,7 @@ pub const GATEWAY_RDN: &str = "cn=gateway,ou=administration";
 pub const GATEWAY_PASSWORD: &str = "gateway-secret";
 
 const SCHEMA_LDIF: &str = include_str!("../../../ldif/sst-schema.ldif");
+const GATEWAY_SCHEMA_LDIF: &str = include_str!("../../../ldif/gateway-schema.ldif");
 const CONFIG_LDIF: &str = include_str!("../../../ldif/slapd-config.ldif");
 const BASE_LDIF: &str = include_str!("../../../ldif/base.ldif");
 const DEMO_LDIF: &str = include_str!("../../../ldif/demo.ldif");
@@ -524,6 +525,7 @@ impl Slapd {
             fs::create_dir_all(dir.join("accesslog"))?;
             fs::create_dir_all(&config_dir)?;
             fs::write(dir.join("sst-schema.ldif"), SCHEMA_LDIF)?;
+            fs::write(dir.join("gateway-schema.ldif"), GATEWAY_SCHEMA_LDIF)?;
             let config = CONFIG_LDIF
                 .replace("{{DIR}}", &dir.to_string_lossy())
                 .replace("{{SUFFIX}}", &opts.suffix)
