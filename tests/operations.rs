@@ -266,7 +266,7 @@ async fn the_openapi_document_describes_exactly_the_routes_of_the_router() {
     // Each resource's schema is its definition's table.
     for def in stoney_gateway::mapping::resources::ALL {
         let props = doc["components"]["schemas"][def.schema]["properties"].as_object().unwrap();
-        for f in def.fields {
+        for f in def.fields.iter().filter(|f| !f.is_hidden()) {
             assert!(props.contains_key(f.name), "{} {}", def.name, f.name);
         }
     }

@@ -18,6 +18,8 @@ fn scalar_schema(kind: Kind) -> Value {
     match kind {
         Kind::Id | Kind::ParentRef | Kind::Ref(_) => json!({"type": "integer", "format": "int64", "minimum": 1}),
         Kind::TimeZone => json!({"type": "string", "maxLength": 8, "example": "UTC+01"}),
+        Kind::Date => json!({"type": "string", "format": "date"}),
+        Kind::Qualified(_) => json!({}),
         Kind::Secret => json!({"type": "string", "minLength": 8, "maxLength": 128, "writeOnly": true}),
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Text { max } => json!({"type": "string", "minLength": 1, "maxLength": max}),
@@ -38,7 +40,7 @@ fn scalar_schema(kind: Kind) -> Value {
 fn object_schema(fields: &[Field]) -> Value {
     let mut props = Map::new();
     let mut required = Vec::new();
-    for f in fields {
+    for f in fields.iter().filter(|f| !f.is_hidden()) {
         let mut s = match f.kind {
             Kind::Object(_) if f.name == "billingAddress" || f.name == "shippingAddress" => {
                 json!({"$ref": "#/components/schemas/Address"})
@@ -84,7 +86,7 @@ fn object_schema(fields: &[Field]) -> Value {
 /// optional one.
 fn patch_schema(fields: &[Field]) -> Value {
     let mut props = Map::new();
-    for f in fields.iter().filter(|f| f.kind != Kind::Secret) {
+    for f in fields.iter().filter(|f| f.kind != Kind::Secret && !f.is_hidden()) {
         let mut s = match f.kind {
             Kind::Object(_) if f.name == "billingAddress" || f.name == "shippingAddress" => {
                 json!({"allOf": [{"$ref": "#/components/schemas/AddressPatch"}]})

@@ -277,13 +277,49 @@ fn present(v: Option<&Value>) -> Option<&Value> {
     v.filter(|v| !v.is_null())
 }
 
+/// Fills in or drops what is composed of other fields of an object (`composed_of`):
+/// the composed field follows its parts when a write gives or changes them; when a
+/// write changes it alone, the parts no longer describe it and are dropped.
+fn compose(fields: &'static [Field], prefix: &str, obj: &mut Map<String, Value>, changed: &dyn Fn(&str) -> bool) {
+    for f in fields {
+        let Some(parts) = f.composed_of else { continue };
+        let text = |obj: &Map<String, Value>, n: &str| {
+            obj.get(n).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
+        };
+        let given: Vec<Option<String>> = parts.iter().map(|p| text(obj, p)).collect();
+        if given.iter().all(Option::is_none) {
+            continue;
+        }
+        let part = |i: usize| given.get(i).and_then(|v| v.as_deref());
+        let composed = values::street_lines(part(0), part(1), part(2), part(3));
+        let parts_changed = parts.iter().any(|p| changed(&format!("{prefix}{p}")));
+        let own = obj.get(f.name).filter(|v| !v.is_null());
+        if parts_changed || own.is_none() {
+            obj.insert(f.name.to_string(), Value::String(composed));
+        } else if changed(&format!("{prefix}{}", f.name)) && own.and_then(Value::as_str) != Some(composed.as_str()) {
+            for p in parts {
+                obj.remove(*p);
+            }
+        }
+    }
+}
+
 fn check_object(
     fields: &'static [Field],
     prefix: &str,
     obj: &Map<String, Value>,
     problems: &mut Vec<Problem>,
+    changed: &dyn Fn(&str) -> bool,
 ) -> Attrs {
     let mut out = Attrs::new();
+    let mut composed;
+    let obj = if fields.iter().any(|f| f.composed_of.is_some()) {
+        composed = obj.clone();
+        compose(fields, prefix, &mut composed, changed);
+        &composed
+    } else {
+        obj
+    };
     for key in obj.keys() {
         if table::field(fields, key).is_none() {
             problems.push(Problem::new(format!("{prefix}{key}"), "unknown attribute"));
@@ -336,6 +372,16 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
     let mut name: Option<String> = None;
     let mut lists = Vec::new();
     let mut secret = None;
+    // Whether the write sets or changes a field (by dotted path): every given field of
+    // a create, what a replace changes, what a merge patch touches.
+    let changed = |path: &str| -> bool {
+        let at = |d: &Value| path.split('.').try_fold(d, |v, k| v.get(k)).filter(|v| !v.is_null()).cloned();
+        match mode {
+            Mode::Create => at(doc).is_some(),
+            Mode::Replace { current } => at(doc) != at(current),
+            Mode::Patch { patch, .. } => touches(patch, path),
+        }
+    };
     for f in def.fields {
         let given = present(obj.get(f.name));
         if f.read_only {
@@ -352,7 +398,7 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
         }
         match (f.kind, given) {
             (Kind::Object(fields), Some(Value::Object(o))) => {
-                let attrs = check_object(fields, &format!("{}.", f.name), o, &mut problems);
+                let attrs = check_object(fields, &format!("{}.", f.name), o, &mut problems, &changed);
                 match f.part {
                     Part::Billing => billing = Some(attrs),
                     _ => shipping = Some(attrs),
@@ -364,6 +410,7 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
                 Err(msg) => problems.push(Problem::new(f.name, msg)),
             },
             (Kind::DisplayName, None) => {}
+            (Kind::Qualified(_), _) => {}
             (Kind::Secret, Some(v)) => match (mode, values::secret(v)) {
                 (Mode::Create, Ok(p)) => secret = Some(p),
                 (Mode::Create, Err(msg)) => problems.push(Problem::new(f.name, msg)),
@@ -400,6 +447,16 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
                 } else if f.required {
                     problems.push(Problem::new(f.name, "is required"));
                 }
+            }
+        }
+    }
+
+    // Values qualified by the parent (unique per parent).
+    for f in def.fields {
+        if let Kind::Qualified(of) = f.kind {
+            if let Some(v) = table::field(def.fields, of).and_then(|o| root.get(o.attr)) {
+                let v = format!("{}/{v}", parent.unwrap_or_default());
+                root.insert(f.attr, v);
             }
         }
     }
@@ -493,7 +550,13 @@ pub fn new_entry(def: &ResourceDef, part: Part, id: u64, d: &Desired) -> Vec<(St
         Part::Root => def.classes,
         _ => ADDRESS_CLASSES,
     };
-    let mut out = vec![("objectClass".to_string(), classes.iter().map(|c| c.to_string()).collect())];
+    let mut class_values: Vec<String> = classes.iter().map(|c| c.to_string()).collect();
+    for c in needed_classes(def, part, |attr| attrs.contains_key(attr) || !d.list(part, attr).is_empty()) {
+        if !class_values.iter().any(|v| v.eq_ignore_ascii_case(c)) {
+            class_values.push(c.to_string());
+        }
+    }
+    let mut out = vec![("objectClass".to_string(), class_values)];
     match part.ou() {
         None => {
             out.push(("uid".into(), vec![id.to_string()]));
@@ -527,6 +590,16 @@ pub fn unusable_password() -> String {
         return "{NONE}unusable".to_string();
     }
     format!("{{SSHA}}{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// The auxiliary classes that fields of a part need for the attributes `written` says
+/// are given (`Field::class`).
+fn needed_classes(def: &ResourceDef, part: Part, written: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    let fields = if part == Part::Root { def.fields } else { table::part_fields(def, part) };
+    let mut out: Vec<&'static str> = fields.iter().filter(|f| written(f.attr)).filter_map(|f| f.class).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The auxiliary class an entry of this part needs for the attributes the gateway writes.
@@ -584,8 +657,20 @@ pub fn diff(def: &ResourceDef, part: Part, current: &Entry, d: &Desired) -> Vec<
         }
     }
     let class = auxiliary_class(def, part);
+    let mut missing: Vec<&'static str> = Vec::new();
     if !mods.is_empty() && !current.has_object_class(class) {
-        mods.insert(0, Mod::Add("objectClass".to_string(), [class.to_string()].into()));
+        missing.push(class);
+    }
+    let written = |attr: &str| {
+        mods.iter().any(|m| matches!(m, Mod::Replace(a, v) | Mod::Add(a, v) if a == attr && !v.is_empty()))
+    };
+    for c in needed_classes(def, part, written) {
+        if !current.has_object_class(c) && !missing.contains(&c) {
+            missing.push(c);
+        }
+    }
+    if !missing.is_empty() {
+        mods.insert(0, Mod::Add("objectClass".to_string(), missing.iter().map(|c| c.to_string()).collect()));
     }
     mods
 }

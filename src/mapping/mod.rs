@@ -8,6 +8,7 @@ pub mod query;
 pub mod resource;
 pub mod resources;
 pub mod row;
+pub mod subscriptions;
 pub mod table;
 pub mod values;
 pub mod view;

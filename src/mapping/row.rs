@@ -49,7 +49,7 @@ impl Columns {
             .fields
             .iter()
             // The id and the parent come from the DN.
-            .filter(|f| f.is_read() && !matches!(f.kind, Kind::Id | Kind::ParentRef))
+            .filter(|f| f.is_read() && !f.is_hidden() && !matches!(f.kind, Kind::Id | Kind::ParentRef))
             .map(|f| (f.attr, Some(f.kind)))
             .collect();
         for a in [PERSON_NAME_ATTRS.0, PERSON_NAME_ATTRS.1] {

@@ -66,6 +66,12 @@ pub enum Kind {
     Ref(&'static [&'static ResourceDef]),
     /// A time zone offset such as `UTC+01` or `+0100`.
     TimeZone,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// Not shown: the parent's id and the value of the named field of the same entry,
+    /// as `<parent>/<value>`, written with it, so that a value unique per parent (a
+    /// merchant's customer number within its reseller) is unique in the directory.
+    Qualified(&'static str),
     /// A password: only ever written (on create; changes go through the password
     /// operation), never read, listed, filtered or sorted; the directory hashes it.
     Secret,
@@ -122,6 +128,12 @@ pub struct Field {
     /// An exact filter on it is answered from an index of its values (a column of many
     /// values that lists are filtered by: a person's mail, its customer).
     pub lookup: bool,
+    /// The auxiliary object class its attribute needs, given to the entry with the value.
+    pub class: Option<&'static str>,
+    /// Composed from these fields of the same object when a write gives them (the
+    /// postal address from street, number, addition and care-of); a write that changes
+    /// it alone drops them, as they no longer describe it.
+    pub composed_of: Option<&'static [&'static str]>,
 }
 
 impl Field {
@@ -146,7 +158,21 @@ impl Field {
             within_tenant: false,
             not_by_self: false,
             lookup: false,
+            class: None,
+            composed_of: None,
         }
+    }
+    pub const fn class(mut self, class: &'static str) -> Field {
+        self.class = Some(class);
+        self
+    }
+    pub const fn composed_of(mut self, parts: &'static [&'static str]) -> Field {
+        self.composed_of = Some(parts);
+        self
+    }
+    /// Not part of any JSON shape (derived, see `Kind::Qualified`).
+    pub fn is_hidden(&self) -> bool {
+        matches!(self.kind, Kind::Qualified(_))
     }
     pub const fn lookup(mut self) -> Field {
         self.lookup = true;
@@ -246,7 +272,7 @@ pub const PERSON_NAME_ATTRS: (&str, &str) = ("givenname", "sn");
 
 /// The field of a table by JSON name.
 pub fn field(table: &'static [Field], name: &str) -> Option<&'static Field> {
-    table.iter().find(|f| f.name == name)
+    table.iter().find(|f| f.name == name && !f.is_hidden())
 }
 
 /// A field by dotted path (`billingAddress.localityName`), with the part it lives in.

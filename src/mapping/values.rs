@@ -192,6 +192,56 @@ fn time_zone(s: &str) -> Result<String, String> {
     }
 }
 
+/// A calendar date `YYYY-MM-DD` that exists.
+fn date(s: &str) -> Result<String, String> {
+    let bad = || "must be a date YYYY-MM-DD".to_string();
+    let parts: Vec<&str> = s.split('-').collect();
+    let [y, m, d] = parts.as_slice() else { return Err(bad()) };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 || !s.chars().all(|c| c.is_ascii_digit() || c == '-') {
+        return Err(bad());
+    }
+    let (y, m, d): (u32, u32, u32) =
+        (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if y < 1 || d < 1 || d > days {
+        return Err(bad());
+    }
+    Ok(s.to_string())
+}
+
+/// The postal address lines of a street address: `c/o <care of>` if there is one, then
+/// street, number and addition (`Bergnaum Mountains 1a`).
+pub fn street_lines(
+    care_of: Option<&str>,
+    street: Option<&str>,
+    number: Option<&str>,
+    addition: Option<&str>,
+) -> String {
+    let mut lines = Vec::new();
+    if let Some(c) = care_of.filter(|c| !c.is_empty()) {
+        lines.push(format!("c/o {c}"));
+    }
+    let mut line = street.unwrap_or_default().to_string();
+    let house = format!("{}{}", number.unwrap_or_default(), addition.unwrap_or_default());
+    if !house.is_empty() {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&house);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
 /// A password to set: 8 to 128 characters, no control characters.
 pub fn secret(v: &Value) -> Result<String, String> {
     let s = v.as_str().ok_or("must be a string")?;
@@ -237,7 +287,10 @@ pub fn to_ldap(kind: Kind, v: &Value) -> Result<String, String> {
         Kind::Url => url(as_str()?),
         Kind::Postal => postal_to_ldap(as_str()?),
         Kind::TimeZone => time_zone(as_str()?),
-        Kind::Object(_) | Kind::Link(_) | Kind::List(_) | Kind::Secret => Err("is not writable".into()),
+        Kind::Date => date(as_str()?),
+        Kind::Object(_) | Kind::Link(_) | Kind::List(_) | Kind::Secret | Kind::Qualified(_) => {
+            Err("is not writable".into())
+        }
     }
 }
 
@@ -255,7 +308,7 @@ pub fn from_ldap(kind: Kind, s: &str) -> Option<Value> {
         Kind::Country => Some(Value::String(s.to_ascii_uppercase())),
         Kind::Postal => Some(Value::String(postal_from_ldap(s))),
         Kind::List(inner) => from_ldap(*inner, s),
-        Kind::Object(_) | Kind::Link(_) | Kind::Secret => None,
+        Kind::Object(_) | Kind::Link(_) | Kind::Secret | Kind::Qualified(_) => None,
         _ => Some(Value::String(s.to_string())),
     }
 }
@@ -313,6 +366,17 @@ mod tests {
         for bad in ["UTC+1", "CET", "UTC+15", "+01:0", "UTC+01:00", "utc+01", "+01-00", ""] {
             assert!(to_ldap(Kind::TimeZone, &json!(bad)).is_err(), "{bad}");
         }
+        for ok in ["1984-11-11", "2000-02-29", "2024-12-31"] {
+            assert!(to_ldap(Kind::Date, &json!(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["1984-13-01", "1900-02-29", "84-11-11", "1984-11-31", "1984/11/11", "+984-11-11"] {
+            assert!(to_ldap(Kind::Date, &json!(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            street_lines(Some("Anna Meier"), Some("Hauptgasse"), Some("1"), Some("a")),
+            "c/o Anna Meier\nHauptgasse 1a"
+        );
+        assert_eq!(street_lines(Some(""), Some("Hauptgasse"), None, None), "Hauptgasse");
         assert!(secret(&json!("short")).is_err());
         assert!(secret(&json!("long enough")).is_ok());
         assert!(secret(&json!("tab\there!")).is_err());

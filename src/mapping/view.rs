@@ -14,21 +14,61 @@ use super::Problem;
 #[derive(Debug, Clone, Copy)]
 pub enum Shape {
     Path(&'static str),
+    /// A value at a path, converted on its way in and out.
+    Conv(&'static str, Conv),
     Object(&'static [ViewField]),
+}
+
+/// How a view shows a value of the resource's document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conv {
+    /// A boolean as one of two words: `(false, true)`, such as `("PERSON", "COMPANY")`.
+    Words(&'static str, &'static str),
+    /// Text shown in upper case and stored in lower case (a language `DE`, stored `de`).
+    UpperCase,
+}
+
+impl Conv {
+    fn show(self, v: &Value) -> Option<Value> {
+        match self {
+            Conv::Words(no, yes) => v.as_bool().map(|b| Value::from(if b { yes } else { no })),
+            Conv::UpperCase => v.as_str().map(|s| Value::from(s.to_uppercase())),
+        }
+    }
+
+    fn store(self, v: &Value) -> Result<Value, String> {
+        match (self, v) {
+            (_, Value::Null) => Ok(Value::Null),
+            (Conv::Words(no, _), Value::String(s)) if s.eq_ignore_ascii_case(no) => Ok(Value::Bool(false)),
+            (Conv::Words(_, yes), Value::String(s)) if s.eq_ignore_ascii_case(yes) => Ok(Value::Bool(true)),
+            (Conv::Words(no, yes), _) => Err(format!("must be {no} or {yes}")),
+            (Conv::UpperCase, Value::String(s)) => Ok(Value::from(s.to_lowercase())),
+            (Conv::UpperCase, _) => Err("must be a string".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct ViewField {
     pub name: &'static str,
     pub shape: Shape,
+    /// The most characters the view accepts (stricter than the resource's own limit).
+    pub max: Option<usize>,
 }
 
 impl ViewField {
     pub const fn path(name: &'static str, path: &'static str) -> ViewField {
-        ViewField { name, shape: Shape::Path(path) }
+        ViewField { name, shape: Shape::Path(path), max: None }
+    }
+    pub const fn conv(name: &'static str, path: &'static str, conv: Conv) -> ViewField {
+        ViewField { name, shape: Shape::Conv(path, conv), max: None }
     }
     pub const fn object(name: &'static str, fields: &'static [ViewField]) -> ViewField {
-        ViewField { name, shape: Shape::Object(fields) }
+        ViewField { name, shape: Shape::Object(fields), max: None }
+    }
+    pub const fn max(mut self, n: usize) -> ViewField {
+        self.max = Some(n);
+        self
     }
 }
 
@@ -36,6 +76,12 @@ impl ViewField {
 pub struct View {
     pub def: &'static ResourceDef,
     pub fields: &'static [ViewField],
+    /// An empty string stands for no value (webshops send `""` for what they do not have).
+    pub empty_is_none: bool,
+    /// Paths of the document that no field shows, with the path of the field that
+    /// answers for their problems (`customerName`, which a company's `companyName`
+    /// sets, with `billingAddress.organizationName`).
+    pub aliases: &'static [(&'static str, &'static str)],
 }
 
 fn get<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
@@ -71,6 +117,11 @@ impl View {
                             out.insert(f.name.to_string(), v.clone());
                         }
                     }
+                    Shape::Conv(p, conv) => {
+                        if let Some(v) = get(doc, p).and_then(|v| conv.show(v)) {
+                            out.insert(f.name.to_string(), v);
+                        }
+                    }
                     Shape::Object(sub) => {
                         let m = walk(sub, doc);
                         if !m.is_empty() {
@@ -88,32 +139,73 @@ impl View {
     /// says (a `null` too, so merge patches keep their meaning). Names the view does not
     /// have are problems, in the view's terms.
     pub fn to_document(&self, view_doc: &Value) -> Result<Value, Vec<Problem>> {
-        fn walk(fields: &[ViewField], at: &Value, prefix: &str, out: &mut Value, problems: &mut Vec<Problem>) {
-            let Some(obj) = at.as_object() else {
-                problems.push(Problem::new(prefix.trim_end_matches('.'), "must be an object"));
-                return;
-            };
-            for (key, value) in obj {
-                match fields.iter().find(|f| f.name == key) {
-                    None => problems.push(Problem::new(format!("{prefix}{key}"), "unknown attribute")),
-                    Some(ViewField { shape: Shape::Path(p), .. }) => set(out, p, value.clone()),
-                    Some(ViewField { shape: Shape::Object(sub), .. }) if value.is_null() => {
-                        // Removing the object removes each of its values.
-                        for f in sub.iter() {
-                            if let Shape::Path(p) = f.shape {
-                                set(out, p, Value::Null);
-                            }
+        self.translate(view_doc, false)
+    }
+
+    /// The same for a document that stands for every field of the view: a field it
+    /// leaves out is removed (`null`), and fields the view does not show stay as they
+    /// are (a merge patch of the resource).
+    pub fn to_replacement(&self, view_doc: &Value) -> Result<Value, Vec<Problem>> {
+        self.translate(view_doc, true)
+    }
+
+    fn translate(&self, view_doc: &Value, whole: bool) -> Result<Value, Vec<Problem>> {
+        struct Walk<'a> {
+            view: &'a View,
+            whole: bool,
+            out: Value,
+            problems: Vec<Problem>,
+        }
+        impl Walk<'_> {
+            fn clear(&mut self, fields: &[ViewField]) {
+                for f in fields {
+                    match f.shape {
+                        Shape::Path(p) | Shape::Conv(p, _) => set(&mut self.out, p, Value::Null),
+                        Shape::Object(sub) => self.clear(sub),
+                    }
+                }
+            }
+            fn walk(&mut self, fields: &[ViewField], at: &Value, prefix: &str) {
+                let Some(obj) = at.as_object() else {
+                    self.problems.push(Problem::new(prefix.trim_end_matches('.'), "must be an object"));
+                    return;
+                };
+                for key in obj.keys() {
+                    if !fields.iter().any(|f| f.name == key) {
+                        self.problems.push(Problem::new(format!("{prefix}{key}"), "unknown attribute"));
+                    }
+                }
+                for f in fields {
+                    let name = format!("{prefix}{}", f.name);
+                    let value = match obj.get(f.name) {
+                        Some(Value::String(s)) if s.is_empty() && self.view.empty_is_none => Some(&Value::Null),
+                        Some(v) => Some(v),
+                        None if self.whole => Some(&Value::Null),
+                        None => None,
+                    };
+                    let Some(value) = value else { continue };
+                    if let (Some(max), Some(s)) = (f.max, value.as_str()) {
+                        if s.chars().count() > max {
+                            self.problems.push(Problem::new(name, format!("must be at most {max} characters")));
+                            continue;
                         }
                     }
-                    Some(ViewField { shape: Shape::Object(sub), .. }) => {
-                        walk(sub, value, &format!("{prefix}{key}."), out, problems)
+                    match f.shape {
+                        Shape::Path(p) => set(&mut self.out, p, value.clone()),
+                        Shape::Conv(p, conv) => match conv.store(value) {
+                            Ok(v) => set(&mut self.out, p, v),
+                            Err(msg) => self.problems.push(Problem::new(name, msg)),
+                        },
+                        // Removing the object removes each of its values.
+                        Shape::Object(sub) if value.is_null() => self.clear(sub),
+                        Shape::Object(sub) => self.walk(sub, value, &format!("{name}.")),
                     }
                 }
             }
         }
-        let mut out = Value::Object(Map::new());
-        let mut problems = Vec::new();
-        walk(self.fields, view_doc, "", &mut out, &mut problems);
+        let mut w = Walk { view: self, whole, out: Value::Object(Map::new()), problems: Vec::new() };
+        w.walk(self.fields, view_doc, "");
+        let (out, problems) = (w.out, w.problems);
         if problems.is_empty() {
             Ok(out)
         } else {
@@ -126,11 +218,12 @@ impl View {
     pub fn name_of(&self, path: &str) -> String {
         fn walk(fields: &[ViewField], path: &str, prefix: &str) -> Option<String> {
             fields.iter().find_map(|f| match f.shape {
-                Shape::Path(p) if p == path => Some(format!("{prefix}{}", f.name)),
-                Shape::Path(_) => None,
+                Shape::Path(p) | Shape::Conv(p, _) if p == path => Some(format!("{prefix}{}", f.name)),
+                Shape::Path(_) | Shape::Conv(..) => None,
                 Shape::Object(sub) => walk(sub, path, &format!("{prefix}{}.", f.name)),
             })
         }
+        let path = self.aliases.iter().find(|(p, _)| *p == path).map(|(_, name)| *name).unwrap_or(path);
         walk(self.fields, path, "").unwrap_or_else(|| path.to_string())
     }
 
@@ -150,6 +243,8 @@ mod tests {
     /// A merchant's shape of a customer, as the subscriptions API names it.
     static MERCHANT: View = View {
         def: &CUSTOMERS,
+        empty_is_none: false,
+        aliases: &[],
         fields: &[
             ViewField::path("companyName", "customerName"),
             ViewField::path("firstName", "billingAddress.givenName"),

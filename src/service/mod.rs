@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod resources;
 pub mod scope;
+pub mod subscriptions;
 
 pub use resources::Resources;
 pub use scope::{Caller, Scope};

@@ -260,7 +260,7 @@ impl Resources {
     }
 
     fn conflict(&self, e: DirError, d: &Desired) -> ServiceError {
-        let unique: Vec<&str> = self.unique_given(d).map(|(f, _)| f.name).collect();
+        let unique: Vec<&str> = self.unique_given(d).map(|(f, _)| shown_name(f)).collect();
         match e.rc() {
             Some(rc::CONSTRAINT_VIOLATION) if !unique.is_empty() => ServiceError::Conflict(format!(
                 "{} {} already used by another entry",
@@ -578,7 +578,10 @@ impl Resources {
                 // committed (DN and sstBelongsToResellerUID disagree) no reseller sees it.
                 for (f, value) in self.unique_given(&desired) {
                     if self.value_taken(f.attr, value, &s.root.dn).await? {
-                        return Err(ServiceError::Conflict(format!("{} is already used by another entry", f.name)));
+                        return Err(ServiceError::Conflict(format!(
+                            "{} is already used by another entry",
+                            shown_name(f)
+                        )));
                     }
                 }
                 if !self.parent_ready(scope, desired.parent).await? {
@@ -808,6 +811,15 @@ impl Resources {
             }
         }
         Err(ServiceError::Conflict(format!("the {} kept changing; try again", def.singular)))
+    }
+}
+
+/// The name a field is known by in messages (a qualified value by the field it
+/// qualifies).
+fn shown_name(f: &Field) -> &'static str {
+    match f.kind {
+        Kind::Qualified(of) => of,
+        _ => f.name,
     }
 }
 

@@ -7,6 +7,9 @@ use super::shared::{BILLING_ADDRESS, EXTERNAL_ID, ID, IS_COMPANY, LOCATION, SHIP
 use crate::mapping::resource::{CustomerOf, Rdn, Related, ResourceDef, Role, Tenant};
 use crate::mapping::table::{Field, Kind, Part};
 
+/// The auxiliary class of the subscriptions facade's customer attributes.
+const SUBSCRIPTION_CUSTOMER: &str = "sgwSubscriptionCustomer";
+
 pub static CUSTOMERS: ResourceDef = ResourceDef {
     name: "customers",
     singular: "customer",
@@ -36,6 +39,27 @@ pub static CUSTOMERS: ResourceDef = ResourceDef {
             .in_collection(),
         BILLING_ADDRESS,
         SHIPPING_ADDRESS,
+        // What the subscriptions facade keeps (schema extension, ldif/gateway-schema.ldif).
+        Field::new("merchantCustomerNumber", "sgwcustomernumber", Kind::Text { max: 64 })
+            .class(SUBSCRIPTION_CUSTOMER)
+            .filterable()
+            .lookup()
+            .sortable()
+            .searchable(),
+        Field::new("", "sgwcustomernumberkey", Kind::Qualified("merchantCustomerNumber"))
+            .unique()
+            .class(SUBSCRIPTION_CUSTOMER),
+        Field::new("salutation", "sgwsalutation", Kind::Text { max: 16 }).class(SUBSCRIPTION_CUSTOMER).filterable(),
+        Field::new("birthDate", "sgwbirthdate", Kind::Date).class(SUBSCRIPTION_CUSTOMER).filterable().sortable(),
+        Field::new("taxIdentificationNumber", "sgwtaxidentificationnumber", Kind::Text { max: 40 })
+            .class(SUBSCRIPTION_CUSTOMER)
+            .filterable(),
+        Field::new("identificationNumber", "sgwidentificationnumber", Kind::Text { max: 20 })
+            .class(SUBSCRIPTION_CUSTOMER)
+            .filterable(),
+        Field::new("paymentRegistrationID", "sgwpaymentregistrationid", Kind::Text { max: 64 })
+            .class(SUBSCRIPTION_CUSTOMER)
+            .filterable(),
         Field::new("employees", "", Kind::Link("{location}/employees")).read_only(),
         Field::new("users", "", Kind::Link("{location}/users")).read_only(),
     ],
