@@ -334,7 +334,6 @@ async fn search_answers_a_few_hits_per_resource_within_the_scope() {
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["people"]["resources"].as_array().unwrap().len(), 5, "5 by default: {v}");
-    assert_eq!(v["people"]["total"], 7);
     assert_eq!(v["people"]["location"], app.url("/v1/people?q=zyx.search"));
     assert_eq!(v["customers"]["resources"], json!([]));
     assert!(v["people"]["resources"][0].get("mail").is_some(), "items of the collection");
@@ -346,11 +345,11 @@ async fn search_answers_a_few_hits_per_resource_within_the_scope() {
     // Scoped: reseller 2 sees none of reseller 1's people.
     let v: Value =
         app.req_as(RESELLER2, Method::GET, "/v1/search?q=zyx.search").send().await.unwrap().json().await.unwrap();
-    assert_eq!(v["people"]["total"], 0, "{v}");
+    assert_eq!(v["people"]["resources"], json!([]), "{v}");
     let v: Value =
         app.req_as(CUSTOMER, Method::GET, "/v1/search?q=zyx.search").send().await.unwrap().json().await.unwrap();
-    assert_eq!(v["people"]["total"], 7, "the customer's own users: {v}");
-    assert_eq!(v["resellers"]["total"], 0);
+    assert_eq!(v["people"]["resources"].as_array().unwrap().len(), 5, "the customer's own users: {v}");
+    assert_eq!(v["resellers"]["resources"], json!([]));
     for bad in [
         "/v1/search",
         "/v1/search?q=ab",

@@ -719,7 +719,21 @@ impl CollectionIndex {
                 .collect();
             return Ok(Page { total, items });
         }
-        let matched: Option<Vec<u64>> = if let Some(slots) = candidates {
+        // Without a count, the candidates are checked only as the walk meets them.
+        let unchecked: Option<Vec<u64>> = if q.count {
+            None
+        } else {
+            candidates.as_ref().map(|slots| {
+                let mut bits = vec![0u64; state.records.len().div_ceil(64)];
+                for &slot in slots {
+                    bits[slot as usize / 64] |= 1 << (slot % 64);
+                }
+                bits
+            })
+        };
+        let matched: Option<Vec<u64>> = if !q.count {
+            None
+        } else if let Some(slots) = candidates {
             let mut bits = vec![0u64; state.records.len().div_ceil(64)];
             for slot in slots {
                 let listed = state.records.get(slot as usize).is_some_and(|r| r.as_ref().is_some_and(Record::listed));
@@ -739,9 +753,11 @@ impl CollectionIndex {
                 bits
             })
         };
-        let hit = |s: u32, scratch: &mut String| match &matched {
-            Some(bits) => bits[s as usize / 64] & (1 << (s % 64)) != 0,
-            None => matcher.matches(&state, s, scratch),
+        let bit = |bits: &[u64], s: u32| bits[s as usize / 64] & (1 << (s % 64)) != 0;
+        let hit = |s: u32, scratch: &mut String| match (&matched, &unchecked) {
+            (Some(bits), _) => bit(bits, s),
+            (None, Some(bits)) => bit(bits, s) && matcher.matches(&state, s, scratch),
+            (None, None) => matcher.matches(&state, s, scratch),
         };
 
         let mut total = 0u64;
@@ -756,7 +772,7 @@ impl CollectionIndex {
             _ => None,
         };
         for (from, to) in runs {
-            if known_total.is_some() && total >= end {
+            if (known_total.is_some() || !q.count) && total >= end {
                 break;
             }
             let slots = &order.slots[from..to];
@@ -1157,6 +1173,15 @@ mod tests {
         }
         // Wildcards are no lookups, and still answer.
         assert_eq!(ids(&index, Scope::Provider, "externalID=new-*").1, [3, 9, 15]);
+        // Without a count, the same first page.
+        for raw in ["q=kell&per_page=4", "q=m%C3%BCll&per_page=3&sort=-customerName", "q=zzz"] {
+            let limits = PageLimits { default_per_page: 30, max_per_page: 100 };
+            let mut q = query::parse(&CUSTOMERS, Some(raw), limits).unwrap();
+            let counted = index.query(&Scope::Reseller(2), &q, "http://gw").unwrap();
+            q.count = false;
+            let first = index.query(&Scope::Reseller(2), &q, "http://gw").unwrap();
+            assert_eq!(first.items, counted.items, "{raw}");
+        }
         // Sorted and paged as the walk of the sort order (a wildcard filter, which no
         // posting list answers) pages the same records.
         for term in ["müll", "kell", "renamed"] {
@@ -1168,6 +1193,31 @@ mod tests {
                 assert_eq!(direct, walked, "{term} {tail}");
             }
         }
+    }
+
+    #[test]
+    fn many_candidates_are_found_by_the_walk_with_and_without_a_count() {
+        let n = DIRECT_MAX as u64 + 500;
+        let events = (1..=n)
+            .map(|id| SyncEvent::Entry {
+                uuid: [(id % 251) as u8, (id / 251) as u8, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7],
+                entry: customer(id, 1 + id % 2, &format!("Common {id} AG")),
+            })
+            .collect();
+        let index = loaded(events);
+        let limits = PageLimits { default_per_page: 30, max_per_page: 100 };
+        for raw in ["q=common&per_page=7&page=3", "q=mmon%201&sort=-customerName&per_page=5", "q=common%2099"] {
+            let mut q = query::parse(&CUSTOMERS, Some(raw), limits).unwrap();
+            let counted = index.query(&Scope::Reseller(2), &q, "http://gw").unwrap();
+            let (term, rest) = raw.split_once('&').unwrap_or((raw, ""));
+            let wildcard = format!("customerName=*{}*&{rest}", term.trim_start_matches("q="));
+            let walked = ids(&index, Scope::Reseller(2), &wildcard);
+            assert_eq!(counted.total, walked.0, "{raw}");
+            q.count = false;
+            let first = index.query(&Scope::Reseller(2), &q, "http://gw").unwrap();
+            assert_eq!(first.items, counted.items, "{raw}");
+        }
+        assert_eq!(ids(&index, Scope::Provider, "q=common&per_page=1").0, n);
     }
 
     #[test]

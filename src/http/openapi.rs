@@ -392,7 +392,6 @@ fn search_path() -> Value {
             def.name.to_string(),
             json!({"type": "object", "properties": {
             "resources": {"type": "array", "items": {"$ref": format!("#/components/schemas/{}Item", def.schema)}},
-            "total": {"type": "integer"},
             "location": {"type": "string", "format": "uri"}}}),
         );
     }

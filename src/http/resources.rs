@@ -196,10 +196,7 @@ pub async fn search(
     let mut out = serde_json::Map::new();
     for (service, page) in crate::service::search(app.resources(), &scope, &q, entries).await? {
         let location = format!("{}?q={}", service.collection_url(), crate::mapping::query::encode(&q));
-        out.insert(
-            service.def().name.to_string(),
-            json!({"resources": page.items, "total": page.total, "location": location}),
-        );
+        out.insert(service.def().name.to_string(), json!({"resources": page.items, "location": location}));
     }
     Ok(json_response(StatusCode::OK, &Value::Object(out)))
 }

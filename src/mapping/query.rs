@@ -22,6 +22,9 @@ pub struct ListQuery {
     /// The parameters as given, except `page`, with `per_page` as applied: what the
     /// `Link` URLs keep.
     pub params: Vec<(String, String)>,
+    /// Whether the answer counts every match (`X-Total-Count`); without, the page is
+    /// found and its total is only what was seen on the way.
+    pub count: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -199,7 +202,7 @@ pub fn parse(def: &'static ResourceDef, raw: Option<&str>, limits: PageLimits) -
         .filter(|(k, _)| k != "page")
         .map(|(k, v)| if k == "per_page" { (k, per_page.to_string()) } else { (k, v) })
         .collect();
-    Ok(ListQuery { page, per_page, sort, filters, q, params })
+    Ok(ListQuery { page, per_page, sort, filters, q, params, count: true })
 }
 
 fn sortable_names(def: &'static ResourceDef) -> Vec<&'static str> {

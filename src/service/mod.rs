@@ -13,7 +13,7 @@ use crate::directory::DirError;
 use crate::mapping::Problem;
 
 /// The first `entries` hits of a full-text search in every collection, each list as of
-/// one state of the directory (read once).
+/// one state of the directory (read once); the hits are not counted.
 pub async fn search<'a>(
     services: &'a [Resources],
     scope: &Scope,
@@ -25,7 +25,7 @@ pub async fn search<'a>(
     let target = first.directory().context_csn().await?;
     let mut out = Vec::new();
     for s in services {
-        let (_, page) = s.list_where(scope, Some(&raw), None, Some(&target)).await?;
+        let (_, page) = s.first_hits(scope, &raw, &target).await?;
         out.push((s, page));
     }
     Ok(out)

@@ -181,6 +181,24 @@ impl Resources {
         Ok((q, page))
     }
 
+    /// The first page of a list, without counting every match, once the index holds
+    /// `target` (see `service::search`).
+    pub async fn first_hits(
+        &self,
+        scope: &Scope,
+        raw_query: &str,
+        target: &Csns,
+    ) -> Result<(ListQuery, Page), ServiceError> {
+        let mut q = query::parse(self.def, Some(raw_query), self.limits).map_err(|e| match e {
+            QueryError::Malformed(m) => ServiceError::BadRequest(m),
+            QueryError::Invalid(p) => ServiceError::Invalid(p),
+        })?;
+        q.count = false;
+        self.index.wait_for(target, self.catch_up).await.map_err(|_| ServiceError::Unavailable)?;
+        let page = self.index.query(scope, &q, &self.public_url).map_err(|_| ServiceError::Unavailable)?;
+        Ok((q, page))
+    }
+
     /// The URL of the collection (what `Link` URLs start with).
     pub fn collection_url(&self) -> String {
         self.def.collection(&self.public_url)
