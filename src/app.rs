@@ -18,6 +18,7 @@ use crate::mapping::resource::ResourceDef;
 use crate::mapping::resources::{ALL, CUSTOMERS};
 use crate::mapping::table;
 use crate::service::auth::{AuthSettings, Authenticator};
+use crate::service::keys::Keys;
 use crate::service::Resources;
 
 impl AppState {
@@ -83,16 +84,14 @@ impl AppState {
         };
         let services: Arc<[Resources]> = ALL.iter().map(|def| service(def)).collect();
         let a = &settings.auth;
-        let auth = Arc::new(Authenticator::new(
-            directory.clone(),
-            binds,
-            AuthSettings {
-                cache_ttl: Duration::from_secs(a.cache_ttl_secs),
-                max_failures: a.max_failures.max(1),
-                failure_window: Duration::from_secs(a.failure_window_secs),
-                lockout: Duration::from_secs(a.lockout_secs),
-            },
-        ));
+        let auth_settings = AuthSettings {
+            cache_ttl: Duration::from_secs(a.cache_ttl_secs),
+            max_failures: a.max_failures.max(1),
+            failure_window: Duration::from_secs(a.failure_window_secs),
+            lockout: Duration::from_secs(a.lockout_secs),
+        };
+        let keys = Arc::new(Keys::new(directory.clone(), auth_settings.clone()));
+        let auth = Arc::new(Authenticator::new(directory.clone(), binds, auth_settings));
         Ok(AppState {
             body_limit: settings.http.body_limit_bytes,
             ready_timeout: Duration::from_millis(l.connect_timeout_ms.min(l.op_timeout_ms)),
@@ -100,6 +99,7 @@ impl AppState {
             directory,
             services,
             auth,
+            keys,
             sync,
         })
     }

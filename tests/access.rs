@@ -844,3 +844,33 @@ async fn a_mail_belongs_to_one_person_whatever_its_case() {
     assert_eq!(holders.lines().filter(|l| l.starts_with("uid: ")).collect::<Vec<_>>(), ["uid: 5001704"]);
     app.state.directory.apply(vec![Op::Delete { dn: format!("uid=5001701-1,{trash}") }.into()]).await.unwrap();
 }
+
+#[tokio::test]
+async fn subscription_keys_are_read_by_the_gateway_only_over_ldap() {
+    let app = spawn_app().await;
+    let s = app.suffix().to_string();
+    let keys = format!("ou=subscription-keys,uid=4000001,ou=reseller,{s}");
+    let person = |uid: u64| format!("uid={uid},ou=people,{s}");
+    for (who, password) in [(person(5000902), RESELLER1.1), (person(5000901), ADMIN.1), (person(5000905), CUSTOMER.1)] {
+        let (_, dns) = ldapsearch_as(&app, Some((&who, password)), &keys, "(objectClass=*)");
+        assert!(dns.is_empty(), "{who} reads {dns:?}");
+        let (_, dns) = ldapsearch_as(
+            &app,
+            Some((&who, password)),
+            &s,
+            "(|(objectClass=sgwSubscriptionKey)(ou=subscription-keys))",
+        );
+        assert!(dns.is_empty(), "{who} finds {dns:?}");
+        let (_, dns) = ldapsearch_as(&app, Some((&who, password)), &s, "(sgwKeyHash=*)");
+        assert!(dns.is_empty(), "{who} finds {dns:?}");
+    }
+    let gw = (app.slapd.gateway_dn.clone(), app.slapd.gateway_password.clone());
+    let (rc, dns) = ldapsearch_as(&app, Some((&gw.0, &gw.1)), &keys, "(objectClass=sgwSubscriptionKey)");
+    assert_eq!((rc, dns.len()), (0, 1), "the gateway reads the demo key: {dns:?}");
+    let ldif = format!(
+        "dn: cn=mine,{keys}\nchangetype: add\nobjectClass: sgwSubscriptionKey\ncn: mine\nsgwKeyHash: {}\n",
+        "0".repeat(64)
+    );
+    assert_eq!(ldapmodify_as(&app, &person(5000901), ADMIN.1, &ldif), 50, "the provider cannot add a key over LDAP");
+    assert_eq!(ldapmodify_as(&app, &person(5000902), RESELLER1.1, &ldif), 50, "nor a reseller user");
+}

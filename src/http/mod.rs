@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod keys;
 pub mod openapi;
 pub mod resources;
 pub mod server;
@@ -224,6 +225,8 @@ fn routes() -> Vec<(String, MethodRouter<AppState>)> {
             out.push((format!("/v1/{}/{{id}}/password", def.name), resources::password(def)));
         }
     }
+    out.push(("/v1/resellers/{id}/subscription-keys".into(), keys::collection()));
+    out.push(("/v1/resellers/{id}/subscription-keys/{name}".into(), keys::element()));
     out.push(("/v1/search".into(), get(resources::search)));
     out
 }

@@ -310,7 +310,11 @@ pub fn build(public_url: &str) -> Value {
             ])}},
         },
         "components": {
-            "securitySchemes": {"basic": {"type": "http", "scheme": "basic", "description": "The user name is a person's mail."}},
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic", "description": "The user name is a person's mail."},
+                "subscriptionKey": {"type": "apiKey", "in": "header", "name": "X-Subscription-Key",
+                    "description": "A merchant's subscription key (the subscriptions facade only; Basic credentials are not accepted there, keys not on /v1). The key's reseller is the whole scope."},
+            },
             "schemas": {
                 "Address": object_schema(ADDRESS),
                 "AddressPatch": patch_schema(ADDRESS),
@@ -339,6 +343,16 @@ pub fn build(public_url: &str) -> Value {
         }
     }
     doc["paths"]["/v1/search"] = search_path();
+    let (keys, key) = subscription_key_paths();
+    doc["paths"]["/v1/resellers/{id}/subscription-keys"] = keys;
+    doc["paths"]["/v1/resellers/{id}/subscription-keys/{name}"] = key;
+    doc["components"]["schemas"]["SubscriptionKey"] = json!({"type": "object", "properties": {
+        "name": {"type": "string", "pattern": "^[a-z0-9-]{1,32}$"},
+        "created": {"type": "string", "format": "date-time"}}});
+    doc["components"]["schemas"]["IssuedSubscriptionKey"] = json!({"type": "object", "properties": {
+        "name": {"type": "string"},
+        "key": {"type": "string", "description": "The key: shown this once, stored only as its SHA-256."},
+        "created": {"type": "string", "format": "date-time"}}});
     doc["components"]["schemas"]["Password"] = json!({"type": "object", "additionalProperties": false,
         "required": ["newPassword"], "properties": {
             "newPassword": scalar_schema(Kind::Secret),
@@ -382,6 +396,46 @@ fn password_path(def: &'static ResourceDef) -> Value {
         ("415", error("The body is not JSON.")),
         ("422", error("A missing or invalid new password, or a wrong old one.")),
     ])}})
+}
+
+/// `/v1/resellers/{id}/subscription-keys` and `…/{name}`: the provider's management of
+/// a reseller's keys.
+fn subscription_key_paths() -> (Value, Value) {
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}});
+    let name = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,32}$"}});
+    let forbidden = || error("Only the provider manages subscription keys.");
+    let missing = || error("No such reseller, or not the caller's.");
+    let collection = json!({
+        "parameters": [id.clone()],
+        "get": {"summary": "The reseller's subscription keys, by name and creation date (never the key).",
+            "responses": responses(&[
+                ("200", json!({"description": "The keys.", "content": {"application/json": {"schema": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/SubscriptionKey"}}}}})),
+                ("403", forbidden()), ("404", missing()),
+            ])},
+        "post": {"summary": "Issues a subscription key to the reseller (at most two live keys: primary and secondary).",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
+                "additionalProperties": false, "required": ["name"],
+                "properties": {"name": {"type": "string", "pattern": "^[a-z0-9-]{1,32}$", "example": "primary"}}}}}},
+            "responses": responses(&[
+                ("201", json!({"description": "Issued; the only time the key is shown.", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/IssuedSubscriptionKey"}}}})),
+                ("400", error("Malformed JSON.")), ("403", forbidden()), ("404", missing()),
+                ("408", error("The body did not arrive in time.")),
+                ("409", error("The reseller has a key of this name, or two keys already.")),
+                ("413", error("The body is too large.")), ("415", error("The body is not JSON.")),
+                ("422", error("A missing or invalid name.")),
+            ])},
+    });
+    let element = json!({
+        "parameters": [id, name],
+        "delete": {"summary": "Revokes (deletes) a subscription key; it stops within the cache time on every gateway, at once on this one.",
+            "responses": responses(&[
+                ("204", json!({"description": "Revoked."})),
+                ("403", forbidden()), ("404", error("No such reseller or key, or not the caller's.")),
+            ])},
+    });
+    (collection, element)
 }
 
 /// `GET /v1/search`.

@@ -1,5 +1,5 @@
 //! What every handler gets: the settings, the directory, the services of the resources
-//! and the authenticator. It is built at start (`app.rs`).
+//! the authenticator and the subscription keys. It is built at start (`app.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use crate::directory::sync::SyncConsumer;
 use crate::directory::Directory;
 use crate::mapping::resource::ResourceDef;
 use crate::service::auth::Authenticator;
+use crate::service::keys::Keys;
 use crate::service::Resources;
 
 #[derive(Clone)]
@@ -18,6 +19,8 @@ pub struct AppState {
     /// One per resource, in the order of `resources::ALL`.
     pub services: Arc<[Resources]>,
     pub auth: Arc<Authenticator>,
+    /// The subscription keys of the merchants' facade.
+    pub keys: Arc<Keys>,
     pub sync: Arc<SyncConsumer>,
     pub body_limit: usize,
     pub ready_timeout: Duration,

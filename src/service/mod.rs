@@ -2,6 +2,7 @@
 //! mapping and the directory. It speaks in documents and ids, never in HTTP.
 
 pub mod auth;
+pub mod keys;
 pub mod resources;
 pub mod scope;
 pub mod subscriptions;

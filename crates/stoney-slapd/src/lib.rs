@@ -21,6 +21,10 @@ const CONFIG_LDIF: &str = include_str!("../../../ldif/slapd-config.ldif");
 const BASE_LDIF: &str = include_str!("../../../ldif/base.ldif");
 const DEMO_LDIF: &str = include_str!("../../../ldif/demo.ldif");
 const DEMO_PEOPLE_LDIF: &str = include_str!("../../../ldif/demo-people.ldif");
+const DEMO_KEYS_LDIF: &str = include_str!("../../../ldif/demo-keys.ldif");
+/// The subscription key of reseller 4000001 in the demo data (`ldif/demo-keys.ldif`,
+/// stored there as its SHA-256): a published value for trying the subscriptions facade.
+pub const DEMO_SUBSCRIPTION_KEY: &str = "sk_demo_4000001_subscriptions_only_for_trying_out";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -35,7 +39,8 @@ pub enum LaunchError {
 #[derive(Debug, Clone)]
 pub struct SlapdOptions {
     pub suffix: String,
-    /// Load the demo data set of `ldif/demo.ldif` and `ldif/demo-people.ldif`.
+    /// Load the demo data set of `ldif/demo.ldif`, `ldif/demo-people.ldif` and
+    /// `ldif/demo-keys.ldif`.
     pub demo_data: bool,
     /// Further LDIF (entries, in slapadd form) loaded after the base tree.
     pub extra_ldif: Vec<String>,
@@ -230,6 +235,8 @@ pub fn data_ldif(opts: &SlapdOptions) -> String {
         data.push_str(&with_suffix(DEMO_LDIF, &opts.suffix));
         data.push('\n');
         data.push_str(&with_suffix(DEMO_PEOPLE_LDIF, &opts.suffix));
+        data.push('\n');
+        data.push_str(&with_suffix(DEMO_KEYS_LDIF, &opts.suffix));
     }
     for extra in &opts.extra_ldif {
         data.push('\n');

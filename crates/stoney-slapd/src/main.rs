@@ -130,13 +130,14 @@ fn dev(listen: String, ldap_listen: SocketAddr) -> Result<(), String> {
     settings.ldap.bind_password = slapd.gateway_password.clone();
     settings.ldap.base_dn = slapd.suffix.clone();
     println!(
-        "\nstoney gateway (demo data)\n  API:        {api}/v1/customers\n  ready:      {api}/ready\n  LDAP:       {url}  base {base}\n  LDAP admin: -D '{root}' -w {rootpw}\n  slapd up in {ms} ms\n  Demo logins (HTTP Basic): admin@stoney-cloud.org / admin-secret (provider),\n    reseller1@example.com / reseller1-secret (reseller 4000001), customer@example.com / customer-secret (customer 5000001)\n  Ctrl-C stops the gateway and the private slapd.\n",
+        "\nstoney gateway (demo data)\n  API:        {api}/v1/customers\n  ready:      {api}/ready\n  LDAP:       {url}  base {base}\n  LDAP admin: -D '{root}' -w {rootpw}\n  slapd up in {ms} ms\n  Demo logins (HTTP Basic): admin@stoney-cloud.org / admin-secret (provider),\n    reseller1@example.com / reseller1-secret (reseller 4000001), customer@example.com / customer-secret (customer 5000001)\n  Demo subscription key (X-Subscription-Key, reseller 4000001): {key}\n    {api}/subscriptions/v1/customers/{{customerNumber}}\n  Ctrl-C stops the gateway and the private slapd.\n",
         api = settings.public_url(),
         url = slapd.url,
         base = slapd.suffix,
         root = slapd.root_dn,
         rootpw = slapd.root_password,
         ms = slapd.startup.as_millis(),
+        key = slapd::DEMO_SUBSCRIPTION_KEY,
     );
     let res = app::run(settings);
     drop(slapd);
