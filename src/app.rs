@@ -19,6 +19,7 @@ use crate::mapping::resources::{ALL, CUSTOMERS};
 use crate::mapping::table;
 use crate::service::auth::{AuthSettings, Authenticator};
 use crate::service::keys::Keys;
+use crate::service::subscriptions::Subscriptions;
 use crate::service::Resources;
 
 impl AppState {
@@ -83,6 +84,7 @@ impl AppState {
             )
         };
         let services: Arc<[Resources]> = ALL.iter().map(|def| service(def)).collect();
+        let subscriptions = Subscriptions::new(service(&CUSTOMERS));
         let a = &settings.auth;
         let auth_settings = AuthSettings {
             cache_ttl: Duration::from_secs(a.cache_ttl_secs),
@@ -100,6 +102,7 @@ impl AppState {
             services,
             auth,
             keys,
+            subscriptions,
             sync,
         })
     }

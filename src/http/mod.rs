@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod resources;
 pub mod server;
 pub mod state;
+pub mod subscriptions;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -227,6 +228,8 @@ fn routes() -> Vec<(String, MethodRouter<AppState>)> {
     }
     out.push(("/v1/resellers/{id}/subscription-keys".into(), keys::collection()));
     out.push(("/v1/resellers/{id}/subscription-keys/{name}".into(), keys::element()));
+    out.push(("/subscriptions/v1/customers".into(), subscriptions::customers()));
+    out.push(("/subscriptions/v1/customers/{customerNumber}".into(), subscriptions::customer()));
     out.push(("/v1/search".into(), get(resources::search)));
     out
 }

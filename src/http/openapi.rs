@@ -13,6 +13,7 @@ use crate::mapping::query;
 use crate::mapping::resource::{Related, ResourceDef};
 use crate::mapping::resources::{ADDRESS, ALL};
 use crate::mapping::table::{Field, Kind, Part};
+use crate::mapping::view::{Conv, Shape, ViewField};
 
 fn scalar_schema(kind: Kind) -> Value {
     match kind {
@@ -343,6 +344,7 @@ pub fn build(public_url: &str) -> Value {
         }
     }
     doc["paths"]["/v1/search"] = search_path();
+    subscription_paths(&mut doc);
     let (keys, key) = subscription_key_paths();
     doc["paths"]["/v1/resellers/{id}/subscription-keys"] = keys;
     doc["paths"]["/v1/resellers/{id}/subscription-keys/{name}"] = key;
@@ -436,6 +438,76 @@ fn subscription_key_paths() -> (Value, Value) {
             ])},
     });
     (collection, element)
+}
+
+/// The schema of a view's object: each field typed as the resource's field it shows.
+fn view_schema(def: &'static ResourceDef, fields: &[ViewField]) -> Value {
+    let mut props = Map::new();
+    for f in fields {
+        let mut s = match f.shape {
+            Shape::Path(p) => {
+                crate::mapping::table::resolve(def, p).map(|(_, rf)| scalar_schema(rf.kind)).unwrap_or(json!({}))
+            }
+            Shape::Conv(_, Conv::Words(no, yes)) => json!({"type": "string", "enum": [no, yes]}),
+            Shape::Conv(_, Conv::UpperCase) => json!({"type": "string"}),
+            Shape::Object(sub) => view_schema(def, sub),
+        };
+        if let Some(max) = f.max {
+            s["maxLength"] = json!(max);
+        }
+        props.insert(f.name.to_string(), s);
+    }
+    json!({"type": "object", "additionalProperties": false, "properties": props})
+}
+
+/// The subscriptions facade (`/subscriptions/v1/customers`), with its schemas.
+fn subscription_paths(doc: &mut Value) {
+    let view = &crate::mapping::subscriptions::SUBSCRIPTION_CUSTOMER;
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["SubscriptionCustomer"] = view_schema(view.def, view.fields);
+    schemas["SubscriptionSignUp"] = json!({"type": "object", "required": ["customer"], "additionalProperties": false,
+        "properties": {"customer": {"$ref": "#/components/schemas/SubscriptionCustomer"},
+            "paymentRegistration": {"type": "object", "additionalProperties": false, "properties": {"id": {"type": "string", "maxLength": 64}}}}});
+    schemas["SubscriptionSummary"] = json!({"type": "object", "properties": {
+        "signUpId": {"type": "integer"}, "customerNumber": {"type": "string", "description": "The gateway's id of the customer."},
+        "externalCustomerReference": {"type": "string", "description": "The merchant's customer number."},
+        "contracts": {"type": "array", "items": {"type": "object"}}}});
+    let security = json!([{"subscriptionKey": []}]);
+    let body = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubscriptionSignUp"}}}});
+    let summary = json!({"description": "The customer's sign-up.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubscriptionSummary"}}}});
+    let unauthorized = error("A missing, unknown or revoked subscription key.");
+    let number = json!({"name": "customerNumber", "in": "path", "required": true, "description": "The merchant's own customer number.",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}});
+    let write = |done: Value, missing: Option<&str>| {
+        let mut list = vec![
+            ("200", done),
+            ("400", error("Malformed JSON.")),
+            ("401", unauthorized.clone()),
+            ("408", error("The body did not arrive in time.")),
+            ("409", error("The customer kept changing.")),
+            ("413", error("The body is too large.")),
+            ("415", error("The body is not JSON.")),
+            ("422", error("Invalid fields, in the facade's names.")),
+        ];
+        if let Some(m) = missing {
+            list.push(("404", error(m)));
+        }
+        responses(&list)
+    };
+    doc["paths"]["/subscriptions/v1/customers"] = json!({"post": {
+        "tags": ["subscriptions"], "security": security,
+        "summary": "Creates the customer with this customer number, or updates it if the merchant has it.",
+        "requestBody": body, "responses": write(summary.clone(), None)}});
+    doc["paths"]["/subscriptions/v1/customers/{customerNumber}"] = json!({
+        "parameters": [number],
+        "get": {"tags": ["subscriptions"], "security": security, "summary": "The merchant's customer with this number.",
+            "responses": responses(&[
+                ("200", json!({"description": "The customer.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubscriptionCustomer"}}}})),
+                ("401", unauthorized.clone()),
+                ("404", error("The merchant has no customer with this number.")),
+            ])},
+        "put": {"tags": ["subscriptions"], "security": security, "summary": "Updates the merchant's customer with this number.",
+            "requestBody": body, "responses": write(summary, Some("The merchant has no customer with this number."))}});
 }
 
 /// `GET /v1/search`.

@@ -10,6 +10,7 @@ use crate::directory::Directory;
 use crate::mapping::resource::ResourceDef;
 use crate::service::auth::Authenticator;
 use crate::service::keys::Keys;
+use crate::service::subscriptions::Subscriptions;
 use crate::service::Resources;
 
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The subscription keys of the merchants' facade.
     pub keys: Arc<Keys>,
+    /// The merchants' facade over the customers.
+    pub subscriptions: Subscriptions,
     pub sync: Arc<SyncConsumer>,
     pub body_limit: usize,
     pub ready_timeout: Duration,

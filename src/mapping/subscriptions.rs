@@ -60,6 +60,12 @@ pub fn valid_number(n: &str) -> bool {
 pub fn render(doc: &Value) -> Value {
     let mut v = SUBSCRIPTION_CUSTOMER.render(doc);
     let Some(obj) = v.as_object_mut() else { return v };
+    // A company is named by its name; a person may have a company name of its own.
+    let company =
+        (doc["isCompany"] == Value::Bool(true)).then(|| doc["customerName"].clone()).filter(|n| n.is_string());
+    if let Some(name) = company.filter(|_| !obj.contains_key("companyName")) {
+        obj.insert("companyName".into(), name);
+    }
     obj.entry("companyName").or_insert_with(|| Value::from(""));
     let address = obj.entry("address").or_insert_with(|| Value::Object(Default::default()));
     if let Some(a) = address.as_object_mut() {

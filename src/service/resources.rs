@@ -625,7 +625,12 @@ impl Resources {
                     None => continue,
                 }
             }
-            let result = self.dir.apply(self.plan_update(&s, &desired, precondition.is_some())).await;
+            let plan = self.plan_update(&s, &desired, precondition.is_some());
+            // A write that changes nothing (the same upsert again) leaves the entries alone.
+            if s.parent == origin && plan.iter().all(|g| matches!(&g.op, Op::Modify { mods, .. } if mods.is_empty())) {
+                return Ok(s.etag());
+            }
+            let result = self.dir.apply(plan).await;
             if result.is_err() && s.parent != origin {
                 if let Err(e) = self.relocate(&s, origin, false).await {
                     tracing::error!(resource = self.def.name, id, error = ?e.to_string(), "could not move back after a failed update");

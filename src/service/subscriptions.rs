@@ -60,8 +60,9 @@ impl Subscriptions {
             let id = match self.find(reseller, &number).await? {
                 Some(id) => {
                     match self.customers.update(&caller, id, Update::MergePatch(&patch), None).await {
-                        // Moved away or deleted meanwhile: look again.
-                        Err(ServiceError::NotFound) => continue,
+                        // Moved away or deleted meanwhile, or changed by another write
+                        // again and again: look again.
+                        Err(ServiceError::NotFound | ServiceError::Conflict(_)) => continue,
                         r => r.map_err(invalid)?,
                     };
                     id
