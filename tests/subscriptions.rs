@@ -259,3 +259,32 @@ async fn one_number_in_two_resellers_is_two_customers_each_seen_by_its_merchant_
     assert_eq!(app.post_customer(&dup).await.status(), 409);
     let _ = id;
 }
+
+#[tokio::test]
+async fn both_keys_of_a_reseller_work_and_a_revoked_one_stops() {
+    let app = spawn_app().await;
+    let res =
+        app.send_json(Method::POST, "/v1/resellers/4000001/subscription-keys", &json!({"name": "secondary"})).await;
+    assert_eq!(res.status(), 201);
+    let second = res.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    for key in [KEY, second.as_str()] {
+        let (status, _) = send(&app, key, Method::POST, "/subscriptions/v1/customers", Some(SEED_BODY)).await;
+        assert_eq!(status, 200);
+    }
+    // Retries carry a request id, which is echoed.
+    let res = app
+        .client
+        .get(app.url("/subscriptions/v1/customers/c1631704458"))
+        .header("X-Subscription-Key", &second)
+        .header("X-Request-ID", "shop-42.retry-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-request-id"], "shop-42.retry-1");
+    // Rotation: the old key is revoked, the new one goes on.
+    let res = app.req(Method::DELETE, "/v1/resellers/4000001/subscription-keys/primary").send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(send(&app, KEY, Method::GET, "/subscriptions/v1/customers/c1631704458", None).await.0, 401);
+    assert_eq!(send(&app, &second, Method::GET, "/subscriptions/v1/customers/c1631704458", None).await.0, 200);
+}
