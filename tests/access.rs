@@ -835,14 +835,7 @@ async fn a_mail_belongs_to_one_person_whatever_its_case() {
         .apply(vec![Op::Delete { dn: format!("uid={winner}-1,{trash}") }.into()])
         .await
         .expect("deleted in ou=trash");
-    let txn = vec![to_trash(5001700), add(5001703, "other@example.com")];
-    app.state.directory.apply(txn).await.expect("a transaction moves a person to the trash and adds another");
-    app.state.directory.apply(vec![Op::Delete { dn: format!("uid=5001700-1,{trash}") }.into()]).await.unwrap();
-    let txn = vec![to_trash(5001701), add(5001704, "fresh2@example.com")];
-    app.state.directory.apply(txn).await.expect("a transaction takes the mail of a person it moves to the trash");
-    let holders = app.ldapsearch(&format!("ou=people,{s}"), "(mail=fresh2@example.com)", &["uid"]);
-    assert_eq!(holders.lines().filter(|l| l.starts_with("uid: ")).collect::<Vec<_>>(), ["uid: 5001704"]);
-    app.state.directory.apply(vec![Op::Delete { dn: format!("uid=5001701-1,{trash}") }.into()]).await.unwrap();
+    // (The gateway never renames inside a transaction: slapd 2.5 can crash on it.)
 }
 
 #[tokio::test]
