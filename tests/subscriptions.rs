@@ -252,6 +252,19 @@ async fn one_number_in_two_resellers_is_two_customers_each_seen_by_its_merchant_
     assert_eq!(got["companyName"], "Stoney Made AG");
     assert_eq!(got["address"]["street"], "Hauptgasse 1");
     assert_eq!(send(&app, KEY, Method::GET, "/subscriptions/v1/customers/stoney-1", None).await.0, 404);
+    // The number is set once.
+    let res = app
+        .send_json(Method::PATCH, &format!("/v1/customers/{id}"), &json!({"merchantCustomerNumber": "other-1"}))
+        .await;
+    assert_eq!(res.status(), 422);
+    let res =
+        app.send_json(Method::PATCH, &format!("/v1/customers/{id}"), &json!({"merchantCustomerNumber": null})).await;
+    assert_eq!(res.status(), 422);
+    let plain = app.create(&company("Numbered Later AG")).await;
+    let res = app
+        .send_json(Method::PATCH, &format!("/v1/customers/{plain}"), &json!({"merchantCustomerNumber": "later-1"}))
+        .await;
+    assert_eq!(res.status(), 200, "a customer without a number gets one");
     // Another stoney customer of reseller 2 cannot take the number.
     let mut dup = company("Copy AG");
     dup["merchantCustomerNumber"] = json!("stoney-1");

@@ -51,6 +51,9 @@ fn object_schema(fields: &[Field]) -> Value {
         if f.read_only {
             s["readOnly"] = json!(true);
         }
+        if f.create_only {
+            s["description"] = json!("Set once: on create, or while it has none; then only its current value.");
+        }
         if let Some(d) = f.default {
             s["default"] = json!(d);
         }

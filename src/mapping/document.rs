@@ -396,6 +396,15 @@ pub fn parse(def: &'static ResourceDef, doc: &Value, mode: Mode<'_>) -> Result<D
             }
             continue;
         }
+        if f.create_only {
+            // Set once: on create, or while the element has none; then only repeated.
+            if let Some(current) = mode.current().and_then(|c| present(c.get(f.name))) {
+                if given != Some(current) {
+                    problems.push(Problem::new(f.name, "is set once: it may only be given with its current value"));
+                    continue;
+                }
+            }
+        }
         match (f.kind, given) {
             (Kind::Object(fields), Some(Value::Object(o))) => {
                 let attrs = check_object(fields, &format!("{}.", f.name), o, &mut problems, &changed);

@@ -100,6 +100,8 @@ pub struct Field {
     pub kind: Kind,
     pub required: bool,
     pub read_only: bool,
+    /// Set once: given on create (or while the element has none), then kept.
+    pub create_only: bool,
     pub filterable: bool,
     pub sortable: bool,
     pub searchable: bool,
@@ -145,6 +147,7 @@ impl Field {
             kind,
             required: false,
             read_only: false,
+            create_only: false,
             filterable: false,
             sortable: false,
             searchable: false,
@@ -200,6 +203,10 @@ impl Field {
     }
     pub const fn read_only(mut self) -> Field {
         self.read_only = true;
+        self
+    }
+    pub const fn create_only(mut self) -> Field {
+        self.create_only = true;
         self
     }
     pub const fn filterable(mut self) -> Field {

@@ -41,6 +41,7 @@ pub static CUSTOMERS: ResourceDef = ResourceDef {
         SHIPPING_ADDRESS,
         // What the subscriptions facade keeps (schema extension, ldif/gateway-schema.ldif).
         Field::new("merchantCustomerNumber", "sgwcustomernumber", Kind::Text { max: 64 })
+            .create_only()
             .class(SUBSCRIPTION_CUSTOMER)
             .filterable()
             .lookup()
