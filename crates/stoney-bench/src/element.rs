@@ -149,7 +149,50 @@ pub async fn element(out: &Path, concurrency: usize, seconds: u64, rounds: usize
     write_section(out, "element", &body);
 }
 
+/// The LDAP attributes of an entry to add.
+pub type Attrs = Vec<(String, HashSet<String>)>;
+
+pub fn attrs(list: &[(&str, &[&str])]) -> Attrs {
+    list.iter().map(|(a, v)| (a.to_string(), v.iter().map(|s| s.to_string()).collect())).collect()
+}
+
 pub async fn raw_create(ldap: &mut Ldap, base: &str, n: u64) -> Result<(), String> {
+    let name = format!("Raw {n} AG");
+    raw_create_with(ldap, base, |id| {
+        let root = attrs(&[
+            ("objectClass", &["top", "sstCustomer", "sstRelationship"]),
+            ("uid", &[&id.to_string()]),
+            ("sstIsCompany", &["TRUE"]),
+            ("sstIsActive", &["TRUE"]),
+            ("o", &[&name]),
+            ("sstBelongsToResellerUID", &["4000001"]),
+        ]);
+        let address = attrs(&[
+            ("objectClass", &["top", "organizationalUnit", "sstAddress"]),
+            ("ou", &["address"]),
+            ("sstGender", &["f"]),
+            ("givenName", &["Zoë"]),
+            ("sn", &["Müller"]),
+            ("postalAddress", &["Hauptgasse 1"]),
+            ("c", &["CH"]),
+            ("postalCode", &["3011"]),
+            ("l", &["Bern"]),
+            ("preferredLanguage", &["de-CH"]),
+            ("mail", &["zoe@example.com"]),
+        ]);
+        (root, address)
+    })
+    .await
+}
+
+/// The LDAP work of one create of a customer of reseller 4000001: the two reseller
+/// checks, the counter's Modify-Increment with Post-Read and a transaction adding the
+/// customer and its billing address, as `entries(id)` gives them.
+pub async fn raw_create_with(
+    ldap: &mut Ldap,
+    base: &str,
+    entries: impl FnOnce(u64) -> (Attrs, Attrs),
+) -> Result<(), String> {
     let e = |e: ldap3::LdapError| e.to_string();
     let r = 4_000_001u64;
     let (a, b) = (RESELLERS.root_dn(base, r, 0), CUSTOMERS.container_dn(base, r));
@@ -174,43 +217,11 @@ pub async fn raw_create(ldap: &mut Ldap, base: &str, n: u64) -> Result<(), Strin
         .and_then(|r| r.attrs.get("uidNumber").and_then(|v| v.first()).and_then(|v| v.parse::<u64>().ok()))
         .ok_or("no post-read")?;
     let dn = CUSTOMERS.root_dn(base, id, r);
+    let (root, address) = entries(id);
     let (ex, _) = ldap.extended(StartTxn).await.map_err(e)?.success().map_err(e)?;
     let txn = String::from_utf8_lossy(&ex.val.unwrap_or_default()).into_owned();
-    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<HashSet<String>>();
-    let name = format!("Raw {n} AG");
-    ldap.with_controls(TxnSpec { txn_id: &txn })
-        .add(
-            &dn,
-            vec![
-                ("objectClass".to_string(), set(&["top", "sstCustomer", "sstRelationship"])),
-                ("uid".to_string(), set(&[&id.to_string()])),
-                ("sstIsCompany".to_string(), set(&["TRUE"])),
-                ("sstIsActive".to_string(), set(&["TRUE"])),
-                ("o".to_string(), set(&[&name])),
-                ("sstBelongsToResellerUID".to_string(), set(&["4000001"])),
-            ],
-        )
-        .await
-        .map_err(e)?;
-    ldap.with_controls(TxnSpec { txn_id: &txn })
-        .add(
-            &format!("ou=address,{dn}"),
-            vec![
-                ("objectClass".to_string(), set(&["top", "organizationalUnit", "sstAddress"])),
-                ("ou".to_string(), set(&["address"])),
-                ("sstGender".to_string(), set(&["f"])),
-                ("givenName".to_string(), set(&["Zoë"])),
-                ("sn".to_string(), set(&["Müller"])),
-                ("postalAddress".to_string(), set(&["Hauptgasse 1"])),
-                ("c".to_string(), set(&["CH"])),
-                ("postalCode".to_string(), set(&["3011"])),
-                ("l".to_string(), set(&["Bern"])),
-                ("preferredLanguage".to_string(), set(&["de-CH"])),
-                ("mail".to_string(), set(&["zoe@example.com"])),
-            ],
-        )
-        .await
-        .map_err(e)?;
+    ldap.with_controls(TxnSpec { txn_id: &txn }).add(&dn, root).await.map_err(e)?;
+    ldap.with_controls(TxnSpec { txn_id: &txn }).add(&format!("ou=address,{dn}"), address).await.map_err(e)?;
     let ldap3::result::ExopResult(_, res) = ldap.extended(EndTxn { txn_id: &txn, commit: true }).await.map_err(e)?;
     if res.rc != 0 {
         return Err(format!("txn rc {}", res.rc));

@@ -6,12 +6,14 @@
 //!     scripts/bench collection
 //!     scripts/bench ack
 //!     scripts/bench people
+//!     scripts/bench subscriptions
 
 mod ack;
 mod collection;
 mod common;
 mod element;
 mod people;
+mod subscriptions;
 
 use std::path::PathBuf;
 
@@ -67,6 +69,19 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
+    /// The subscriptions facade: GET and POST (upsert: update and create) of a merchant's
+    /// customer by its customer number, vs raw LDAP.
+    Subscriptions {
+        /// Customers created through the facade before the runs (`bench-<i>`).
+        #[arg(long, default_value_t = 300)]
+        customers: u64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 fn main() {
@@ -81,5 +96,8 @@ fn main() {
             rt.block_on(collection::collection(&cli.out, customers, seconds, rounds))
         }
         Cmd::People { customers, seconds, rounds } => rt.block_on(people::people(&cli.out, customers, seconds, rounds)),
+        Cmd::Subscriptions { customers, concurrency, seconds, rounds } => {
+            rt.block_on(subscriptions::subscriptions(&cli.out, customers, concurrency, seconds, rounds))
+        }
     }
 }
