@@ -86,3 +86,32 @@ async fn the_api_guide_examples_answer_as_written() {
         }
     }
 }
+
+/// The README's tour (its first `sh` block) runs as written against the demo data, on a
+/// private slapd and gateway: every curl answers the status it is there to show, and the
+/// LDAP tool finds the customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_tour_runs_as_written() {
+    let app = spawn_app().await;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let tour = readme.split("```sh\n").nth(1).and_then(|b| b.split("\n```").next()).expect("a sh block");
+    let script =
+        tour.replace("http://127.0.0.1:8080", &app.url("")).replace("ldap://127.0.0.1:3389", &app.slapd.url).replace(
+            "-D cn=Manager,dc=stoney-cloud,dc=org -w secret",
+            &format!("-D {} -w {}", app.slapd.root_dn, app.slapd.root_password),
+        );
+    assert_ne!(script, tour, "the tour uses the dev addresses");
+    // Each curl prints only its status; the tour's own flags stay.
+    let prelude = "set -e\ncurl() { command curl -sS -o /dev/null -w '%{http_code}\\n' \"$@\"; }\n";
+    let out = tokio::process::Command::new("bash").arg("-c").arg(format!("{prelude}{script}")).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let statuses: Vec<&str> =
+        stdout.lines().filter(|l| l.len() == 3 && l.chars().all(|c| c.is_ascii_digit())).collect();
+    assert_eq!(
+        statuses,
+        ["200", "200", "200", "200", "200", "201", "200", "412", "200", "201", "200", "200", "200"],
+        "{stdout}"
+    );
+    assert!(stdout.contains("dn: uid=5000001,ou=customers,uid=4000001"), "ldapsearch finds it: {stdout}");
+}
