@@ -281,8 +281,12 @@ impl State {
         (lookup::trigrams(&rec.text), values)
     }
 
-    /// Takes a record out of the posting lists (before it changes or goes).
+    /// Takes a record out of the posting lists (before it changes or goes). During a
+    /// load from nothing the lists are built once at its end (`rebuild_postings`).
     fn unindex(&mut self, slot: u32) {
+        if self.bulk {
+            return;
+        }
         let (grams, values) = self.keys_of(slot);
         for g in grams {
             self.grams.remove(g, slot);
@@ -296,6 +300,13 @@ impl State {
 
     /// Puts a record into the posting lists.
     fn index(&mut self, slot: u32) {
+        if self.bulk {
+            return;
+        }
+        self.post(slot);
+    }
+
+    fn post(&mut self, slot: u32) {
         let (grams, values) = self.keys_of(slot);
         for g in grams {
             self.grams.add(g, slot);
@@ -474,6 +485,24 @@ impl State {
             }
         });
         self.by_uuid.insert(uuid, (slot, part, self.gen));
+    }
+
+    /// The posting lists of every record, at the end of a load (slots ascending, so
+    /// every list is built by pushes).
+    fn rebuild_postings(&mut self) {
+        self.grams = Postings::default();
+        for v in self.values.iter_mut().flatten() {
+            *v = Postings::default();
+        }
+        for slot in 0..self.records.len() as u32 {
+            if self.records[slot as usize].is_some() {
+                self.post(slot);
+            }
+        }
+        self.grams.shrink();
+        for p in self.values.iter_mut().flatten() {
+            p.shrink();
+        }
     }
 
     fn rebuild_orders(&mut self) {
@@ -987,10 +1016,7 @@ impl SyncSink for CollectionIndex {
                 if state.bulk {
                     state.bulk = false;
                     state.rebuild_orders();
-                    state.grams.shrink();
-                    for p in state.values.iter_mut().flatten() {
-                        p.shrink();
-                    }
+                    state.rebuild_postings();
                 }
                 let n = state.orders.first().map_or(0, |o| o.slots.len());
                 drop(state);
