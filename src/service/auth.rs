@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use ldap3::Scope as LdapScope;
 use sha2::{Digest, Sha256};
 
+use super::throttle::{Admission, Refused, Throttle};
 use super::Scope;
 use crate::directory::error::rc;
 use crate::directory::escape::filter_value;
@@ -56,17 +57,7 @@ pub struct AuthSettings {
     pub lockout: Duration,
 }
 
-/// Login attempts for one user name: failures in the current window, attempts whose
-/// password is being checked, and the end of a lockout.
-struct Failures {
-    count: u32,
-    pending: u32,
-    first: Instant,
-    blocked_until: Option<Instant>,
-}
-
 const CACHE_CAP: usize = 50_000;
-const FAILURES_CAP: usize = 100_000;
 const PERSON_ATTRS: &[&str] =
     &["uid", "mail", "sstIsActive", "sstBelongsToUID", "sstBelongsToResellerUID", "sstBelongsToCustomerUID"];
 
@@ -77,9 +68,8 @@ pub struct Authenticator {
     settings: AuthSettings,
     salt: [u8; 32],
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
-    failures: Mutex<HashMap<String, Failures>>,
-    /// Woken whenever a counted attempt ends.
-    settled: tokio::sync::Notify,
+    /// Failed logins per user name.
+    throttle: Throttle<String>,
 }
 
 fn random_salt() -> [u8; 32] {
@@ -115,11 +105,10 @@ impl Authenticator {
         Authenticator {
             dir,
             binds,
-            settings,
             salt: random_salt(),
             cache: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
-            settled: tokio::sync::Notify::new(),
+            throttle: Throttle::new(&settings, true, "too many failed logins; throttled"),
+            settings,
         }
     }
 
@@ -178,76 +167,6 @@ impl Authenticator {
         cache.insert(key, (p.clone(), Instant::now() + self.settings.cache_ttl));
     }
 
-    /// Counts an attempt before its password is checked, so that parallel guesses cannot
-    /// get more than `max_failures` checks: refused while locked out; `Ok(false)` (wait
-    /// for an attempt in flight to end) while the failures and the attempts in flight
-    /// already reach the limit.
-    fn begin_attempt(&self, user: &str) -> Result<bool, AuthError> {
-        let now = Instant::now();
-        let mut map = self.failures.lock().map_err(|_| AuthError::Internal("lock poisoned".into()))?;
-        if map.len() >= FAILURES_CAP {
-            map.retain(|_, f| {
-                f.pending > 0
-                    || now.duration_since(f.first) < self.settings.failure_window
-                    || f.blocked_until.is_some_and(|u| u > now)
-            });
-        }
-        let f =
-            map.entry(user.to_string()).or_insert(Failures { count: 0, pending: 0, first: now, blocked_until: None });
-        match f.blocked_until {
-            Some(until) if until > now => return Err(AuthError::Throttled(until - now)),
-            Some(_) => {
-                f.blocked_until = None;
-                f.count = 0;
-                f.first = now;
-            }
-            None => {}
-        }
-        if now.duration_since(f.first) > self.settings.failure_window {
-            f.count = 0;
-            f.first = now;
-        }
-        if f.count + f.pending >= self.settings.max_failures {
-            return Ok(false);
-        }
-        f.pending += 1;
-        Ok(true)
-    }
-
-    /// Ends an attempt counted by `begin_attempt`: `Some(true)` a good password,
-    /// `Some(false)` a wrong one, `None` not checked (the directory failed).
-    fn end_attempt(&self, user: &str, good: Option<bool>) {
-        let now = Instant::now();
-        let Ok(mut map) = self.failures.lock() else { return };
-        let Some(f) = map.get_mut(user) else { return };
-        f.pending = f.pending.saturating_sub(1);
-        match good {
-            Some(true) => {
-                f.count = 0;
-                f.blocked_until = None;
-            }
-            Some(false) => {
-                if now.duration_since(f.first) > self.settings.failure_window {
-                    f.count = 0;
-                    f.first = now;
-                }
-                f.count += 1;
-                if f.count >= self.settings.max_failures {
-                    f.blocked_until = Some(now + self.settings.lockout);
-                    f.count = 0;
-                    f.first = now;
-                    tracing::warn!(user = ?user, "too many failed logins; throttled");
-                }
-            }
-            None => {}
-        }
-        if f.pending == 0 && f.count == 0 && f.blocked_until.is_none() {
-            map.remove(user);
-        }
-        drop(map);
-        self.settled.notify_waiters();
-    }
-
     /// Checks a user name and password.
     pub async fn authenticate(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
         let user = user.trim().to_ascii_lowercase();
@@ -263,19 +182,14 @@ impl Authenticator {
         // outlast the cache time) they are checked again without counting, so the real
         // user keeps working while others guess.
         if !remembered {
-            loop {
-                let settled = self.settled.notified();
-                tokio::pin!(settled);
-                settled.as_mut().enable();
-                if self.begin_attempt(&user)? {
-                    break;
-                }
-                // As many attempts as may still fail are in flight: wait for one to end.
-                // If it was these credentials and good, they are remembered now.
-                settled.await;
-                if let Some((p, true)) = self.cached(&key) {
-                    return Ok(p);
-                }
+            // While as many attempts as may still fail are in flight, this one waits for
+            // one to end; if it was these credentials and good, they are remembered now.
+            let fresh = || self.cached(&key).filter(|(_, fresh)| *fresh).map(|(p, _)| p);
+            match self.throttle.admit(&user, fresh).await {
+                Ok(Admission::Check) => {}
+                Ok(Admission::Known(p)) => return Ok(p),
+                Err(Refused::Throttled(wait)) => return Err(AuthError::Throttled(wait)),
+                Err(Refused::Poisoned) => return Err(AuthError::Internal("lock poisoned".into())),
             }
         }
         let res = self.verify(&user, password).await;
@@ -290,7 +204,7 @@ impl Authenticator {
                 Err(AuthError::Invalid) => Some(false),
                 Err(_) => None,
             };
-            self.end_attempt(&user, good);
+            self.throttle.end(&user, good);
         }
         res
     }

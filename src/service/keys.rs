@@ -16,6 +16,7 @@ use ldap3::Scope as LdapScope;
 use sha2::{Digest, Sha256};
 
 use super::auth::AuthSettings;
+use super::throttle::{Admission, Refused, Throttle};
 use super::ServiceError;
 use crate::directory::error::rc;
 use crate::directory::escape::{dn_value, filter_value};
@@ -32,7 +33,6 @@ pub const KEY_PREFIX: &str = "sk_";
 const NAME_MAX: usize = 32;
 const KEY_MAX: usize = 256;
 const CACHE_CAP: usize = 10_000;
-const FAILURES_CAP: usize = 100_000;
 const WRITE_ATTEMPTS: usize = 3;
 
 /// A key as it is listed: never the key itself.
@@ -67,14 +67,6 @@ impl From<DirError> for KeyError {
     }
 }
 
-/// Failed keys of one client address (as the failed logins of one user name).
-struct Failures {
-    count: u32,
-    pending: u32,
-    first: Instant,
-    blocked_until: Option<Instant>,
-}
-
 struct Remembered {
     reseller: u64,
     name: String,
@@ -85,8 +77,8 @@ pub struct Keys {
     dir: Directory,
     settings: AuthSettings,
     cache: Mutex<HashMap<[u8; 32], Remembered>>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
-    settled: tokio::sync::Notify,
+    /// Failed keys per client address.
+    throttle: Throttle<IpAddr>,
 }
 
 /// The lowercase hex SHA-256 of a key: what the directory stores.
@@ -138,10 +130,9 @@ impl Keys {
     pub fn new(dir: Directory, settings: AuthSettings) -> Self {
         Keys {
             dir,
-            settings,
             cache: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
-            settled: tokio::sync::Notify::new(),
+            throttle: Throttle::new(&settings, false, "too many failed subscription keys; throttled"),
+            settings,
         }
     }
 
@@ -324,71 +315,6 @@ impl Keys {
         cache.insert(hash, Remembered { reseller, name, until: Instant::now() + self.settings.cache_ttl });
     }
 
-    /// Counts an attempt before the key is looked up (as `Authenticator::begin_attempt`):
-    /// refused while the address is locked out, `Ok(false)` while the failures and the
-    /// attempts in flight already reach the limit.
-    fn begin_attempt(&self, ip: IpAddr) -> Result<bool, KeyError> {
-        let now = Instant::now();
-        let mut map = self.failures.lock().map_err(|_| KeyError::Internal("lock poisoned".into()))?;
-        if map.len() >= FAILURES_CAP {
-            map.retain(|_, f| {
-                f.pending > 0
-                    || now.duration_since(f.first) < self.settings.failure_window
-                    || f.blocked_until.is_some_and(|u| u > now)
-            });
-        }
-        let f = map.entry(ip).or_insert(Failures { count: 0, pending: 0, first: now, blocked_until: None });
-        match f.blocked_until {
-            Some(until) if until > now => return Err(KeyError::Throttled(until - now)),
-            Some(_) => {
-                f.blocked_until = None;
-                f.count = 0;
-                f.first = now;
-            }
-            None => {}
-        }
-        if now.duration_since(f.first) > self.settings.failure_window {
-            f.count = 0;
-            f.first = now;
-        }
-        if f.count + f.pending >= self.settings.max_failures {
-            return Ok(false);
-        }
-        f.pending += 1;
-        Ok(true)
-    }
-
-    /// Ends an attempt: `Some(true)` a good key, `Some(false)` a bad one, `None` not
-    /// checked (the directory failed).
-    fn end_attempt(&self, ip: IpAddr, good: Option<bool>) {
-        let now = Instant::now();
-        let Ok(mut map) = self.failures.lock() else { return };
-        let Some(f) = map.get_mut(&ip) else { return };
-        f.pending = f.pending.saturating_sub(1);
-        match good {
-            Some(true) => {}
-            Some(false) => {
-                if now.duration_since(f.first) > self.settings.failure_window {
-                    f.count = 0;
-                    f.first = now;
-                }
-                f.count += 1;
-                if f.count >= self.settings.max_failures {
-                    f.blocked_until = Some(now + self.settings.lockout);
-                    f.count = 0;
-                    f.first = now;
-                    tracing::warn!(client = %ip, "too many failed subscription keys; throttled");
-                }
-            }
-            None => {}
-        }
-        if f.pending == 0 && f.count == 0 && f.blocked_until.is_none() {
-            map.remove(&ip);
-        }
-        drop(map);
-        self.settled.notify_waiters();
-    }
-
     /// The reseller a key belongs to. Unknown, revoked and malformed keys are
     /// `KeyError::Invalid`, and count as failures of `client`.
     pub async fn authenticate(&self, key: &str, client: IpAddr) -> Result<u64, KeyError> {
@@ -396,17 +322,11 @@ impl Keys {
         if let Some(reseller) = self.cached(&digest) {
             return Ok(reseller);
         }
-        loop {
-            let settled = self.settled.notified();
-            tokio::pin!(settled);
-            settled.as_mut().enable();
-            if self.begin_attempt(client)? {
-                break;
-            }
-            settled.await;
-            if let Some(reseller) = self.cached(&digest) {
-                return Ok(reseller);
-            }
+        match self.throttle.admit(&client, || self.cached(&digest)).await {
+            Ok(Admission::Check) => {}
+            Ok(Admission::Known(reseller)) => return Ok(reseller),
+            Err(Refused::Throttled(wait)) => return Err(KeyError::Throttled(wait)),
+            Err(Refused::Poisoned) => return Err(KeyError::Internal("lock poisoned".into())),
         }
         let res = self.lookup(key, &digest).await;
         if let Ok((reseller, name)) = &res {
@@ -417,7 +337,7 @@ impl Keys {
             Err(KeyError::Invalid) => Some(false),
             Err(_) => None,
         };
-        self.end_attempt(client, good);
+        self.throttle.end(&client, good);
         res.map(|(reseller, _)| reseller)
     }
 

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod resources;
 pub mod scope;
 pub mod subscriptions;
+pub mod throttle;
 
 pub use resources::Resources;
 pub use scope::{Caller, Scope};
