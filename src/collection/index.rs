@@ -505,6 +505,27 @@ impl State {
         }
     }
 
+    /// Slots in the order of `keys` (each column ascending or descending, missing
+    /// values last), ties by id and reseller.
+    fn sorted_by(&self, slots: &[u32], keys: &[(Column, bool)]) -> Vec<u32> {
+        let mut keyed: Vec<(Vec<Option<SortKey>>, IdAndReseller, u32)> = slots
+            .iter()
+            .map(|&s| {
+                let r = self.rec(s);
+                (keys.iter().map(|(col, _)| r.key(*col)).collect(), (r.id, r.reseller), s)
+            })
+            .collect();
+        keyed.sort_by(|a, b| {
+            keys.iter()
+                .enumerate()
+                .map(|(k, (_, desc))| compare_keys(a.0[k].as_ref(), b.0[k].as_ref(), *desc))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+                .then(a.1.cmp(&b.1))
+        });
+        keyed.into_iter().map(|k| k.2).collect()
+    }
+
     fn rebuild_orders(&mut self) {
         let listed: Vec<u32> = self
             .records
@@ -716,33 +737,22 @@ impl CollectionIndex {
                 true => vec![(primary, false)],
                 false => q.sort.iter().map(|s| (s.column, s.descending)).collect(),
             };
-            let mut keyed: Vec<(Vec<Option<SortKey>>, IdAndReseller, u32)> = slots
+            let hits: Vec<u32> = slots
                 .iter()
                 .copied()
                 .filter(|&s| {
                     state.records.get(s as usize).is_some_and(|r| r.as_ref().is_some_and(Record::listed))
                         && matcher.matches(&state, s, &mut scratch)
                 })
-                .map(|s| {
-                    let r = state.rec(s);
-                    (keys.iter().map(|(col, _)| r.key(*col)).collect(), (r.id, r.reseller), s)
-                })
                 .collect();
-            keyed.sort_by(|a, b| {
-                keys.iter()
-                    .enumerate()
-                    .map(|(k, (_, desc))| compare_keys(a.0[k].as_ref(), b.0[k].as_ref(), *desc))
-                    .find(|o| o.is_ne())
-                    .unwrap_or(Ordering::Equal)
-                    .then(a.1.cmp(&b.1))
-            });
-            let total = keyed.len() as u64;
+            let sorted = state.sorted_by(&hits, &keys);
+            let total = sorted.len() as u64;
             let lo = (offset.min(total)) as usize;
             let hi = (end.min(total)) as usize;
-            let items = keyed[lo..hi]
+            let items = sorted[lo..hi]
                 .iter()
-                .map(|k| {
-                    let rec = state.rec(k.2);
+                .map(|&slot| {
+                    let rec = state.rec(slot);
                     row::item(self.def, rec.id, rec.reseller, &rec.row, public_url)
                 })
                 .collect();
@@ -825,25 +835,10 @@ impl CollectionIndex {
             let m = hits.len() as u64;
             if m > 0 && total < end && total + m > offset {
                 // Within a run of equal primary keys: the other keys, then the id.
-                let mut keyed: Vec<(Vec<Option<SortKey>>, IdAndReseller, u32)> = hits
-                    .iter()
-                    .map(|&s| {
-                        let r = state.rec(s);
-                        (secondary.iter().map(|(col, _)| r.key(*col)).collect(), (r.id, r.reseller), s)
-                    })
-                    .collect();
-                keyed.sort_by(|a, b| {
-                    secondary
-                        .iter()
-                        .enumerate()
-                        .map(|(k, (_, desc))| compare_keys(a.0[k].as_ref(), b.0[k].as_ref(), *desc))
-                        .find(|o| o.is_ne())
-                        .unwrap_or(Ordering::Equal)
-                        .then(a.1.cmp(&b.1))
-                });
+                let sorted = state.sorted_by(&hits, &secondary);
                 let lo = offset.saturating_sub(total) as usize;
                 let hi = (end - total).min(m) as usize;
-                window.extend(keyed[lo..hi].iter().map(|k| k.2));
+                window.extend_from_slice(&sorted[lo..hi]);
             }
             total += m;
         }
