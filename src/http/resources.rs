@@ -98,7 +98,7 @@ pub fn related(def: &'static ResourceDef, rel: &'static Related) -> MethodRouter
               OriginalUri(uri): OriginalUri| async move {
             app.service(def).check_visible(&scope, id).await?;
             let service = app.service(rel.resource);
-            let (q, page) = service.list_where(&scope, uri.query(), Some((rel.field, id)), None).await?;
+            let (q, page) = service.list_where(&scope, uri.query(), Some((rel.field, id))).await?;
             Ok::<_, ApiError>(page_response(&q, page, &format!("{}/{}", app.service(def).location(id), rel.name)))
         },
     )

@@ -148,55 +148,54 @@ impl Resources {
     /// first brought up to the directory's newest committed change, so every write that
     /// finished before this request began is in the answer.
     pub async fn list(&self, scope: &Scope, raw_query: Option<&str>) -> Result<(ListQuery, Page), ServiceError> {
-        self.list_where(scope, raw_query, None, None).await
+        self.list_where(scope, raw_query, None).await
     }
 
     /// The same, of the elements whose field `within.0` names `within.1` (the people of
-    /// a customer's `users`): that condition comes first, before the query's own. With
-    /// `target`, the index catches up with that state of the directory (read once for
-    /// several lists) instead of the newest.
+    /// a customer's `users`): that condition comes first, before the query's own.
     pub async fn list_where(
         &self,
         scope: &Scope,
         raw_query: Option<&str>,
         within: Option<(&str, u64)>,
-        target: Option<&Csns>,
     ) -> Result<(ListQuery, Page), ServiceError> {
-        let mut q = query::parse(self.def, raw_query, self.limits).map_err(|e| match e {
-            QueryError::Malformed(m) => ServiceError::BadRequest(m),
-            QueryError::Invalid(p) => ServiceError::Invalid(p),
-        })?;
+        let mut q = self.parse_query(raw_query)?;
         if let Some((name, id)) = within {
             let column = self.def.column(name).ok_or_else(|| ServiceError::Internal(format!("no column {name}")))?;
             let pattern =
                 crate::mapping::row::Pattern::parse(column.kind(), &id.to_string()).map_err(ServiceError::Internal)?;
             q.filters.insert(0, query::Filter { column, pattern });
         }
-        let target = match target {
-            Some(t) => t.clone(),
-            None => self.dir.context_csn().await?,
-        };
-        self.index.wait_for(&target, self.catch_up).await.map_err(|_| ServiceError::Unavailable)?;
-        let page = self.index.query(scope, &q, &self.public_url).map_err(|_| ServiceError::Unavailable)?;
+        let target = self.dir.context_csn().await?;
+        let page = self.answer(scope, &q, &target).await?;
         Ok((q, page))
     }
 
     /// The first page of a list, without counting every match, once the index holds
-    /// `target` (see `service::search`).
+    /// `target` (one state of the directory for several lists: see `service::search`).
     pub async fn first_hits(
         &self,
         scope: &Scope,
         raw_query: &str,
         target: &Csns,
     ) -> Result<(ListQuery, Page), ServiceError> {
-        let mut q = query::parse(self.def, Some(raw_query), self.limits).map_err(|e| match e {
+        let mut q = self.parse_query(Some(raw_query))?;
+        q.count = false;
+        let page = self.answer(scope, &q, target).await?;
+        Ok((q, page))
+    }
+
+    fn parse_query(&self, raw_query: Option<&str>) -> Result<ListQuery, ServiceError> {
+        query::parse(self.def, raw_query, self.limits).map_err(|e| match e {
             QueryError::Malformed(m) => ServiceError::BadRequest(m),
             QueryError::Invalid(p) => ServiceError::Invalid(p),
-        })?;
-        q.count = false;
+        })
+    }
+
+    /// A query's page from the index, once it holds `target`.
+    async fn answer(&self, scope: &Scope, q: &ListQuery, target: &Csns) -> Result<Page, ServiceError> {
         self.index.wait_for(target, self.catch_up).await.map_err(|_| ServiceError::Unavailable)?;
-        let page = self.index.query(scope, &q, &self.public_url).map_err(|_| ServiceError::Unavailable)?;
-        Ok((q, page))
+        self.index.query(scope, q, &self.public_url).map_err(|_| ServiceError::Unavailable)
     }
 
     /// The URL of the collection (what `Link` URLs start with).
