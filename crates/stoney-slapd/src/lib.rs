@@ -115,9 +115,20 @@ fn find_binary(name: &str) -> Result<PathBuf, LaunchError> {
     Err(LaunchError::Missing(name.into()))
 }
 
-/// The slapd the launcher runs: `STONEY_SLAPD_BIN` if set, else the system's
-/// (`/usr/sbin/slapd`, Debian's package). slapadd and the other slap tools are taken
-/// from the same folder (a build of `scripts/build-openldap` has them all in its `sbin`).
+/// Where `scripts/build-openldap` keeps the build in use: `$STONEY_OPENLDAP_CACHE/current`
+/// (default `/var/cache/stoney-openldap/current`).
+pub fn openldap_build() -> PathBuf {
+    let cache = std::env::var_os("STONEY_OPENLDAP_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/stoney-openldap"));
+    cache.join("current")
+}
+
+/// The slapd the launcher runs: `STONEY_SLAPD_BIN` if set, else the build of
+/// `scripts/build-openldap` if there is one (OpenLDAP 2.6.14 or newer, which
+/// `scripts/install-deps` provides), else the system's (`/usr/sbin/slapd`). slapadd and
+/// the other slap tools are taken from the same folder (a build has them all in its `sbin`).
 pub fn slapd_binary() -> Result<PathBuf, LaunchError> {
     match std::env::var_os("STONEY_SLAPD_BIN").filter(|v| !v.is_empty()) {
         Some(p) => {
@@ -128,7 +139,14 @@ pub fn slapd_binary() -> Result<PathBuf, LaunchError> {
                 Err(LaunchError::Missing(format!("STONEY_SLAPD_BIN={}", p.display())))
             }
         }
-        None => find_binary("slapd"),
+        None => {
+            let built = openldap_build().join("sbin/slapd");
+            if built.is_file() {
+                Ok(built)
+            } else {
+                find_binary("slapd")
+            }
+        }
     }
 }
 
@@ -695,6 +713,14 @@ impl Slapd {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// How the server ended if it stopped by itself (a crash): `None` while it runs,
+    /// and after `kill` or `stop`.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(status)
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after two seconds) and waits for it.
