@@ -25,15 +25,26 @@ pub(super) enum Repair {
     /// Deletes it where it is still held: the other server's write log has a delete of
     /// it newer than this state.
     Delete,
+    /// Deletes it again where it came back: the server's own write log has its delete.
+    /// Replication re-adds an entry that a server deleted when it takes a refresh from a
+    /// peer that had not taken the delete yet (slapd keeps no record of deleted entries
+    /// other than the write log), so an acknowledged delete would be undone.
+    DeleteAgain,
 }
+
+/// At most this many entryUUIDs go into one search for entries that came back.
+const UUIDS_PER_SEARCH: usize = 100;
 
 /// A server to be compared with the one in use.
 #[derive(Debug, Clone)]
 pub(super) struct Unchecked {
     /// When its replication with the server in use was disturbed (the earliest time).
     pub(super) since: SystemTime,
-    /// Comparisons in a row that found entries to send again.
+    /// Comparisons in a row that found an entry missing again after it had been sent
+    /// again (see `rounds_after`).
     pub(super) rounds: u32,
+    /// The entries (entryUUID) sent again or deleted since the disturbance.
+    pub(super) repaired: std::collections::HashSet<String>,
     /// After a comparison that came out equal: the `contextCSN` of the server in use at
     /// its end. Entries newer than the comparison's start were taken as still on their
     /// way; a replication session still in its refresh then may yet lose them (see
@@ -42,9 +53,32 @@ pub(super) struct Unchecked {
     pub(super) settled: Option<Csns>,
 }
 
-/// Comparisons in a row that send entries again before the gateway stops sending them:
-/// a server that still lacks them then does not take them from replication at all.
+/// Comparisons in a row that find entries missing again after they were sent again,
+/// before the gateway stops sending them: a server that still lacks them then does not
+/// take them from replication at all.
 pub(super) const RESEND_ROUNDS: u32 = 5;
+
+/// At most this many repaired entries are remembered per server (a bound on memory; once
+/// over, the record starts anew).
+const REPAIRED_KEPT: usize = 100_000;
+
+/// The count of comparisons in a row that found an entry missing again after it had been
+/// sent again, once a comparison repaired `now` (entryUUIDs): one more if any of them was
+/// repaired before (`earlier`), else none. Under a write load a restarted server's
+/// refresh can miss new entries round after round; that is replication still catching
+/// up, not a server that refuses what is sent. `earlier` takes `now`.
+pub(super) fn rounds_after(rounds: u32, earlier: &mut std::collections::HashSet<String>, now: &[String]) -> u32 {
+    let again = now.iter().any(|u| earlier.contains(u));
+    if earlier.len() + now.len() > REPAIRED_KEPT {
+        earlier.clear();
+    }
+    earlier.extend(now.iter().cloned());
+    if again {
+        rounds.saturating_add(1)
+    } else {
+        0
+    }
+}
 
 /// What one comparison of two servers found.
 pub(super) enum Compared {
@@ -54,8 +88,8 @@ pub(super) enum Compared {
     /// `reached` is what the other server had reached when the comparison started,
     /// `upto` what the server in use held when it ended.
     Same { unfixable: Vec<String>, reached: Csns, upto: Csns },
-    /// This many entries were sent again or deleted; compare once more.
-    Resent(usize),
+    /// These entries (entryUUID) were sent again or deleted; compare once more.
+    Resent(Vec<String>),
     /// This many entries differ and were not sent again (`RESEND_ROUNDS` were tried).
     Differ(usize),
 }
@@ -85,8 +119,17 @@ impl LdapManager {
         let now = SystemTime::now();
         if let Ok(mut p) = self.pending.lock() {
             for s in servers {
-                // A new disturbance keeps the earliest start but needs two comparisons again.
-                p[s].get_or_insert(Unchecked { since: now, rounds: 0, settled: None }).settled = None;
+                // A new disturbance keeps the earliest start but needs two comparisons
+                // again, and whatever it made a server miss is sent again afresh.
+                let u = p[s].get_or_insert(Unchecked {
+                    since: now,
+                    rounds: 0,
+                    repaired: Default::default(),
+                    settled: None,
+                });
+                u.settled = None;
+                u.rounds = 0;
+                u.repaired.clear();
             }
         }
         self.disturbances.fetch_add(1, Ordering::Relaxed);
@@ -166,16 +209,16 @@ impl LdapManager {
                 _ => self.disturbed(i, current),
             }
         }
-        let todo: Vec<(usize, Unchecked)> = match self.pending.lock() {
+        let todo: Vec<(usize, SystemTime, u32, Option<Csns>)> = match self.pending.lock() {
             Ok(p) => p
                 .iter()
                 .enumerate()
-                .filter_map(|(s, u)| u.clone().map(|u| (s, u)))
-                .filter(|(s, _)| *s != current)
+                .filter_map(|(s, u)| u.as_ref().map(|u| (s, u.since, u.rounds, u.settled.clone())))
+                .filter(|(s, ..)| *s != current)
                 .collect(),
             Err(_) => return,
         };
-        for (peer, Unchecked { since, rounds, settled }) in todo {
+        for (peer, since, rounds, settled) in todo {
             let seen = self.disturbances.load(Ordering::Relaxed);
             let (cur, other) = if current < peer {
                 let (a, b) = conns.split_at_mut(peer);
@@ -189,7 +232,10 @@ impl LdapManager {
             let outcome = self.compare(current, cur, other, since, rounds < RESEND_ROUNDS).await;
             if let (Ok(mut p), Ok(Compared::Resent(_) | Compared::Differ(_))) = (self.pending.lock(), &outcome) {
                 if let Some(u) = p[peer].as_mut() {
-                    u.rounds = u.rounds.saturating_add(1);
+                    u.rounds = match &outcome {
+                        Ok(Compared::Resent(uuids)) => rounds_after(u.rounds, &mut u.repaired, uuids),
+                        _ => u.rounds.saturating_add(1),
+                    };
                     u.settled = None;
                 }
             }
@@ -211,7 +257,7 @@ impl LdapManager {
                     }
                 }
                 Ok(Compared::Resent(k)) => {
-                    tracing::warn!(%url, entries = k, "replication had missed entries or deletes; repaired them");
+                    tracing::warn!(%url, entries = k.len(), "replication had missed entries or deletes; repaired them");
                 }
                 Ok(Compared::Differ(k)) => {
                     if rounds == RESEND_ROUNDS {
@@ -249,6 +295,9 @@ impl LdapManager {
         let filter = format!("(entryCSN>={})", crate::directory::escape::filter_value(&from));
         let mine = self.seen(cur, &filter).await?;
         let theirs = self.seen(peer, &filter).await?;
+        // Entries each server deleted in the span and holds again.
+        let back_mine = self.undeleted(cur, &from).await?;
+        let back_theirs = self.undeleted(peer, &from).await?;
         // What each server counts as its own after its entries were read: an entry past
         // it is stranded (see `reconcile::missing`).
         let mine_after = self.compared_csns(cur).await?;
@@ -293,37 +342,48 @@ impl LdapManager {
             };
             todo.push((true, repair, gap.entry));
         }
+        for (on_peer, back) in [(false, &back_mine), (true, &back_theirs)] {
+            for entry in back {
+                todo.retain(|(p, _, e)| !(*p == on_peer && e.uuid == entry.uuid));
+                todo.push((on_peer, Repair::DeleteAgain, entry));
+            }
+        }
         if !resend && !todo.is_empty() {
             return Ok(Compared::Differ(todo.len()));
         }
         // Entries are sent again parents first, deleted children first.
         let (sends, mut deletes): (Vec<_>, Vec<_>) = todo.into_iter().partition(|(_, r, _)| *r == Repair::Resend);
         deletes.reverse();
-        let mut repaired = 0;
+        let mut repaired = Vec::new();
         let mut unfixable = Vec::new();
         for (on_peer, repair, entry) in sends.into_iter().chain(deletes) {
             if self.current_server() != current {
-                return Ok(if repaired > 0 { Compared::Resent(repaired) } else { Compared::Behind });
+                return Ok(if repaired.is_empty() { Compared::Behind } else { Compared::Resent(repaired) });
             }
             let conn = if on_peer { &mut *peer } else { &mut *cur };
             let done = match repair {
                 Repair::Resend => self.resend(conn, &entry.dn).await?,
-                Repair::Delete => self.delete_tree(conn, &entry.dn).await?,
+                Repair::Delete | Repair::DeleteAgain => self.delete_tree(conn, &entry.dn).await?,
             };
             match (done, repair) {
                 (true, Repair::Resend) => {
                     self.resent.fetch_add(1, Ordering::Relaxed);
-                    repaired += 1;
+                    repaired.push(entry.uuid.clone());
                 }
                 (true, Repair::Delete) => {
                     tracing::warn!(dn = %entry.dn, "a server had missed the delete of an entry; deleted it there");
                     self.deletes_completed.fetch_add(1, Ordering::Relaxed);
-                    repaired += 1;
+                    repaired.push(entry.uuid.clone());
+                }
+                (true, Repair::DeleteAgain) => {
+                    tracing::warn!(dn = %entry.dn, "replication brought back an entry the server had deleted; deleted it again");
+                    self.deletes_completed.fetch_add(1, Ordering::Relaxed);
+                    repaired.push(entry.uuid.clone());
                 }
                 (false, _) => unfixable.push(entry.dn.clone()),
             }
         }
-        Ok(if repaired > 0 {
+        Ok(if !repaired.is_empty() {
             Compared::Resent(repaired)
         } else {
             Compared::Same { unfixable, reached: theirs_at, upto: mine_after }
@@ -423,6 +483,35 @@ impl LdapManager {
             .collect())
     }
 
+    /// The entries a server holds although its own write log has their delete (with a
+    /// CSN from `from` on): replication brought them back. Nothing where the write log
+    /// is not readable.
+    pub(super) async fn undeleted(&self, ldap: &mut Ldap, from: &str) -> Result<Vec<Seen>, DirError> {
+        let filter =
+            format!("(&(reqType=delete)(reqResult=0)(entryCSN>={}))", crate::directory::escape::filter_value(from));
+        let search = ldap.search(WRITE_LOG, Scope::OneLevel, &filter, vec!["reqEntryUUID"]);
+        let ldap3::SearchResult(found, result) =
+            tokio::time::timeout(Duration::from_secs(60), search).await.map_err(|_| DirError::Timeout)??;
+        match result.rc {
+            0 => {}
+            rc::NO_SUCH_OBJECT | rc::INSUFFICIENT_ACCESS => return Ok(Vec::new()),
+            rc => return Err(DirError::Other(format!("reading the write log: result {rc} {}", result.text))),
+        }
+        let mut uuids: Vec<String> = found
+            .into_iter()
+            .filter_map(|e| Entry::from_search(SearchEntry::construct(e)).first("reqEntryUUID").map(str::to_string))
+            .collect();
+        uuids.sort();
+        uuids.dedup();
+        let mut back = Vec::new();
+        for chunk in uuids.chunks(UUIDS_PER_SEARCH) {
+            let any: String =
+                chunk.iter().map(|u| format!("(entryUUID={})", crate::directory::escape::filter_value(u))).collect();
+            back.extend(self.seen(ldap, &format!("(|{any})")).await?);
+        }
+        Ok(back)
+    }
+
     /// Whether a server holds the entry with this entryUUID.
     pub(super) async fn holds(&self, ldap: &mut Ldap, uuid: &str) -> Result<bool, DirError> {
         let filter = format!("(entryUUID={})", crate::directory::escape::filter_value(uuid));
@@ -453,5 +542,37 @@ impl LdapManager {
             rc::INSUFFICIENT_ACCESS => Ok(false),
             rc => Err(DirError::Other(format!("sending {dn} again: result {rc} {}", done.text))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uuids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn new_entries_missed_round_after_round_are_catching_up_not_a_refusal() {
+        let mut earlier = std::collections::HashSet::new();
+        let mut rounds = 0;
+        for i in 0..(3 * RESEND_ROUNDS) {
+            rounds = rounds_after(rounds, &mut earlier, &[format!("new-{i}")]);
+            assert_eq!(rounds, 0, "round {i}");
+        }
+    }
+
+    #[test]
+    fn an_entry_missing_again_after_it_was_sent_counts_towards_giving_up() {
+        let mut earlier = std::collections::HashSet::new();
+        let mut rounds = rounds_after(0, &mut earlier, &uuids(&["a", "b"]));
+        assert_eq!(rounds, 0);
+        for want in 1..=RESEND_ROUNDS {
+            rounds = rounds_after(rounds, &mut earlier, &uuids(&["a", &format!("n{want}")]));
+            assert_eq!(rounds, want);
+        }
+        // A round with only new entries starts the count again.
+        assert_eq!(rounds_after(rounds, &mut earlier, &uuids(&["c"])), 0);
     }
 }
