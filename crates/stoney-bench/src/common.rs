@@ -119,7 +119,12 @@ impl Drop for Gateway {
     }
 }
 
+/// `STONEY_GATEWAY_BIN`, else the `stoney-gateway` beside this binary (cargo builds both
+/// into one folder).
 pub fn gateway_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("STONEY_GATEWAY_BIN").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
     let me = std::env::current_exe().expect("current exe");
     me.parent().expect("bin dir").join("stoney-gateway")
 }
@@ -130,6 +135,43 @@ pub async fn start_gateway(slapd: &Slapd) -> Gateway {
 
 /// A gateway on the servers `urls` (comma-separated) with more environment variables.
 pub async fn start_gateway_with(slapd: &Slapd, urls: &str, envs: &[(&str, &str)]) -> Gateway {
+    start_gateway_to(slapd, urls, envs, Stdio::null(), Stdio::inherit()).await
+}
+
+/// The same, logging into `log`, with the account and base of `slapd` (any server of a
+/// replicated set; they share them).
+pub async fn start_gateway_logged(slapd: &Account, urls: &str, envs: &[(&str, &str)], log: &Path) -> Gateway {
+    let file = std::fs::File::create(log).expect("gateway log");
+    let out = file.try_clone().expect("gateway log");
+    start_gateway_to(slapd.clone(), urls, envs, Stdio::from(out), Stdio::from(file)).await
+}
+
+/// The gateway's service account and the directory's base.
+#[derive(Clone)]
+pub struct Account {
+    pub gateway_dn: String,
+    pub gateway_password: String,
+    pub suffix: String,
+}
+
+impl From<&Slapd> for Account {
+    fn from(s: &Slapd) -> Account {
+        Account {
+            gateway_dn: s.gateway_dn.clone(),
+            gateway_password: s.gateway_password.clone(),
+            suffix: s.suffix.clone(),
+        }
+    }
+}
+
+async fn start_gateway_to(
+    slapd: impl Into<Account>,
+    urls: &str,
+    envs: &[(&str, &str)],
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Gateway {
+    let slapd: Account = slapd.into();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = Command::new(gateway_binary());
     cmd.arg("serve")
@@ -139,8 +181,8 @@ pub async fn start_gateway_with(slapd: &Slapd, urls: &str, envs: &[(&str, &str)]
         .env("STONEY__LDAP__BIND_PASSWORD", &slapd.gateway_password)
         .env("STONEY__LDAP__BASE_DN", &slapd.suffix)
         .env("STONEY__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stdout(stdout)
+        .stderr(stderr);
     cmd.envs(envs.iter().copied());
     // Owned by the guard at once, so a gateway that never gets ready is still stopped.
     let gateway = Gateway {
