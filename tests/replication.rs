@@ -682,3 +682,92 @@ async fn with_ack_all_a_write_is_answered_once_every_server_holds_it() {
     );
     let _ = gw.stop.send(());
 }
+
+/// The entries below `dn` as the server holds them, with their identity (entryUUID) and
+/// creation time, parents first, as LDIF adds (slapd does not let a client set entryCSN).
+fn as_replicated_adds(s: &Slapd, dn: &str) -> String {
+    let text = ldapsearch(s, dn, "(objectClass=*)", &["*", "entryUUID", "createTimestamp", "creatorsName"]);
+    let mut records: Vec<String> =
+        text.split("\n\n").map(str::trim).filter(|r| !r.is_empty()).map(String::from).collect();
+    records.sort_by_key(|r| r.lines().next().map(|l| l.matches(',').count()).unwrap_or_default());
+    records
+        .iter()
+        .map(|r| {
+            let mut lines = r.lines();
+            let first = lines.next().unwrap_or_default();
+            format!("{first}\nchangetype: add\n{}\n", lines.collect::<Vec<_>>().join("\n"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A delete made while the other server was down, undone by replication: that server,
+/// still holding the customer, hands it back in a refresh, and slapd, which keeps no
+/// record of deleted entries but the write log, adds it again (simulated here by adding
+/// the same entries, with the same entryUUID, as replication would). The gateway's
+/// comparison finds the customer in the server's own write log as deleted and deletes it
+/// again, with its billing entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_that_replication_undid_is_made_again() {
+    let (mut servers, gw) = replicated_gateway().await;
+    let res = gw
+        .client
+        .post(format!("{}/v1/customers", gw.base))
+        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+        .json(&common::company("Undone AG"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap();
+    let dn = format!("uid={id},ou=customers,uid=4000001,ou=reseller,{}", servers[0].suffix);
+    eventually(10, "the customer reached the second server", || billed(&servers[1]).contains(&id)).await;
+    let adds = as_replicated_adds(&servers[0], &dn);
+    assert!(adds.contains("entryUUID: ") && adds.matches("changetype: add").count() == 2, "{adds}");
+    tokio::task::block_in_place(|| servers[1].kill());
+    // A busy write log: more deletes since the disturbance than slapd's default size
+    // limit (500) lets a search return, the customer's last.
+    let mut busy = String::new();
+    for i in 0..510 {
+        let other = format!("cn=busy-{i},ou=administration,{}", servers[0].suffix);
+        busy.push_str(&format!(
+            "dn: {other}\nchangetype: add\nobjectClass: applicationProcess\ncn: busy-{i}\n\ndn: {other}\nchangetype: delete\n\n"
+        ));
+    }
+    assert!(ldapmodify(&servers[0], &busy).status.success());
+    let res = gw
+        .client
+        .delete(format!("{}/v1/customers/{id}", gw.base))
+        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(!customers(&servers[0]).0.contains_key(&id));
+    // Back on the first server as a replicated add would bring it (relax: the
+    // operational attributes are kept).
+    let mut cmd = std::process::Command::new("ldapmodify");
+    cmd.args(["-x", "-e", "relax", "-H", &servers[0].url, "-D", &servers[0].root_dn, "-w", &servers[0].root_password]);
+    let out = common::with_input(&mut cmd, &adds);
+    assert!(out.status.success(), "the entries come back: {out:?}");
+    assert!(customers(&servers[0]).0.contains_key(&id));
+    let pool = gw.state.directory.pool().manager();
+    let before = pool.deletes_completed();
+    // The second server returns: a disturbance, so the servers are compared.
+    tokio::task::block_in_place(|| servers[1].restart()).expect("the second server comes back");
+    eventually(30, "the undone delete is made again on the first server", || {
+        !customers(&servers[0]).0.contains_key(&id) && !billed(&servers[0]).contains(&id)
+    })
+    .await;
+    assert!(pool.deletes_completed() > before);
+    eventually(30, "and the second server has it deleted too", || !customers(&servers[1]).0.contains_key(&id)).await;
+    let res = gw
+        .client
+        .get(format!("{}/v1/customers/{id}", gw.base))
+        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    let _ = gw.stop.send(());
+}

@@ -17,6 +17,7 @@ pub mod rc {
     pub const UNAVAILABLE: u32 = 52;
     pub const UNWILLING: u32 = 53;
     pub const SIZE_LIMIT_EXCEEDED: u32 = 4;
+    pub const TIME_LIMIT_EXCEEDED: u32 = 3;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -351,6 +351,7 @@ fn replication_logdb(opts: &SlapdOptions, dir: &Path) -> String {
          olcDatabase: {{2}}mdb\nolcSuffix: cn=accesslog\nolcRootDN: cn=Manager,{suffix}\n\
          olcDbDirectory: {log}\nolcDbMaxSize: 1073741824\n\
          olcDbIndex: default eq\nolcDbIndex: entryCSN,objectClass,reqEnd,reqResult,reqStart,reqDN,reqEntryUUID eq\n\
+         olcLimits: {{0}}dn.exact=\"{GATEWAY_RDN},{suffix}\" size=unlimited time=unlimited\n\
          olcAccess: {{0}}to * by dn.exact=\"cn=Manager,{suffix}\" read by dn.exact=\"{GATEWAY_RDN},{suffix}\" read \
          by * none\n\n",
         suffix = opts.suffix,

@@ -90,6 +90,8 @@ pub struct LdapManager {
     deletes_completed: AtomicU64,
     /// Whether the comparison has found a server's write log unreadable (said once).
     log_unreadable: std::sync::atomic::AtomicBool,
+    /// A write log answered with a size or time limit (said once).
+    log_limited: std::sync::atomic::AtomicBool,
     /// The server in use, for those that follow this pool's choice (`follow`).
     moved: tokio::sync::watch::Sender<usize>,
     /// `ldap.ack = "all"`: per server, a connection that reads its `contextCSN` after a
@@ -114,6 +116,7 @@ impl LdapManager {
             resent: AtomicU64::new(0),
             deletes_completed: AtomicU64::new(0),
             log_unreadable: Default::default(),
+            log_limited: Default::default(),
             moved: tokio::sync::watch::Sender::new(0),
             acks: std::sync::Mutex::new((0..n).map(|_| AckConn::None).collect()),
             acks_degraded: AtomicU64::new(0),

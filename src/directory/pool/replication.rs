@@ -32,7 +32,13 @@ pub(super) enum Repair {
     DeleteAgain,
 }
 
-/// At most this many entryUUIDs go into one search for entries that came back.
+/// A DN as the comparison matches it: lower case, no spaces after the separators (the
+/// gateway writes DNs in one form; this covers an admin's `uid=1, ou=…`).
+fn normal_dn(dn: &str) -> String {
+    dn.split(',').map(str::trim).collect::<Vec<_>>().join(",").to_lowercase()
+}
+
+/// At most this many entryUUIDs or DNs go into one search for entries that came back.
 const UUIDS_PER_SEARCH: usize = 100;
 
 /// A server to be compared with the one in use.
@@ -390,13 +396,30 @@ impl LdapManager {
         })
     }
 
+    /// The write log's records of the gateway's moves into the trash, which start its
+    /// deletes (slapd does not always log the entryUUID of a delete, so the move, logged
+    /// under the entry's DN, is what tells a gateway delete reliably; uids are never
+    /// given twice, so a DN names one entry).
+    fn trash_move(&self) -> String {
+        format!(
+            "(&(reqType=modrdn)(reqNewSuperior={}))",
+            crate::directory::escape::filter_value(&crate::directory::layout::trash_dn(&self.spec.base_dn))
+        )
+    }
+
     /// Whether a server's write log holds a delete of the entry newer than the state
-    /// `entry` was seen in. A server whose write log the gateway may not read is taken to
-    /// have deleted nothing (said once in the log): the entry is then sent again, which
-    /// undoes a delete that server's peer had missed.
+    /// `entry` was seen in: under its entryUUID, or the gateway's move of its DN into the
+    /// trash. A server whose write log the gateway may not read is taken to have deleted
+    /// nothing (said once in the log): the entry is then sent again, which undoes a
+    /// delete that server's peer had missed.
     pub(super) async fn deleted_since(&self, ldap: &mut Ldap, entry: &Seen) -> Result<bool, DirError> {
-        let filter =
-            format!("(&(reqType=delete)(reqEntryUUID={}))", crate::directory::escape::filter_value(&entry.uuid));
+        let esc = crate::directory::escape::filter_value;
+        let filter = format!(
+            "(|(&(reqType=delete)(reqEntryUUID={}))(&{}(reqDN={})))",
+            esc(&entry.uuid),
+            self.trash_move(),
+            esc(&entry.dn)
+        );
         let ldap3::SearchResult(found, result) =
             ldap.search(WRITE_LOG, Scope::OneLevel, &filter, vec!["entryCSN"]).await?;
         match result.rc {
@@ -484,30 +507,66 @@ impl LdapManager {
     }
 
     /// The entries a server holds although its own write log has their delete (with a
-    /// CSN from `from` on): replication brought them back. Nothing where the write log
-    /// is not readable.
+    /// CSN from `from` on): under their entryUUID, or the gateway's move of their DN into
+    /// the trash, the entry at that DN being older than the move. Replication brought
+    /// them back. Nothing where the write log is not readable.
     pub(super) async fn undeleted(&self, ldap: &mut Ldap, from: &str) -> Result<Vec<Seen>, DirError> {
-        let filter =
-            format!("(&(reqType=delete)(reqResult=0)(entryCSN>={}))", crate::directory::escape::filter_value(from));
-        let search = ldap.search(WRITE_LOG, Scope::OneLevel, &filter, vec!["reqEntryUUID"]);
+        let filter = format!(
+            "(&(|(reqType=delete){})(reqResult=0)(entryCSN>={}))",
+            self.trash_move(),
+            crate::directory::escape::filter_value(from)
+        );
+        let attrs = vec!["reqType", "reqEntryUUID", "reqDN", "entryCSN"];
+        let search = ldap.search(WRITE_LOG, Scope::OneLevel, &filter, attrs);
         let ldap3::SearchResult(found, result) =
             tokio::time::timeout(Duration::from_secs(60), search).await.map_err(|_| DirError::Timeout)??;
         match result.rc {
             0 => {}
+            // Limited by the write log's size or time limit: what came is looked at.
+            rc::SIZE_LIMIT_EXCEEDED | rc::TIME_LIMIT_EXCEEDED => {
+                if !self.log_limited.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        base = WRITE_LOG,
+                        "the write log answers the gateway's account with a size or time limit: some deletes that \
+                         replication undid may not be made again (give the account size=unlimited there)"
+                    );
+                }
+            }
             rc::NO_SUCH_OBJECT | rc::INSUFFICIENT_ACCESS => return Ok(Vec::new()),
             rc => return Err(DirError::Other(format!("reading the write log: result {rc} {}", result.text))),
         }
-        let mut uuids: Vec<String> = found
-            .into_iter()
-            .filter_map(|e| Entry::from_search(SearchEntry::construct(e)).first("reqEntryUUID").map(str::to_string))
-            .collect();
+        let mut uuids: Vec<String> = Vec::new();
+        // Normalised DN → CSN of the latest move into the trash.
+        let mut moved: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        for e in found.into_iter().map(|e| Entry::from_search(SearchEntry::construct(e))) {
+            if e.first("reqType").is_some_and(|t| t.eq_ignore_ascii_case("modrdn")) {
+                if let (Some(dn), Some(csn)) = (e.first("reqDN"), e.first("entryCSN")) {
+                    let at = moved.entry(normal_dn(dn)).or_default();
+                    if at.as_str() < csn {
+                        *at = csn.to_string();
+                    }
+                }
+            } else if let Some(u) = e.first("reqEntryUUID") {
+                uuids.push(u.to_string());
+            }
+        }
         uuids.sort();
         uuids.dedup();
+        let esc = crate::directory::escape::filter_value;
         let mut back = Vec::new();
         for chunk in uuids.chunks(UUIDS_PER_SEARCH) {
-            let any: String =
-                chunk.iter().map(|u| format!("(entryUUID={})", crate::directory::escape::filter_value(u))).collect();
+            let any: String = chunk.iter().map(|u| format!("(entryUUID={})", esc(u))).collect();
             back.extend(self.seen(ldap, &format!("(|{any})")).await?);
+        }
+        let dns: Vec<&String> = moved.keys().collect();
+        for chunk in dns.chunks(UUIDS_PER_SEARCH) {
+            let any: String = chunk.iter().map(|d| format!("(entryDN={})", esc(d))).collect();
+            for seen in self.seen(ldap, &format!("(|{any})")).await? {
+                let older = moved.get(&normal_dn(&seen.dn)).is_some_and(|csn| seen.csn.as_str() < csn.as_str());
+                if older && !back.iter().any(|b: &Seen| b.uuid == seen.uuid) {
+                    back.push(seen);
+                }
+            }
         }
         Ok(back)
     }

@@ -85,6 +85,10 @@ impl LdapManager {
                                 _ => {
                                     let now = std::time::Instant::now();
                                     *c = Some((better, now));
+                                    tracing::info!(
+                                        %url,
+                                        "a preferred server answers again; using it once it has kept up for a while"
+                                    );
                                     now
                                 }
                             }
@@ -94,8 +98,6 @@ impl LdapManager {
                                 *c = None;
                             }
                             self.switch_to(better, "fail-back: a preferred server answers again and has caught up");
-                        } else {
-                            tracing::info!(%url, "a preferred server answers again; using it once it has kept up for a while");
                         }
                         return;
                     }
