@@ -771,3 +771,54 @@ async fn a_delete_that_replication_undid_is_made_again() {
     assert_eq!(res.status().as_u16(), 404);
     let _ = gw.stop.send(());
 }
+
+/// Two gateways writing to different servers at the same time (as for a moment when one
+/// has moved back to the preferred server and the other not yet; here each prefers
+/// another server): every create gets an id of its own, and both servers end up with
+/// every acknowledged customer. Each server's counter is raised on the other one before
+/// an id counts as taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_on_different_servers_never_hand_out_the_same_id() {
+    let (servers, first) = replicated_gateway().await;
+    let mut settings = common::settings_for(&servers[1]);
+    settings.ldap.urls = vec![servers[1].url.clone(), servers[0].url.clone()];
+    let second = common::start_gateway(settings).await;
+    assert_eq!(second.state.directory.current_server(), 0, "the second gateway uses the second server");
+    let mut tasks = Vec::new();
+    for (g, gw) in [&first, &second].into_iter().enumerate() {
+        for t in 0..3 {
+            let (client, base) = (gw.client.clone(), gw.base.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut made = Vec::new();
+                for n in 0..40 {
+                    let name = format!("Gateway {g} Task {t} Create {n} AG");
+                    let res = client
+                        .post(format!("{base}/v1/customers"))
+                        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+                        .json(&common::company(&name))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status().as_u16(), 201, "{}", res.text().await.unwrap_or_default());
+                    made.push((res.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap(), name));
+                }
+                made
+            }));
+        }
+    }
+    let mut made = Vec::new();
+    for t in tasks {
+        made.extend(t.await.unwrap());
+    }
+    let mut ids: Vec<u64> = made.iter().map(|(id, _)| *id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), made.len(), "every create got its own id");
+    eventually(30, "both servers hold every acknowledged customer", || {
+        let (a, b) = (customers(&servers[0]).0, customers(&servers[1]).0);
+        made.iter().all(|(id, name)| a.get(id).map(|c| &c.0) == Some(name) && b.get(id).map(|c| &c.0) == Some(name))
+    })
+    .await;
+    let _ = first.stop.send(());
+    let _ = second.stop.send(());
+}

@@ -15,7 +15,7 @@ use super::error::rc;
 
 const POST_READ_OID: &str = "1.3.6.1.1.13.2";
 use super::csn::Csns;
-use super::pool::{LdapManager, Pool};
+use super::pool::{csn_sid, raise_counter, Claim, LdapManager, Pool};
 use super::{DirError, Entry};
 
 /// One write. DNs and values are final: the caller has escaped what needed escaping.
@@ -83,6 +83,18 @@ pub struct Directory {
 }
 
 type Conn = Object<LdapManager>;
+
+/// Ids given up in one allocation because another server had handed them out, before it
+/// fails (503): two gateways on two servers taking turns at the same ids.
+const CLAIM_ROUNDS: u32 = 50;
+
+/// How far past an id another server handed out the counter skips in the `round`th try:
+/// at random within a range that grows with the tries.
+fn skip_length(round: u32) -> u64 {
+    let mut b = [0u8; 8];
+    let r = getrandom::getrandom(&mut b).map(|_| u64::from_le_bytes(b)).unwrap_or(0);
+    r % (8 * (u64::from(round) + 1))
+}
 
 fn pool_error(e: PoolError<DirError>) -> DirError {
     match e {
@@ -226,7 +238,9 @@ impl Directory {
     }
 
     /// Allocates a new uid: one Modify-Increment of `uidNumber` on the counter entry with
-    /// the Post-Read control, so concurrent callers can never get the same number.
+    /// the Post-Read control, so concurrent callers can never get the same number; with
+    /// several servers, the other servers' counters are raised to it before it is used
+    /// (`LdapManager::claim_elsewhere`).
     pub async fn next_uid(&self, counter_dn: &str) -> Result<u64, DirError> {
         let started = Instant::now();
         let mut conn = self.conn().await.inspect_err(|e| observe("increment", started, Some(e)))?;
@@ -240,8 +254,10 @@ impl Directory {
         };
         let res = async {
             let ldap: &mut Ldap = &mut conn;
+            let mut rounds = 0;
             loop {
-                let value = self.increment(ldap, counter_dn, step).await?;
+                let (value, sid) = self.increment(ldap, counter_dn, step).await?;
+                step = 1;
                 let elsewhere = {
                     let Ok(mut seen) = self.highest_ids.lock() else { return Ok(value) };
                     let elsewhere = seen.iter().filter(|(s, _)| **s != server).map(|(_, v)| *v).max().unwrap_or(0);
@@ -251,13 +267,43 @@ impl Directory {
                     }
                     elsewhere
                 };
-                if value > elsewhere {
-                    return Ok(value);
+                let past = if value > elsewhere {
+                    match self
+                        .pool
+                        .manager()
+                        .claim_elsewhere(server, counter_dn, value, sid.as_deref(), self.op_timeout)
+                        .await?
+                    {
+                        Claim::Held => return Ok(value),
+                        Claim::Taken(held) => {
+                            // Handed out on another server already (another gateway uses it
+                            // now). A skip of a random length past it keeps two gateways
+                            // that take turns from landing on the same next id.
+                            tracing::warn!(
+                                value,
+                                held,
+                                "another server has handed out this id; the counter skips ahead"
+                            );
+                            held + skip_length(rounds)
+                        }
+                    }
+                } else {
+                    // This server's counter is behind ids handed out from another one (not
+                    // yet replicated here).
+                    tracing::warn!(value, elsewhere, "the id counter is behind; it skips ahead");
+                    elsewhere + self.id_gap
+                };
+                rounds += 1;
+                if rounds > CLAIM_ROUNDS {
+                    return Err(DirError::Unavailable("the id counter keeps moving on another server".into()));
                 }
-                // This server's counter is behind ids handed out from another one (not yet
-                // replicated here): jump past them.
-                tracing::warn!(value, elsewhere, "the id counter is behind; it skips ahead");
-                step = elsewhere - value + 1 + self.id_gap;
+                // This server's counter is raised to what was handed out (never lowered:
+                // other writers move it too), and the next id is taken.
+                for _ in 0..CLAIM_ROUNDS {
+                    if raise_counter(ldap, counter_dn, past, None, self.op_timeout).await?.is_some() {
+                        break;
+                    }
+                }
             }
         }
         .await;
@@ -268,11 +314,12 @@ impl Directory {
         res
     }
 
-    /// One Modify-Increment of the counter with Post-Read; the new value.
-    async fn increment(&self, ldap: &mut Ldap, counter_dn: &str, step: u64) -> Result<u64, DirError> {
+    /// One Modify-Increment of the counter with Post-Read; the new value, and the server id
+    /// of its CSN (which server made the change).
+    async fn increment(&self, ldap: &mut Ldap, counter_dn: &str, step: u64) -> Result<(u64, Option<String>), DirError> {
         let step = step.to_string();
         let res = ldap
-            .with_controls(PostRead::new(vec!["uidNumber"]))
+            .with_controls(PostRead::new(vec!["uidNumber", "entryCSN"]))
             .with_timeout(self.op_timeout)
             .modify(counter_dn, vec![Mod::Increment("uidNumber", step.as_str())])
             .await?;
@@ -283,12 +330,12 @@ impl Directory {
             .find(|c| c.1.ctype == POST_READ_OID)
             .map(|c| c.1.parse::<PostReadResp>())
             .ok_or_else(|| DirError::Other("no post-read control in the counter answer".into()))?;
-        read.attrs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("uidNumber"))
-            .and_then(|(_, v)| v.first())
+        let first =
+            |name: &str| read.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.first());
+        let value = first("uidNumber")
             .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| DirError::Other("counter has no numeric uidNumber".into()))
+            .ok_or_else(|| DirError::Other(format!("counter has no numeric uidNumber: {:?}", read.attrs)))?;
+        Ok((value, first("entryCSN").and_then(|c| csn_sid(c)).map(str::to_string)))
     }
 
     /// Applies every operation or none. One operation goes as itself; several go in one

@@ -281,7 +281,7 @@ fn differences(a: &Snapshot, b: &Snapshot, quiet: f64) -> Vec<u64> {
 }
 
 /// The writers: each creates a customer, changes the locality of one of its own, and,
-/// once it has more than `KEEP`, deletes its oldest every other round.
+/// once it has more than `KEEP`, deletes its oldest (so the directory stays as large).
 const KEEP: usize = 12;
 
 struct Load {
@@ -348,7 +348,7 @@ fn start_load(writers: usize, pace_ms: u64, gateways: &[Gateway], log: &Arc<Mute
                 }
                 let doomed = {
                     let mut l = log.lock().unwrap();
-                    (l.own[w].len() > KEEP && n % 2 == 0).then(|| l.own[w].remove(0))
+                    (l.own[w].len() > KEEP).then(|| l.own[w].remove(0))
                 };
                 if let Some(id) = doomed {
                     let res = client
@@ -776,6 +776,11 @@ pub async fn faults(out: &Path, plan: Plan) -> bool {
         );
         let stop = o.failed() && std::env::var_os("STONEY_FAULTS_HOLD").is_some();
         outcomes.push(o);
+        // The figures so far, so that a run cut short leaves them too.
+        if n + 1 < cycles.len() {
+            let log = h.log.lock().unwrap();
+            report(out, &plan, &outcomes, &log, started.elapsed(), false);
+        }
         if stop {
             // Debugging: keep the servers and gateways up for a look.
             let urls: Vec<&str> = h.servers.iter().map(|s| s.reach.url.as_str()).collect();
@@ -784,7 +789,7 @@ pub async fn faults(out: &Path, plan: Plan) -> bool {
         }
     }
     let log = h.log.lock().unwrap();
-    let failed = report(out, &plan, &outcomes, &log, started.elapsed());
+    let failed = report(out, &plan, &outcomes, &log, started.elapsed(), true);
     if failed {
         eprintln!("gateway logs: {}", h.logs.path().display());
         eprintln!("unexpected answers: {:#?}", log.errors);
@@ -794,7 +799,9 @@ pub async fn faults(out: &Path, plan: Plan) -> bool {
     !(failed && plan.strict)
 }
 
-fn report(out: &Path, plan: &Plan, outcomes: &[Outcome], log: &Log, took: Duration) -> bool {
+/// Writes the figures of `outcomes` (printed too when `last`); whether a judged cycle
+/// missed a goal.
+fn report(out: &Path, plan: &Plan, outcomes: &[Outcome], log: &Log, took: Duration, last: bool) -> bool {
     let mut rows = String::new();
     let mut failed = false;
     let kinds: BTreeSet<(Fault, &str)> = outcomes.iter().map(|o| (o.fault.unwrap(), o.ack)).collect();
@@ -859,9 +866,9 @@ fn report(out: &Path, plan: &Plan, outcomes: &[Outcome], log: &Log, took: Durati
     let body = format!(
         "## Replication under faults (`stoney-bench faults`)\n\n\
          {date}; {machine}. Two slapd servers in multi-provider replication, two gateways on them \
-         (both with the servers in the same order), {writers} writers through the gateways (each round: a create, \
-         a change of one of its customers' billing locality, and every other round the delete of its oldest once \
-         it has more than {KEEP}; {pace} ms pause per round), {requests} requests in {mins:.0} min. A cycle: \
+         (both with the servers in the same order), {done} of {planned} cycles run, {writers} writers through the gateways (each round: a create, \
+         a change of one of its customers' billing locality, and the delete of its oldest once it has more than \
+         {KEEP}; {pace} ms pause per round), {requests} requests in {mins:.0} min. A cycle: \
          {up} s of load, SIGKILL of one server (alternately the first and the second), {down} s down, restart \
          (or: wipe and start with `rejoin`; or, for a double fault, restart, then {second} s later SIGKILL of the \
          other, {down} s down, restart), {after} s more load; then the load stops and every acknowledged write is \
@@ -879,6 +886,8 @@ fn report(out: &Path, plan: &Plan, outcomes: &[Outcome], log: &Log, took: Durati
          neither a success nor a 503 for a request in flight when a server died. {verdict}\n{notes}",
         date = now(),
         machine = machine(),
+        done = outcomes.len(),
+        planned = plan.singles + plan.rejoins + plan.doubles + plan.doubles_ack_one,
         writers = plan.writers,
         pace = plan.pace_ms,
         requests = log.requests,
@@ -891,7 +900,9 @@ fn report(out: &Path, plan: &Plan, outcomes: &[Outcome], log: &Log, took: Durati
         verdict = if failed { "**Goals missed** in the cycles below." } else { "Every judged cycle was clean." },
         notes = if notes.is_empty() { String::new() } else { format!("\n{}\n", notes.join("\n")) },
     );
-    println!("{body}");
+    if last {
+        println!("{body}");
+    }
     write_section(out, "faults", &body);
     failed
 }

@@ -384,7 +384,10 @@ fn copy_from_peer(peer: &str, suffix: &str, root_password: &str, dir: &Path) -> 
     let deadline = Instant::now() + Duration::from_secs(60);
     let out = loop {
         let out = Command::new(find_binary("ldapsearch")?)
-            .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=5", "-H", peer, "-D", &root_dn])
+            // -M (ManageDsaIT): glue entries too, which replication leaves where a child
+            // arrived without its parent; without them slapadd finds the children's
+            // parents missing.
+            .args(["-x", "-M", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=5", "-H", peer, "-D", &root_dn])
             .args(["-w", root_password, "-b", suffix, "-s", "sub", "(objectClass=*)", "*", "+"])
             .stdin(Stdio::null())
             .output()?;

@@ -19,11 +19,13 @@ use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
 
 mod ack;
+mod claim;
 mod replication;
 mod servers;
 
 use super::DirError;
 use ack::AckConn;
+pub use claim::{csn_sid, raise_counter, Claim};
 use replication::Unchecked;
 pub use replication::WRITE_LOG;
 
@@ -99,6 +101,8 @@ pub struct LdapManager {
     acks: std::sync::Mutex<Vec<AckConn>>,
     /// Writes acknowledged with fewer servers holding them than are configured.
     acks_degraded: AtomicU64,
+    /// Per server, a connection that raises its id counter (`claim_elsewhere`).
+    claimers: Vec<tokio::sync::Mutex<Option<Ldap>>>,
 }
 
 impl LdapManager {
@@ -120,6 +124,7 @@ impl LdapManager {
             moved: tokio::sync::watch::Sender::new(0),
             acks: std::sync::Mutex::new((0..n).map(|_| AckConn::None).collect()),
             acks_degraded: AtomicU64::new(0),
+            claimers: (0..n).map(|_| tokio::sync::Mutex::new(None)).collect(),
         }
     }
 

@@ -1,0 +1,131 @@
+//! Ids claimed on every server. With several servers, two gateways can use different
+//! ones at the same moment (one has moved back to the preferred server, the other not
+//! yet), and their counters, replicated copies of one entry, would hand out the same id
+//! on both: replication then keeps one of the two customers. So once the counter of the
+//! server in use has given an id, the counter of every other server that answers is
+//! raised to it, under an assertion that it still holds the value just read there. A
+//! gateway that took that id (or a later one) on the other server has raised it
+//! already: then the id is given up and the counter of the server in use skips past.
+//! A counter that is there already because replication brought this server's own
+//! increment (its entryCSN names this server) does not count as taken: otherwise every
+//! claim would lose against its own replication.
+
+use std::time::Duration;
+
+use ldap3::controls::Assertion;
+use ldap3::{Ldap, Mod, Scope, SearchEntry};
+
+use super::LdapManager;
+use crate::directory::error::rc;
+use crate::directory::{DirError, Entry};
+
+/// Whether an id may be used.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// No other server that answers has handed it out.
+    Held,
+    /// Another server's counter is already at this value (or past it).
+    Taken(u64),
+}
+
+/// Tries per server while its counter changes under the claim.
+const CLAIM_TRIES: usize = 5;
+
+impl LdapManager {
+    /// Raises the counter (`counter_dn`, attribute `uidNumber`) of every server but
+    /// `current` to `id`, or finds one that is there already. A server that does not
+    /// answer is skipped (nothing is handed out there while it is down).
+    pub async fn claim_elsewhere(
+        &self,
+        current: usize,
+        counter_dn: &str,
+        id: u64,
+        own_sid: Option<&str>,
+        op_timeout: Duration,
+    ) -> Result<Claim, DirError> {
+        for server in (0..self.spec.urls.len()).filter(|&s| s != current) {
+            let mut slot = self.claimers[server].lock().await;
+            for _ in 0..CLAIM_TRIES {
+                if slot.is_none() {
+                    let url = &self.spec.urls[server];
+                    match tokio::time::timeout(self.spec.connect_timeout, self.connect(url, true)).await {
+                        Ok(Ok(ldap)) => *slot = Some(ldap),
+                        _ => break,
+                    }
+                }
+                let Some(ldap) = slot.as_mut() else { break };
+                match raise_counter(ldap, counter_dn, id, own_sid, op_timeout).await {
+                    Ok(Some(Claim::Held)) => break,
+                    Ok(Some(taken)) => return Ok(taken),
+                    // The counter changed between the read and the write: read again.
+                    Ok(None) => continue,
+                    Err(DirError::Unavailable(_) | DirError::Timeout) => {
+                        *slot = None;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Claim::Held)
+    }
+}
+
+/// Raises a server's counter to `id` unless it is there already (`Taken` with its value,
+/// or `Held` when its last change came from the server id `own_sid`: replication of the
+/// increment that gave `id`); `None` when the counter changed between the read and the
+/// write.
+pub async fn raise_counter(
+    ldap: &mut Ldap,
+    counter_dn: &str,
+    id: u64,
+    own_sid: Option<&str>,
+    op_timeout: Duration,
+) -> Result<Option<Claim>, DirError> {
+    let ldap3::SearchResult(found, result) = ldap
+        .with_timeout(op_timeout)
+        .search(counter_dn, Scope::Base, "(objectClass=*)", vec!["uidNumber", "entryCSN"])
+        .await?;
+    match result.rc {
+        0 => {}
+        // No counter there (yet): nothing was handed out from it.
+        rc::NO_SUCH_OBJECT => return Ok(Some(Claim::Held)),
+        rc => return Err(DirError::Other(format!("reading the id counter: result {rc} {}", result.text))),
+    }
+    let entry = found.into_iter().next().map(|e| Entry::from_search(SearchEntry::construct(e)));
+    let Some(held) = entry.as_ref().and_then(|e| e.first("uidNumber")).and_then(|v| v.parse::<u64>().ok()) else {
+        return Err(DirError::Other(format!("the id counter has no numeric uidNumber: {entry:?}")));
+    };
+    if held >= id {
+        let from = entry.as_ref().and_then(|e| e.first("entryCSN")).and_then(csn_sid);
+        if own_sid.is_some() && from == own_sid {
+            return Ok(Some(Claim::Held));
+        }
+        return Ok(Some(Claim::Taken(held)));
+    }
+    let value = id.to_string();
+    let done = ldap
+        .with_controls(Assertion::new(format!("(uidNumber={held})").as_str()))
+        .with_timeout(op_timeout)
+        .modify(counter_dn, vec![Mod::Replace("uidNumber", std::collections::HashSet::from([value.as_str()]))])
+        .await?;
+    match done.rc {
+        0 => Ok(Some(Claim::Held)),
+        rc::ASSERTION_FAILED => Ok(None),
+        rc => Err(DirError::Other(format!("raising the id counter: result {rc} {}", done.text))),
+    }
+}
+
+/// The server id of a CSN (`20261201150403.123456Z#000000#001#000000` → `001`).
+pub fn csn_sid(csn: &str) -> Option<&str> {
+    csn.split('#').nth(2)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_server_id_of_a_csn_is_its_third_part() {
+        assert_eq!(super::csn_sid("20261201150403.123456Z#000000#002#000000"), Some("002"));
+        assert_eq!(super::csn_sid("garbage"), None);
+    }
+}
