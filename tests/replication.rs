@@ -822,3 +822,43 @@ async fn gateways_on_different_servers_never_hand_out_the_same_id() {
     let _ = first.stop.send(());
     let _ = second.stop.send(());
 }
+
+/// Re-adding each server in turn: the second is wiped and rejoins from the first, then
+/// the first is wiped and rejoins from the second, which is itself a copy (its base entry
+/// then carries what the first server's write log adds to it, which must not be copied
+/// a second time).
+#[test]
+fn a_rejoined_server_can_be_the_copy_of_the_next_rejoin() {
+    use stoney_slapd::Replication;
+    let mut servers =
+        Slapd::start_replicated(2, SlapdOptions { demo_data: true, ..Default::default() }).expect("two servers");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while customers(&servers[1]).0.len() != 60 {
+        assert!(Instant::now() < deadline, "the second server got the data");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut states = Vec::new();
+    for (wiped, from) in [(1usize, 0usize), (0, 1)] {
+        let (listen, root_password, peer) =
+            (servers[wiped].listen, servers[wiped].root_password.clone(), servers[from].url.clone());
+        servers[wiped].kill();
+        let state = tempfile::tempdir().unwrap();
+        let rejoined = Slapd::start(SlapdOptions {
+            demo_data: true,
+            listen,
+            state_dir: Some(state.path().to_path_buf()),
+            root_password: Some(root_password),
+            replication: Some(Replication {
+                server_id: wiped as u32 + 1,
+                peers: vec![peer.clone()],
+                load_data: false,
+                rejoin: Some(peer),
+            }),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("server {} rejoins from server {}: {e}", wiped + 1, from + 1));
+        assert_eq!(customers(&rejoined).0.len(), 60, "server {} holds the copy", wiped + 1);
+        servers[wiped] = rejoined;
+        states.push(state);
+    }
+}

@@ -150,6 +150,8 @@ struct Outcome {
     duplicate_ids: Vec<u64>,
     trash_left: usize,
     rest_mismatches: Vec<String>,
+    /// Lists answered 503 at first (the index waited for the directory), then asked again.
+    lists_refused: usize,
     /// Seconds from the (last) restart until the servers agreed on every customer not
     /// written in the last two seconds.
     converged_secs: Option<f64>,
@@ -655,15 +657,35 @@ impl Harness {
         // Through REST: each gateway's count, and every customer written in the cycle.
         let auth = ("admin@stoney-cloud.org", "admin-secret");
         for (g, gw) in self.gateways.iter().enumerate() {
-            let res = self
-                .client
-                .get(format!("{}/v1/customers?per_page=1", gw.base))
-                .basic_auth(auth.0, Some(auth.1))
-                .send()
-                .await;
-            let total = res.ok().and_then(|r| {
-                r.headers().get("x-total-count").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
-            });
+            // A 503 (the index waits for the directory, or restarts its synchronisation)
+            // is asked again, as a client following Retry-After would; a count that
+            // differs from the servers' is a mismatch.
+            let mut total = None;
+            for attempt in 0..5 {
+                let res = self
+                    .client
+                    .get(format!("{}/v1/customers?per_page=1", gw.base))
+                    .basic_auth(auth.0, Some(auth.1))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status() == 200 => {
+                        total = r
+                            .headers()
+                            .get("x-total-count")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<usize>().ok());
+                        break;
+                    }
+                    Ok(r) if r.status() == 503 => {
+                        if attempt == 0 {
+                            out.lists_refused += 1;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    _ => break,
+                }
+            }
             if total != Some(a.customers.len()) {
                 out.rest_mismatches.push(format!(
                     "gateway {}: X-Total-Count {total:?}, servers {}",
@@ -821,7 +843,7 @@ fn report(out: &Path, plan: &Plan, outcomes: &[Outcome], log: &Log, took: Durati
         let max = conv.last().map(|s| format!("{s:.1}")).unwrap_or_else(|| "—".into());
         let slow = conv.iter().filter(|s| **s > 10.0).count() + never;
         rows.push_str(&format!(
-            "| {} | {ack} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {med} / {max} | {slow} | {} | {} |\n",
+            "| {} | {ack} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {med} / {max} | {slow} | {} | {} |\n",
             fault.name(),
             os.len(),
             os.len() - bad,
@@ -833,6 +855,7 @@ fn report(out: &Path, plan: &Plan, outcomes: &[Outcome], log: &Log, took: Durati
             sum(&|o| o.orphans.len()),
             sum(&|o| o.diverged.len() + o.duplicate_ids.len()),
             sum(&|o| o.trash_left + o.rest_mismatches.len()),
+            sum(&|o| o.lists_refused),
             os.iter().map(|o| o.acknowledged).sum::<u64>(),
             os.iter().map(|o| o.unexpected).sum::<u64>(),
         ));
@@ -877,13 +900,16 @@ fn report(out: &Path, plan: &Plan, outcomes: &[Outcome], log: &Log, took: Durati
          customer not written in the last two seconds (under the load when within {after} s). A server that ends \
          by itself is restarted at once; ending again in the same cycle is a crash loop.\n\n\
          | cycle | ack | cycles | clean | crashes | crash loops | lost | resurrected | lost patches | orphans | \
-         diverged | trash / REST | converged s (median / max) | over 10 s | acknowledged writes | unexpected answers |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
+         diverged | trash / REST | lists refused | converged s (median / max) | over 10 s | acknowledged writes | \
+         unexpected answers |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
          Lost: an acknowledged create missing (or another customer) on a server; resurrected: an acknowledged \
          delete undone; lost patches: a billing locality other than the last acknowledged one (or one tried after \
          it); orphans: a customer without its billing entry; diverged: a customer the servers still disagree on \
          30 s after the load stopped (not counting creates whose answer was lost: {extra}). Unexpected answers: \
-         neither a success nor a 503 for a request in flight when a server died. {verdict}\n{notes}",
+         neither a success nor a 503 for a request in flight when a server died. Lists refused: a count asked \
+         after the cycle answered 503 (the index waited for the directory's newest change, or restarted its \
+         synchronisation) and was asked again. {verdict}\n{notes}",
         date = now(),
         machine = machine(),
         done = outcomes.len(),

@@ -370,9 +370,18 @@ fn replication_extra(opts: &SlapdOptions) -> String {
         .to_string()
 }
 
-/// Operational attributes a search returns that slapd computes and slapadd refuses.
-const NOT_STORED: [&str; 6] =
-    ["entryDN", "subschemaSubentry", "hasSubordinates", "numSubordinates", "pwdPolicySubentry", "memberOf"];
+/// Operational attributes a search returns that slapd computes and slapadd refuses (or,
+/// as the write log's `auditContext` on the base entry, that would then be there twice
+/// on a server rejoined from a rejoined one).
+const NOT_STORED: [&str; 7] = [
+    "entryDN",
+    "subschemaSubentry",
+    "hasSubordinates",
+    "numSubordinates",
+    "pwdPolicySubentry",
+    "memberOf",
+    "auditContext",
+];
 
 /// Copies a peer's whole database as its root DN into `dir/rejoin.ldif`, in slapadd
 /// form: every entry with its operational attributes (entryUUID, entryCSN, timestamps,
