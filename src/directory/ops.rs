@@ -15,7 +15,7 @@ use super::error::rc;
 
 const POST_READ_OID: &str = "1.3.6.1.1.13.2";
 use super::csn::Csns;
-use super::pool::{csn_sid, raise_counter, Claim, LdapManager, Pool};
+use super::pool::{raise_counter, Claim, LdapManager, Pool};
 use super::{DirError, Entry};
 
 /// One write. DNs and values are final: the caller has escaped what needed escaping.
@@ -256,7 +256,7 @@ impl Directory {
             let ldap: &mut Ldap = &mut conn;
             let mut rounds = 0;
             loop {
-                let (value, sid) = self.increment(ldap, counter_dn, step).await?;
+                let (value, csn) = self.increment(ldap, counter_dn, step).await?;
                 step = 1;
                 let elsewhere = {
                     let Ok(mut seen) = self.highest_ids.lock() else { return Ok(value) };
@@ -271,7 +271,7 @@ impl Directory {
                     match self
                         .pool
                         .manager()
-                        .claim_elsewhere(server, counter_dn, value, sid.as_deref(), self.op_timeout)
+                        .claim_elsewhere(server, counter_dn, value, csn.as_deref(), self.op_timeout)
                         .await?
                     {
                         Claim::Held => return Ok(value),
@@ -314,8 +314,8 @@ impl Directory {
         res
     }
 
-    /// One Modify-Increment of the counter with Post-Read; the new value, and the server id
-    /// of its CSN (which server made the change).
+    /// One Modify-Increment of the counter with Post-Read; the new value and the entryCSN
+    /// of the change.
     async fn increment(&self, ldap: &mut Ldap, counter_dn: &str, step: u64) -> Result<(u64, Option<String>), DirError> {
         let step = step.to_string();
         let res = ldap
@@ -335,7 +335,7 @@ impl Directory {
         let value = first("uidNumber")
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| DirError::Other(format!("counter has no numeric uidNumber: {:?}", read.attrs)))?;
-        Ok((value, first("entryCSN").and_then(|c| csn_sid(c)).map(str::to_string)))
+        Ok((value, first("entryCSN").map(|c| c.to_string())))
     }
 
     /// Applies every operation or none. One operation goes as itself; several go in one

@@ -25,7 +25,7 @@ mod servers;
 
 use super::DirError;
 use ack::AckConn;
-pub use claim::{csn_sid, raise_counter, Claim};
+pub use claim::{raise_counter, Claim};
 use replication::Unchecked;
 pub use replication::WRITE_LOG;
 
