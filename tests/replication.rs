@@ -490,9 +490,10 @@ async fn the_comparison_repairs_a_create_and_a_delete_a_server_missed() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Sent again: the id counter's update, the customer and its address; deleted: the
-    // other customer and its address.
-    assert_eq!(pool.resent(), 3);
+    // Sent again: the customer and its address, and the id counter, which id claims now
+    // write on both servers (three or four entries in all: seen both); deleted: the other
+    // customer and its address.
+    assert!((3..=4).contains(&pool.resent()), "entries sent again: {}", pool.resent());
     assert_eq!(pool.deletes_completed(), 2);
     // The deleted customer's entries are gone below it too, and did not come back on the
     // server in use.
