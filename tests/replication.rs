@@ -62,6 +62,32 @@ async fn eventually(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Creates a company customer through the gateway as the provider admin; its id.
+async fn create_customer(gw: &common::Gateway, name: &str) -> u64 {
+    let res = gw
+        .client
+        .post(format!("{}/v1/customers", gw.base))
+        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+        .json(&common::company(name))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    res.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap()
+}
+
+/// Deletes a customer through the gateway as the provider admin.
+async fn delete_customer(gw: &common::Gateway, id: u64) {
+    let res = gw
+        .client
+        .delete(format!("{}/v1/customers/{id}", gw.base))
+        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+}
+
 /// Customer uid → (organisation name, billing locality), and uids seen more than once.
 fn customers(s: &Slapd) -> (std::collections::BTreeMap<u64, (String, String)>, Vec<u64>) {
     let base = format!("ou=reseller,{}", s.suffix);
@@ -438,35 +464,14 @@ fn claim_context_csn(s: &Slapd, csns: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_comparison_repairs_a_create_and_a_delete_a_server_missed() {
     let (mut servers, gw) = replicated_gateway().await;
-    let create = |name: &'static str| {
-        let (client, base) = (gw.client.clone(), gw.base.clone());
-        async move {
-            let res = client
-                .post(format!("{base}/v1/customers"))
-                .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
-                .json(&common::company(name))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status().as_u16(), 201);
-            res.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap()
-        }
-    };
-    let doomed = create("Doomed AG").await;
+    let doomed = create_customer(&gw, "Doomed AG").await;
     eventually(10, "the customer reached the second server", || {
         customers(&servers[1]).0.get(&doomed).is_some_and(|c| c.1 == "Bern")
     })
     .await;
     tokio::task::block_in_place(|| servers[1].kill());
-    let missed = create("Missed AG").await;
-    let res = gw
-        .client
-        .delete(format!("{}/v1/customers/{doomed}", gw.base))
-        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
+    let missed = create_customer(&gw, "Missed AG").await;
+    delete_customer(&gw, doomed).await;
     assert_eq!(gw.state.directory.current_server(), 0);
     let claimed = context_csn(&servers[0]);
     tokio::task::block_in_place(|| {
@@ -711,16 +716,7 @@ fn as_replicated_adds(s: &Slapd, dn: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_that_replication_undid_is_made_again() {
     let (mut servers, gw) = replicated_gateway().await;
-    let res = gw
-        .client
-        .post(format!("{}/v1/customers", gw.base))
-        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
-        .json(&common::company("Undone AG"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201);
-    let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap();
+    let id = create_customer(&gw, "Undone AG").await;
     let dn = format!("uid={id},ou=customers,uid=4000001,ou=reseller,{}", servers[0].suffix);
     eventually(10, "the customer reached the second server", || billed(&servers[1]).contains(&id)).await;
     let adds = as_replicated_adds(&servers[0], &dn);
@@ -736,14 +732,7 @@ async fn a_delete_that_replication_undid_is_made_again() {
         ));
     }
     assert!(ldapmodify(&servers[0], &busy).status.success());
-    let res = gw
-        .client
-        .delete(format!("{}/v1/customers/{id}", gw.base))
-        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
+    delete_customer(&gw, id).await;
     assert!(!customers(&servers[0]).0.contains_key(&id));
     // Back on the first server as a replicated add would bring it (relax: the
     // operational attributes are kept).

@@ -40,25 +40,45 @@ impl Fault {
     }
 }
 
+/// Replication under faults: servers killed and restarted, wiped and rejoined, both
+/// killed one after the other, under a write load through two gateways; every
+/// acknowledged write checked on both servers and through REST.
+#[derive(clap::Args)]
 pub struct Plan {
+    /// Cycles of one server killed and restarted.
+    #[arg(long, default_value_t = 50)]
     pub singles: usize,
+    /// Cycles of one server killed, wiped and rejoined.
+    #[arg(long, default_value_t = 5)]
     pub rejoins: usize,
-    /// Double faults with `ldap.ack = "all"`.
+    /// Double faults with ldap.ack = "all".
+    #[arg(long, default_value_t = 10)]
     pub doubles: usize,
-    /// Double faults with `ldap.ack = "one"`, for comparison.
+    /// Double faults with ldap.ack = "one" (not judged: what "all" prevents).
+    #[arg(long, default_value_t = 5)]
     pub doubles_ack_one: usize,
-    /// Seconds of load before the kill, with the server down, and after the restart.
+    /// Seconds of load before the kill.
+    #[arg(long, default_value_t = 10)]
     pub up: u64,
+    /// Seconds a killed server stays down.
+    #[arg(long, default_value_t = 15)]
     pub down: u64,
+    /// Seconds of load after the restart.
+    #[arg(long, default_value_t = 15)]
     pub after: u64,
     /// Seconds after the first restart of a double fault until the second kill.
+    #[arg(long, default_value_t = 9)]
     pub second_after: u64,
+    #[arg(long, default_value_t = 4)]
     pub writers: usize,
     /// Gateways on the pair (the writers take turns).
+    #[arg(long, default_value_t = 2)]
     pub gateways: usize,
     /// Milliseconds each writer pauses before each round of writes.
+    #[arg(long, default_value_t = 40)]
     pub pace_ms: u64,
-    /// Exit non-zero when a goal is missed.
+    /// Exit 1 when a judged cycle missed a goal.
+    #[arg(long)]
     pub strict: bool,
 }
 

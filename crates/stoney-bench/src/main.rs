@@ -75,37 +75,7 @@ enum Cmd {
     /// killed one after the other, under a write load through two gateways; every
     /// acknowledged write checked on both servers and through REST. Exits 1 when a goal
     /// is missed (`--strict`).
-    Faults {
-        /// Cycles of one server killed and restarted.
-        #[arg(long, default_value_t = 50)]
-        singles: usize,
-        /// Cycles of one server killed, wiped and rejoined.
-        #[arg(long, default_value_t = 5)]
-        rejoins: usize,
-        /// Double faults with ldap.ack = "all".
-        #[arg(long, default_value_t = 10)]
-        doubles: usize,
-        /// Double faults with ldap.ack = "one" (not judged: what "all" prevents).
-        #[arg(long, default_value_t = 5)]
-        doubles_ack_one: usize,
-        #[arg(long, default_value_t = 10)]
-        up: u64,
-        #[arg(long, default_value_t = 15)]
-        down: u64,
-        #[arg(long, default_value_t = 15)]
-        after: u64,
-        #[arg(long, default_value_t = 9)]
-        second_after: u64,
-        #[arg(long, default_value_t = 4)]
-        writers: usize,
-        #[arg(long, default_value_t = 2)]
-        gateways: usize,
-        #[arg(long, default_value_t = 40)]
-        pace_ms: u64,
-        /// Exit 1 when a judged cycle missed a goal.
-        #[arg(long)]
-        strict: bool,
-    },
+    Faults(faults::Plan),
     /// The subscriptions facade: GET and POST (upsert: update and create) of a merchant's
     /// customer by its customer number, vs raw LDAP.
     Subscriptions {
@@ -133,34 +103,7 @@ fn main() {
             rt.block_on(collection::collection(&cli.out, customers, seconds, rounds))
         }
         Cmd::People { customers, seconds, rounds } => rt.block_on(people::people(&cli.out, customers, seconds, rounds)),
-        Cmd::Faults {
-            singles,
-            rejoins,
-            doubles,
-            doubles_ack_one,
-            up,
-            down,
-            after,
-            second_after,
-            writers,
-            gateways,
-            pace_ms,
-            strict,
-        } => {
-            let plan = faults::Plan {
-                singles,
-                rejoins,
-                doubles,
-                doubles_ack_one,
-                up,
-                down,
-                after,
-                second_after,
-                writers,
-                gateways,
-                pace_ms,
-                strict,
-            };
+        Cmd::Faults(plan) => {
             if !rt.block_on(faults::faults(&cli.out, plan)) {
                 std::process::exit(1);
             }
