@@ -12,12 +12,14 @@ use crate::config::Settings;
 use crate::directory::pool::{self, ConnSpec};
 use crate::directory::sync::{SyncConsumer, SyncEvent, SyncSink};
 use crate::directory::{DirError, Directory};
+use crate::feed::{Feed, FeedSettings};
 pub use crate::http::state::AppState;
 use crate::mapping::query::PageLimits;
 use crate::mapping::resource::ResourceDef;
 use crate::mapping::resources::{ALL, CUSTOMERS};
 use crate::mapping::table;
 use crate::service::auth::{AuthSettings, Authenticator};
+use crate::service::changes::Changes;
 use crate::service::keys::Keys;
 use crate::service::subscriptions::Subscriptions;
 use crate::service::Resources;
@@ -58,6 +60,20 @@ impl AppState {
         let restart = Arc::new(tokio::sync::Notify::new());
         let indexes: Vec<Arc<CollectionIndex>> =
             ALL.iter().map(|def| Arc::new(CollectionIndex::sharing(def, &l.base_dn, restart.clone()))).collect();
+        // Their changes, once loaded, are the change feed.
+        let c = &settings.changes;
+        let feed = Feed::new(
+            FeedSettings {
+                window: c.window.max(1),
+                max_age: Duration::from_secs(c.max_age_secs),
+                ..FeedSettings::default()
+            },
+            &settings.public_url(),
+        );
+        for index in &indexes {
+            index.feed_into(feed.clone());
+        }
+        let changes = Changes::new(feed, c.max_streams, c.max_streams_per_caller);
         let sync = Arc::new(
             SyncConsumer::new(
                 spec,
@@ -103,6 +119,7 @@ impl AppState {
             auth,
             keys,
             subscriptions,
+            changes,
             sync,
         })
     }
@@ -176,6 +193,13 @@ pub async fn serve(
         indexes: Fanout(state.resources().iter().map(|r| r.index().clone()).collect()),
     };
     let sync = tokio::spawn(state.sync.clone().run(Arc::new(sink)));
+    let feed = tokio::spawn(state.changes.feed().clone().run());
+    // Open change streams end when the server stops, so that it need not wait for them.
+    let changes = state.changes.clone();
+    let shutdown = async move {
+        shutdown.await;
+        changes.close();
+    };
     // With several servers: watch them, compare their replication after a disturbance,
     // and move back to a preferred one once it answers again and holds what it should.
     let pools = [state.directory.pool().clone(), state.auth.pool().clone()];
@@ -213,6 +237,7 @@ pub async fn serve(
         r.abort();
     }
     sync.abort();
+    feed.abort();
     failback.abort();
     sweeper.abort();
     res

@@ -16,6 +16,7 @@ pub struct Settings {
     pub auth: AuthConfig,
     pub pagination: PageSettings,
     pub index: IndexSettings,
+    pub changes: ChangesSettings,
     pub log: LogSettings,
 }
 
@@ -94,6 +95,17 @@ pub struct IndexSettings {
     pub catch_up_ms: u64,
 }
 
+/// The change feed (`GET /v1/changes`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChangesSettings {
+    pub window: usize,
+    pub max_age_secs: u64,
+    pub heartbeat_secs: u64,
+    pub retry_ms: u64,
+    pub max_streams: usize,
+    pub max_streams_per_caller: usize,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
     pub format: String,
@@ -128,7 +140,8 @@ impl Settings {
         let (l, h, a, p) = (&self.ldap, &self.http, &self.auth, &self.pagination);
         // Values a running gateway cannot work with are refused at start, by name, rather
         // than taken as something else.
-        let positive: [(&str, u64); 17] = [
+        let c = &self.changes;
+        let positive: [(&str, u64); 22] = [
             ("ldap.pool_size", l.pool_size as u64),
             ("ldap.connect_timeout_ms", l.connect_timeout_ms),
             ("ldap.op_timeout_ms", l.op_timeout_ms),
@@ -146,6 +159,11 @@ impl Settings {
             ("pagination.default_per_page", p.default_per_page as u64),
             ("pagination.max_per_page", p.max_per_page as u64),
             ("index.catch_up_ms", self.index.catch_up_ms),
+            ("changes.window", c.window as u64),
+            ("changes.max_age_secs", c.max_age_secs),
+            ("changes.heartbeat_secs", c.heartbeat_secs),
+            ("changes.max_streams", c.max_streams as u64),
+            ("changes.max_streams_per_caller", c.max_streams_per_caller as u64),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key} must be at least 1"));

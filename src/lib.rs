@@ -10,6 +10,7 @@ pub mod app;
 pub mod collection;
 pub mod config;
 pub mod directory;
+pub mod feed;
 pub mod http;
 pub mod mapping;
 pub mod metrics;

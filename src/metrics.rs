@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -113,6 +114,19 @@ pub fn ldap_operation(op: &'static str, outcome: &'static str, took: Duration) {
     *r.ldap_ops.get(vec![("op", op.to_string()), ("outcome", outcome.to_string())]) += 1;
 }
 
+static CHANGES_SENT: AtomicU64 = AtomicU64::new(0);
+static CHANGE_RESETS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts change events sent to subscribers.
+pub fn change_events_sent(n: u64) {
+    CHANGES_SENT.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Counts a subscriber told to list again (`reset` or 410), or a reset of the whole feed.
+pub fn change_feed_reset() {
+    CHANGE_RESETS.fetch_add(1, Ordering::Relaxed);
+}
+
 fn write_counters(out: &mut String, f: &Family<u64>) {
     let _ = writeln!(out, "# HELP {} {}\n# TYPE {} counter", f.name, f.help, f.name);
     for (labels, v) in &f.series {
@@ -149,6 +163,16 @@ pub fn render(sampled: &[Sampled]) -> String {
         write_histograms(&mut out, &r.request_seconds);
         write_counters(&mut out, &r.ldap_ops);
         write_histograms(&mut out, &r.ldap_seconds);
+    }
+    for (name, help, v) in [
+        ("stoney_change_events_sent_total", "Change events sent to subscribers of /v1/changes.", &CHANGES_SENT),
+        (
+            "stoney_change_feed_resets_total",
+            "Subscribers of /v1/changes told to list again (reset or 410), and resets of the whole feed.",
+            &CHANGE_RESETS,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
     }
     for s in sampled {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} {}", s.name, s.help, s.name, s.kind);

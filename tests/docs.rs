@@ -115,3 +115,40 @@ async fn the_readme_tour_runs_as_written() {
     );
     assert!(stdout.contains("dn: uid=5000001,ou=customers,uid=4000001"), "ldapsearch finds it: {stdout}");
 }
+
+/// The README's change consumer (its `python` block) runs as written: it lists, then
+/// follows, and prints a customer created after it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_change_consumer_follows_a_new_customer() {
+    use tokio::io::AsyncBufReadExt;
+    let app = spawn_app().await;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let script = readme.split("```python\n").nth(1).and_then(|b| b.split("\n```").next()).expect("a python block");
+    let script = script.replace("http://127.0.0.1:8080", &app.url(""));
+    let mut child = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs (scripts/install-deps installs it)");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Once it has listed (its first poll waits), a new customer.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let res = app.req(Method::POST, "/v1/customers").json(&company("Consumer AG")).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    let want = format!("org.stoney.customer.created {}", app.url(&format!("/v1/customers/{id}")));
+    let line = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with(&want) {
+                return line;
+            }
+        }
+        panic!("the consumer ended");
+    })
+    .await
+    .expect("the consumer prints the change");
+    assert!(line.contains("\"Consumer AG\""), "{line}");
+    child.kill().await.unwrap();
+}

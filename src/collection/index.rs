@@ -16,6 +16,7 @@ use tokio::sync::{watch, Notify};
 use super::lookup::{self, Postings};
 use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
 use crate::directory::Entry;
+use crate::feed::{Feed, Snapshot};
 use crate::mapping::document;
 use crate::mapping::query::{self, ListQuery};
 use crate::mapping::resource::{CustomerOf, Owner, ResourceDef, Tenant};
@@ -568,6 +569,22 @@ impl State {
         (!lists.is_empty()).then(|| lookup::intersect(lists))
     }
 
+    /// The ids of the entries a sweep would forget.
+    fn unswept(&self) -> Vec<u64> {
+        let gen = self.gen;
+        let mut ids: Vec<u64> =
+            self.by_uuid.values().filter(|(_, _, g)| *g != gen).map(|(slot, _, _)| self.rec(*slot).id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// An element as the change feed compares it (none while it is not listed).
+    fn snapshot(&self, id: u64, public_url: &str) -> Option<Snapshot> {
+        let rec = self.slots_of(id).map(|s| self.rec(s)).find(|r| r.listed())?;
+        Some(Snapshot { owner: rec.owner, doc: row::element(self.def, rec.id, rec.reseller, &rec.row, public_url) })
+    }
+
     fn sweep(&mut self) {
         let gen = self.gen;
         let gone: Vec<Uuid> = self.by_uuid.iter().filter(|(_, (_, _, g))| *g != gen).map(|(u, _)| *u).collect();
@@ -590,6 +607,9 @@ struct Progress {
 pub struct Page {
     pub total: u64,
     pub items: Vec<Value>,
+    /// The change feed's position at the moment of the page: it holds every change up
+    /// to there and none after.
+    pub position: Option<crate::feed::Position>,
 }
 
 pub struct CollectionIndex {
@@ -598,6 +618,8 @@ pub struct CollectionIndex {
     state: RwLock<State>,
     progress: watch::Sender<Progress>,
     restart: Arc<Notify>,
+    /// Where the changes go once the index is loaded.
+    feed: std::sync::OnceLock<Arc<Feed>>,
 }
 
 /// The index is not (yet) as far as the directory.
@@ -619,7 +641,14 @@ impl CollectionIndex {
             state: RwLock::new(State::new(def)),
             progress: watch::channel(Progress::default()).0,
             restart,
+            feed: Default::default(),
         }
+    }
+
+    /// Hands every change of an element after the load to `feed` (once; later calls
+    /// keep the first).
+    pub fn feed_into(&self, feed: Arc<Feed>) {
+        let _ = self.feed.set(feed);
     }
 
     pub fn def(&self) -> &'static ResourceDef {
@@ -686,6 +715,8 @@ impl CollectionIndex {
         // A writer that panicked left the index in an unknown state: no answer rather
         // than a wrong one.
         let Ok(state) = self.state.read() else { return Err(Behind) };
+        // Read under the lock the changes are recorded under.
+        let position = self.feed.get().map(|f| f.position());
         let sorts = query::sort_columns(self.def);
         let (primary, descending) = match q.sort.first() {
             Some(s) => (s.column, s.descending),
@@ -756,7 +787,7 @@ impl CollectionIndex {
                     row::item(self.def, rec.id, rec.reseller, &rec.row, public_url)
                 })
                 .collect();
-            return Ok(Page { total, items });
+            return Ok(Page { total, items, position });
         }
         // Without a count, the candidates are checked only as the walk meets them.
         let unchecked: Option<Vec<u64>> = if q.count {
@@ -849,7 +880,7 @@ impl CollectionIndex {
                 row::item(self.def, rec.id, rec.reseller, &rec.row, public_url)
             })
             .collect();
-        Ok(Page { total: known_total.unwrap_or(total), items })
+        Ok(Page { total: known_total.unwrap_or(total), items, position })
     }
 }
 
@@ -982,6 +1013,34 @@ impl SyncSink for Fanout {
     }
 }
 
+impl CollectionIndex {
+    /// The elements an entry's change may change: the one it belonged to and the one its
+    /// DN gives it to.
+    fn touched(&self, state: &State, uuid: &Uuid, dn: Option<&str>) -> Vec<u64> {
+        let mut ids: Vec<u64> = state.by_uuid.get(uuid).map(|(slot, _, _)| state.rec(*slot).id).into_iter().collect();
+        if let Some(p) = dn.and_then(|dn| self.def.place(dn, &self.base)) {
+            if !ids.contains(&p.id) {
+                ids.push(p.id);
+            }
+        }
+        ids
+    }
+
+    /// Applies `f` and hands the change of each of `ids` to the feed (not while loading).
+    fn recorded(&self, state: &mut State, ids: Vec<u64>, f: impl FnOnce(&mut State)) {
+        let Some(feed) = self.feed.get().filter(|_| !state.bulk && !ids.is_empty()) else {
+            f(state);
+            return;
+        };
+        let url = feed.public_url();
+        let before: Vec<Option<Snapshot>> = ids.iter().map(|id| state.snapshot(*id, url)).collect();
+        f(state);
+        for (id, before) in ids.into_iter().zip(before) {
+            feed.record(self.def, id, before, state.snapshot(id, url));
+        }
+    }
+}
+
 impl SyncSink for CollectionIndex {
     fn apply(&self, event: SyncEvent) {
         let Ok(mut state) = self.state.write() else { return };
@@ -992,10 +1051,20 @@ impl SyncSink for CollectionIndex {
                     let gen = state.gen;
                     *state = State { gen, bulk: true, ..State::new(self.def) };
                     self.progress.send_modify(|p| p.loaded = false);
+                    // What changed while the index reloads cannot be told.
+                    if let Some(feed) = self.feed.get() {
+                        feed.reset();
+                    }
                 }
             }
-            SyncEvent::Entry { uuid, entry } => state.upsert(&self.base, uuid, &entry),
-            SyncEvent::Delete { uuid } => state.detach(&uuid),
+            SyncEvent::Entry { uuid, entry } => {
+                let ids = self.touched(&state, &uuid, Some(&entry.dn));
+                self.recorded(&mut state, ids, |s| s.upsert(&self.base, uuid, &entry));
+            }
+            SyncEvent::Delete { uuid } => {
+                let ids = self.touched(&state, &uuid, None);
+                self.recorded(&mut state, ids, |s| s.detach(&uuid));
+            }
             SyncEvent::Present(uuids) => {
                 let gen = state.gen;
                 for u in uuids {
@@ -1006,7 +1075,8 @@ impl SyncSink for CollectionIndex {
             }
             SyncEvent::RefreshEnd { present } => {
                 if present {
-                    state.sweep();
+                    let ids = state.unswept();
+                    self.recorded(&mut state, ids, State::sweep);
                 }
                 if state.bulk {
                     state.bulk = false;

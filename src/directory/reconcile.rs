@@ -28,12 +28,12 @@ pub struct Seen {
     pub csn: String,
 }
 
-/// The smallest CSN of the given time (any server id), for `(entryCSN>=…)`.
-pub fn csn_at(t: SystemTime) -> String {
+/// The civil date and time (UTC, proleptic Gregorian calendar) of a moment: year,
+/// month, day, hour, minute, second, and the microseconds.
+pub fn utc(t: SystemTime) -> ([i64; 6], u32) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days since 1970-01-01 to the civil date (proleptic Gregorian calendar).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -43,13 +43,19 @@ pub fn csn_at(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}{:02}{:02}{:02}.{:06}Z#000000#000#000000",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_micros()
-    )
+    ([year, month, day, rem / 3600, rem / 60 % 60, rem % 60], d.subsec_micros())
+}
+
+/// The smallest CSN of the given time (any server id), for `(entryCSN>=…)`.
+pub fn csn_at(t: SystemTime) -> String {
+    let ([y, mo, d, h, mi, s], us) = utc(t);
+    format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}.{us:06}Z#000000#000#000000")
+}
+
+/// A moment as RFC 3339 writes it (UTC, microseconds).
+pub fn rfc3339(t: SystemTime) -> String {
+    let ([y, mo, d, h, mi, s], us) = utc(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z")
 }
 
 /// An entry one server has and the other lacks (`absent`) or holds in an older state.
@@ -103,6 +109,7 @@ mod tests {
         // 2026-11-24 22:13:08.292630 UTC
         let t = UNIX_EPOCH + Duration::from_micros(1_795_558_388_292_630);
         assert_eq!(csn_at(t), "20261124221308.292630Z#000000#000#000000");
+        assert_eq!(rfc3339(t), "2026-11-24T22:13:08.292630Z");
         // A leap day.
         let t = UNIX_EPOCH + Duration::from_secs(1_709_164_800);
         assert_eq!(csn_at(t), "20240229000000.000000Z#000000#000#000000");

@@ -20,11 +20,10 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).with_header(header::WWW_AUTHENTICATE, CHALLENGE)
 }
 
-fn credentials(parts: &Parts) -> Result<(String, String), ApiError> {
-    let value = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("credentials are required (HTTP Basic)"))?;
+/// The user name and password of the Basic credentials.
+pub fn credentials(headers: &axum::http::HeaderMap) -> Result<(String, String), ApiError> {
+    let value =
+        headers.get(header::AUTHORIZATION).ok_or_else(|| unauthorized("credentials are required (HTTP Basic)"))?;
     let value = value.to_str().map_err(|_| unauthorized("malformed Authorization header"))?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(|| unauthorized("malformed Authorization header"))?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -56,7 +55,7 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let (user, password) = credentials(parts)?;
+        let (user, password) = credentials(&parts.headers)?;
         match app.auth.authenticate(&user, &password).await {
             Ok(p) => Ok(p),
             Err(AuthError::Invalid) => Err(unauthorized("invalid credentials")),

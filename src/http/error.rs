@@ -77,6 +77,9 @@ impl From<ServiceError> for ApiError {
                 "the resource has changed since the given ETag; read it again",
             ),
             ServiceError::Unavailable => ApiError::unavailable(),
+            ServiceError::Gone(m) => ApiError::new(StatusCode::GONE, "gone", m),
+            ServiceError::TooManyStreams(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", m)
+                .with_header(header::RETRY_AFTER, "5"),
             ServiceError::Internal(m) => {
                 tracing::error!(error = ?m, "internal error");
                 ApiError::internal()

@@ -66,6 +66,12 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             series: failovers,
         },
         Sampled {
+            name: "stoney_change_streams_open",
+            kind: "gauge",
+            help: "Open subscriptions of /v1/changes (event streams and waiting polls).",
+            series: vec![(vec![], app.changes.open_streams() as f64)],
+        },
+        Sampled {
             name: "stoney_ldap_entries_resent_total",
             kind: "counter",
             help: "Entries a server's replication had missed, sent again from the server that held them.",

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, extractors, the error type and the middleware stack.
 
 pub mod auth;
+pub mod changes;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -231,6 +232,7 @@ fn routes() -> Vec<(String, MethodRouter<AppState>)> {
     out.push(("/subscriptions/v1/customers".into(), subscriptions::customers()));
     out.push(("/subscriptions/v1/customers/{customerNumber}".into(), subscriptions::customer()));
     out.push(("/v1/search".into(), get(resources::search)));
+    out.push(("/v1/changes".into(), get(changes::changes)));
     out
 }
 
@@ -270,6 +272,7 @@ fn cors(c: &CorsSettings) -> Option<CorsLayer> {
             .expose_headers([
                 header::LINK,
                 HeaderName::from_static("x-total-count"),
+                HeaderName::from_static("x-changes-position"),
                 header::ETAG,
                 header::LOCATION,
                 header::RETRY_AFTER,

@@ -347,6 +347,8 @@ pub fn build(public_url: &str) -> Value {
         }
     }
     doc["paths"]["/v1/search"] = search_path();
+    doc["paths"]["/v1/changes"] = changes_path();
+    doc["components"]["schemas"]["ChangeEvent"] = change_event_schema();
     subscription_paths(&mut doc);
     let (keys, key) = subscription_key_paths();
     doc["paths"]["/v1/resellers/{id}/subscription-keys"] = keys;
@@ -536,6 +538,53 @@ fn search_path() -> Value {
         ("400", error("A broken query string.")),
         ("403", error("The account belongs to no provider, reseller or customer.")),
         ("422", error("A missing or too short q, or bad entries.")),
+    ])}})
+}
+
+/// A change as a CloudEvents 1.0 event.
+fn change_event_schema() -> Value {
+    let names: Vec<&str> = ALL.iter().map(|d| d.singular).collect();
+    json!({"type": "object", "required": ["specversion", "id", "source", "type", "time", "subject", "data"],
+    "description": "One change of one resource, whoever made it (this gateway, another one, an admin's LDAP tool), as a CloudEvents 1.0 event.",
+    "properties": {
+        "specversion": {"type": "string", "enum": ["1.0"]},
+        "id": {"type": "string", "description": "The change's position: follow on from it with Last-Event-ID or since."},
+        "source": {"type": "string", "format": "uri"},
+        "type": {"type": "string", "description": format!("org.stoney.<resource>.<what>: resource one of {}; what one of created, updated, moved (to another reseller), deleted.", names.join(", "))},
+        "time": {"type": "string", "format": "date-time", "description": "When the gateway saw the change."},
+        "subject": {"type": "string", "format": "uri", "description": "The resource's location."},
+        "datacontenttype": {"type": "string", "enum": ["application/json"]},
+        "data": {"type": "object", "required": ["id", "reseller"], "properties": {
+            "id": {"type": "integer"},
+            "reseller": {"type": ["integer", "null"], "description": "The reseller it belongs to (for a delete: belonged to)."},
+            "previousReseller": {"type": ["integer", "null"], "description": "moved: the reseller it belonged to before."},
+            "changed": {"type": "object", "description": "created: the whole resource as GET shows it; updated and moved: a JSON merge patch (RFC 7396) of what changed, null for a removed field."}}}}})
+}
+
+/// `GET /v1/changes`.
+fn changes_path() -> Value {
+    let names: Vec<&str> = ALL.iter().map(|d| d.name).collect();
+    json!({"get": {
+    "summary": "The changes of the resources the caller may read: Server-Sent Events with Accept: text/event-stream, else a JSON long poll.",
+    "description": "Every list answer carries X-Changes-Position, taken at the moment of its page: follow on from it and no change is missed or repeated. A position older than the window, from another gateway or from before a restart is 410 (in a stream: an event named reset): list again.",
+    "parameters": [
+        {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "Follow on after this position (an event id or an X-Changes-Position). Without: from now. In a stream, a Last-Event-ID header wins."},
+        {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+        {"name": "resource", "in": "query", "schema": {"type": "string"}, "description": format!("Comma-separated, of: {}.", names.join(", "))},
+        {"name": "id", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Only this resource id."},
+        {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 60, "default": 25}, "description": "Poll: seconds to wait for a change (at most the request timeout)."},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100}, "description": "Poll: the most changes looked at."}],
+    "responses": responses(&[
+        ("200", json!({"description": "The changes after the position, and where to follow on.",
+            "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "changes": {"type": "array", "items": {"$ref": "#/components/schemas/ChangeEvent"}},
+                    "next": {"type": "string"}}}},
+                "text/event-stream": {"schema": {"type": "string", "description": "Events with id: (the position) and data: (a ChangeEvent); an event named reset carries the error body."}}}})),
+        ("400", error("A broken query string, an unknown parameter or resource.")),
+        ("403", error("The account belongs to no provider, reseller or customer.")),
+        ("410", error("The position is not in the change window: list again.")),
+        ("503", error("Too many open change streams (see Retry-After).")),
     ])}})
 }
 

@@ -231,13 +231,16 @@ async fn list(
 
 /// A page as the answer of a list: the items, `Link` and `X-Total-Count`.
 fn page_response(q: &ListQuery, page: Page, url: &str) -> Response {
-    let total = page.total;
+    let (total, position) = (page.total, page.position);
     let mut res = json_response(StatusCode::OK, &Value::Array(page.items));
     let links = q.links(url, total);
     if let Ok(v) = HeaderValue::from_str(&links) {
         res.headers_mut().insert(header::LINK, v);
     }
     res.headers_mut().insert("x-total-count", HeaderValue::from(total));
+    if let Some(p) = position.and_then(|p| HeaderValue::from_str(&p.to_string()).ok()) {
+        res.headers_mut().insert("x-changes-position", p);
+    }
     res
 }
 

@@ -9,6 +9,7 @@ use crate::directory::sync::SyncConsumer;
 use crate::directory::Directory;
 use crate::mapping::resource::ResourceDef;
 use crate::service::auth::Authenticator;
+use crate::service::changes::Changes;
 use crate::service::keys::Keys;
 use crate::service::subscriptions::Subscriptions;
 use crate::service::Resources;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// The merchants' facade over the customers.
     pub subscriptions: Subscriptions,
+    /// The change feed's subscribers.
+    pub changes: Changes,
     pub sync: Arc<SyncConsumer>,
     pub body_limit: usize,
     pub ready_timeout: Duration,

@@ -303,30 +303,61 @@ fn default_of(f: &Field) -> Option<Cow<'static, str>> {
 pub fn item(def: &'static ResourceDef, id: u64, parent: u64, row: &Row, public_url: &str) -> Value {
     let mut m = Map::new();
     for col in &def.columns().item {
-        let v = match col.field.kind {
-            Kind::Id => Some(Value::from(id)),
-            Kind::ParentRef => Some(Value::from(parent)),
-            Kind::Link(template) => Some(Value::String(def.link(public_url, id, template))),
-            Kind::Bool => row.value(*col, id, parent).map(|v| Value::Bool(v == "true")),
-            Kind::Ref(_) => row.value(*col, id, parent).and_then(|v| values::from_ldap(col.field.kind, &v)),
-            Kind::List(inner) => {
-                let all: Vec<Value> = row
-                    .values(*col, id, parent)
-                    .into_iter()
-                    .filter_map(|v| match inner {
-                        Kind::Ref(_) => values::from_ldap(*inner, &v),
-                        _ => Some(Value::String(v.into_owned())),
-                    })
-                    .collect();
-                (!all.is_empty()).then_some(Value::Array(all))
-            }
-            _ => row.value(*col, id, parent).map(|v| Value::String(v.into_owned())),
-        };
-        if let Some(v) = v {
+        if let Some(v) = column_json(*col, id, parent, row, public_url) {
             m.insert(col.field.name.to_string(), v);
         }
     }
     Value::Object(m)
+}
+
+/// The whole element as `GET /v1/<resource>/{id}` shows it (`document::to_json`), from
+/// what the collection keeps: every field, each address as its object while its entry
+/// exists.
+pub fn element(def: &'static ResourceDef, id: u64, parent: u64, row: &Row, public_url: &str) -> Value {
+    let mut m = Map::new();
+    for field in def.fields {
+        let v = match field.kind {
+            Kind::Object(sub) => row.part(field.part).map(|_| {
+                let mut o = Map::new();
+                for f in sub {
+                    let col = Column { def, part: field.part, field: f };
+                    if let Some(v) = column_json(col, id, parent, row, public_url) {
+                        o.insert(f.name.to_string(), v);
+                    }
+                }
+                Value::Object(o)
+            }),
+            _ => column_json(Column { def, part: Part::Root, field }, id, parent, row, public_url),
+        };
+        if let Some(v) = v {
+            m.insert(field.name.to_string(), v);
+        }
+    }
+    Value::Object(m)
+}
+
+/// A column's value in JSON.
+fn column_json(col: Column, id: u64, parent: u64, row: &Row, public_url: &str) -> Option<Value> {
+    match col.field.kind {
+        Kind::Secret | Kind::Qualified(_) | Kind::Object(_) => None,
+        Kind::Id => Some(Value::from(id)),
+        Kind::ParentRef => Some(Value::from(parent)),
+        Kind::Link(template) => Some(Value::String(col.def.link(public_url, id, template))),
+        Kind::Bool => row.value(col, id, parent).map(|v| Value::Bool(v == "true")),
+        Kind::Ref(_) => row.value(col, id, parent).and_then(|v| values::from_ldap(col.field.kind, &v)),
+        Kind::List(inner) => {
+            let all: Vec<Value> = row
+                .values(col, id, parent)
+                .into_iter()
+                .filter_map(|v| match inner {
+                    Kind::Ref(_) => values::from_ldap(*inner, &v),
+                    _ => Some(Value::String(v.into_owned())),
+                })
+                .collect();
+            (!all.is_empty()).then_some(Value::Array(all))
+        }
+        _ => row.value(col, id, parent).map(|v| Value::String(v.into_owned())),
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 //! mapping and the directory. It speaks in documents and ids, never in HTTP.
 
 pub mod auth;
+pub mod changes;
 pub mod keys;
 pub mod resources;
 pub mod scope;
@@ -54,6 +55,12 @@ pub enum ServiceError {
     PreconditionFailed,
     #[error("directory unavailable")]
     Unavailable,
+    /// A change feed position that is no longer (or never was) in the window.
+    #[error("gone: {0}")]
+    Gone(String),
+    /// No more change subscriptions now.
+    #[error("too many streams: {0}")]
+    TooManyStreams(String),
     #[error("internal: {0}")]
     Internal(String),
 }
