@@ -867,3 +867,74 @@ async fn subscription_keys_are_read_by_the_gateway_only_over_ldap() {
     assert_eq!(ldapmodify_as(&app, &person(5000901), ADMIN.1, &ldif), 50, "the provider cannot add a key over LDAP");
     assert_eq!(ldapmodify_as(&app, &person(5000902), RESELLER1.1, &ldif), 50, "nor a reseller user");
 }
+
+/// The change feed shows each role exactly the changes of the resources it may read: an
+/// admin changes customers, resellers and people of both tenants with an LDAP tool, and
+/// every role's events name exactly those of them that the role can `GET`.
+#[tokio::test]
+async fn the_change_feed_shows_each_role_exactly_what_it_may_read() {
+    use Role::*;
+    let app = spawn_app().await;
+    let start = app.get("/v1/customers?per_page=1").await.headers()["x-changes-position"].to_str().unwrap().to_string();
+    let first = |v: Value| v.as_array().and_then(|a| a.first()).and_then(|p| p["id"].as_u64()).unwrap();
+    let own_user = first(app.get("/v1/customers/5000001/users").await.json().await.unwrap());
+    let other_person = first(app.get("/v1/people?belongsToResellerID=4000002&per_page=1").await.json().await.unwrap());
+    let b = customers_by_reseller(&app)[&4000002][0];
+    let s = app.suffix().to_string();
+    let billing = |id: u64, r: u64| format!("ou=address,uid={id},ou=customers,uid={r},ou=reseller,{s}");
+    let changed: Vec<(&str, u64, String)> = vec![
+        ("customers", 5000001, billing(5000001, 4000001)),
+        ("customers", 5000002, billing(5000002, 4000001)),
+        ("customers", b, billing(b, 4000002)),
+        ("resellers", 4000001, format!("ou=address,uid=4000001,ou=reseller,{s}")),
+        ("resellers", 4000002, format!("ou=address,uid=4000002,ou=reseller,{s}")),
+        ("people", own_user, format!("uid={own_user},ou=people,{s}")),
+        ("people", other_person, format!("uid={other_person},ou=people,{s}")),
+    ];
+    for (n, (resource, _, dn)) in changed.iter().enumerate() {
+        let attr = if *resource == "people" { "telephoneNumber" } else { "l" };
+        let value = if *resource == "people" { format!("+41 31 555 00 {n:02}") } else { format!("Ort {n}") };
+        let out = app.ldapmodify(&format!("dn: {dn}\nchangetype: modify\nreplace: {attr}\n{attr}: {value}\n"));
+        assert!(out.status.success(), "{dn}: {out:?}");
+    }
+    // Everything has arrived once the provider sees all of it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body: Value = app.get(&format!("/v1/changes?since={start}&wait=1")).await.json().await.unwrap();
+        if body["changes"].as_array().unwrap().len() >= changed.len() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the provider gets every change: {body}");
+    }
+    let mut failures = Vec::new();
+    for role in [Provider, ResellerA, ResellerB, CustomerOfA] {
+        let (u, p) = role.creds().unwrap();
+        let res = app.req_as((u, p), Method::GET, &format!("/v1/changes?since={start}&wait=0")).send().await.unwrap();
+        let body: Value = res.json().await.unwrap();
+        let mut got: Vec<String> = body["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["subject"].as_str().unwrap().trim_start_matches(&app.base).to_string())
+            .collect();
+        got.sort();
+        let mut want = Vec::new();
+        for (resource, id, _) in &changed {
+            let path = format!("/v1/{resource}/{id}");
+            if send(&app, role, Method::GET, &path, None).await == StatusCode::OK {
+                want.push(path);
+            }
+        }
+        want.sort();
+        if got != want {
+            failures.push(format!("{role:?}: events {got:?}, readable {want:?}"));
+        }
+    }
+    for role in [WrongPassword, Unknown, Inactive, Anonymous] {
+        let got = send(&app, role, Method::GET, &format!("/v1/changes?since={start}&wait=0"), None).await;
+        if got != StatusCode::UNAUTHORIZED {
+            failures.push(format!("{role:?}: want 401, got {got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -853,3 +853,99 @@ fn a_rejoined_server_can_be_the_copy_of_the_next_rejoin() {
         states.push(state);
     }
 }
+
+/// The changes after `since` as a long poll of the provider admin: the events, the next
+/// position; `None` when the position is gone (410).
+async fn changes_after(gw: &common::Gateway, since: &str) -> Option<(Vec<serde_json::Value>, String)> {
+    let res = gw
+        .client
+        .get(format!("{}/v1/changes?since={since}&wait=1", gw.base))
+        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+        .send()
+        .await
+        .unwrap();
+    if res.status() == 410 {
+        return None;
+    }
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    Some((body["changes"].as_array().unwrap().clone(), body["next"].as_str().unwrap().to_string()))
+}
+
+/// A failover in the middle of following the change feed: the feed goes on from the other
+/// server without a gap (every customer created after the kill arrives, once, positions
+/// growing), or says the position is gone, never skips silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_feed_goes_on_across_a_failover_or_says_reset() {
+    let (mut servers, gw) = replicated_gateway().await;
+    let res = gw
+        .client
+        .get(format!("{}/v1/customers?per_page=1", gw.base))
+        .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+        .send()
+        .await
+        .unwrap();
+    let mut at = res.headers()["x-changes-position"].to_str().unwrap().to_string();
+    let before = create_customer(&gw, "Before Failover AG").await;
+    let mut seen: Vec<(u64, String)> = Vec::new();
+    let (got, next) = changes_after(&gw, &at).await.expect("the position holds");
+    seen.extend(got.iter().map(|e| (e["data"]["id"].as_u64().unwrap(), e["type"].as_str().unwrap().to_string())));
+    at = next;
+    assert!(seen.iter().any(|(id, _)| *id == before), "{seen:?}");
+    tokio::task::block_in_place(|| servers[0].kill());
+    // Creates go on against the other server (a write in flight at the kill may be 503).
+    let mut after = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while after.len() < 5 {
+        assert!(Instant::now() < deadline, "writes go on after the failover");
+        let res = gw
+            .client
+            .post(format!("{}/v1/customers", gw.base))
+            .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+            .json(&common::company(&format!("After Failover {}", after.len())))
+            .send()
+            .await
+            .unwrap();
+        match res.status().as_u16() {
+            201 => after.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap()),
+            503 => tokio::time::sleep(Duration::from_millis(100)).await,
+            s => panic!("create answered {s}"),
+        }
+    }
+    let mut positions = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut reset = false;
+    while !after.iter().all(|id| seen.iter().any(|(s, t)| s == id && t == "org.stoney.customer.created")) {
+        assert!(Instant::now() < deadline, "every create after the kill arrives: {after:?} {seen:?}");
+        let Some((got, next)) = changes_after(&gw, &at).await else {
+            reset = true;
+            break;
+        };
+        for e in got {
+            positions.push(e["id"].as_str().unwrap().rsplit('-').next().unwrap().parse::<u64>().unwrap());
+            seen.push((e["data"]["id"].as_u64().unwrap(), e["type"].as_str().unwrap().to_string()));
+        }
+        at = next;
+    }
+    if reset {
+        // Gone: listing again shows every acknowledged create.
+        for id in &after {
+            let res = gw
+                .client
+                .get(format!("{}/v1/customers/{id}", gw.base))
+                .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    } else {
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "positions grow: {positions:?}");
+        let created: Vec<&u64> =
+            seen.iter().filter(|(_, t)| t == "org.stoney.customer.created").map(|(id, _)| id).collect();
+        for id in &after {
+            assert_eq!(created.iter().filter(|c| **c == id).count(), 1, "{id} created once: {seen:?}");
+        }
+    }
+    let _ = gw.stop.send(());
+}
