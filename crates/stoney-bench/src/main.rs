@@ -8,12 +8,14 @@
 //!     scripts/bench people
 //!     scripts/bench subscriptions
 //!     scripts/bench faults
+//!     scripts/bench feed
 
 mod ack;
 mod collection;
 mod common;
 mod element;
 mod faults;
+mod feed;
 mod people;
 mod subscriptions;
 
@@ -76,6 +78,19 @@ enum Cmd {
     /// acknowledged write checked on both servers and through REST. Exits 1 when a goal
     /// is missed (`--strict`).
     Faults(faults::Plan),
+    /// The change feed: write to event latency (through the gateway and with LDAP directly)
+    /// next to a raw content synchronisation consumer, and many open streams under writes.
+    Feed {
+        /// Writes one after another for the latencies (each way).
+        #[arg(long, default_value_t = 300)]
+        writes: u64,
+        #[arg(long, default_value_t = 100)]
+        streams: usize,
+        #[arg(long, default_value_t = 4)]
+        writers: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// The subscriptions facade: GET and POST (upsert: update and create) of a merchant's
     /// customer by its customer number, vs raw LDAP.
     Subscriptions {
@@ -107,6 +122,9 @@ fn main() {
             if !rt.block_on(faults::faults(&cli.out, plan)) {
                 std::process::exit(1);
             }
+        }
+        Cmd::Feed { writes, streams, writers, seconds } => {
+            rt.block_on(feed::feed(&cli.out, writes, streams, writers, seconds))
         }
         Cmd::Subscriptions { customers, concurrency, seconds, rounds } => {
             rt.block_on(subscriptions::subscriptions(&cli.out, customers, concurrency, seconds, rounds))
