@@ -362,3 +362,95 @@ async fn an_event_stream_outlives_the_idle_timeout_and_keeps_itself_alive() {
     let (_, _, e) = sse.event().await;
     assert_eq!(e["data"]["id"].as_u64(), Some(id));
 }
+
+#[tokio::test]
+async fn an_admins_ldap_create_move_and_delete_are_created_moved_and_deleted() {
+    let app = spawn_app().await;
+    let start = position(&app, ADMIN).await;
+    let s = app.suffix().to_string();
+    let dn = format!("uid=5009001,ou=customers,uid=4000001,ou=reseller,{s}");
+    let add = format!(
+        "dn: {dn}\nchangetype: add\nobjectClass: top\nobjectClass: sstCustomer\nobjectClass: sstRelationship\n\
+         uid: 5009001\nsstIsCompany: TRUE\nsstIsActive: TRUE\nsstBelongsToResellerUID: 4000001\no: Hand AG\n\n\
+         dn: ou=address,{dn}\nchangetype: add\nobjectClass: top\nobjectClass: organizationalUnit\nobjectClass: sstAddress\n\
+         ou: address\nsstGender: f\ngivenName: Ada\nsn: Admin\npostalAddress: Handweg 1\npostalCode: 3000\n\
+         l: Bern\nc: CH\npreferredLanguage: de-CH\nmail: ada@example.com\n"
+    );
+    let out = app.ldapmodify(&add);
+    assert!(out.status.success(), "{out:?}");
+    let got = events(&app, ADMIN, &start, 1).await;
+    assert_eq!(got.len(), 1, "the customer and its billing entry are one change: {got:?}");
+    assert_eq!(got[0]["type"], "org.stoney.customer.created");
+    let doc: Value = app.get("/v1/customers/5009001").await.json().await.unwrap();
+    assert_eq!(got[0]["data"]["changed"], doc);
+    let at = got[0]["id"].as_str().unwrap().to_string();
+
+    // Moved by hand to another reseller, the way the gateway moves: the subtree and the
+    // attribute that confirms the reseller.
+    let moved = format!(
+        "dn: {dn}\nchangetype: modrdn\nnewrdn: uid=5009001\ndeleteoldrdn: 1\nnewsuperior: ou=customers,uid=4000002,ou=reseller,{s}\n\n\
+         dn: uid=5009001,ou=customers,uid=4000002,ou=reseller,{s}\nchangetype: modify\nreplace: sstBelongsToResellerUID\nsstBelongsToResellerUID: 4000002\n"
+    );
+    let out = app.ldapmodify(&moved);
+    assert!(out.status.success(), "{out:?}");
+    let got = events(&app, ADMIN, &at, 1).await;
+    let last = got.last().expect("an event");
+    assert_eq!(last["type"], "org.stoney.customer.moved", "{got:?}");
+    assert_eq!(last["data"]["reseller"], 4000002);
+    let at = last["id"].as_str().unwrap().to_string();
+
+    let out = std::process::Command::new("ldapdelete")
+        .args(["-x", "-r", "-H", &app.slapd.url, "-D", &app.slapd.root_dn, "-w", &app.slapd.root_password])
+        .arg(format!("uid=5009001,ou=customers,uid=4000002,ou=reseller,{s}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let got = events(&app, ADMIN, &at, 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["type"], "org.stoney.customer.deleted");
+    assert_eq!(got[0]["data"], json!({"id": 5009001, "reseller": 4000002}));
+}
+
+/// The directory restarts while a consumer follows: changes made after it is back arrive
+/// on the same position line (the synchronisation resumes from its cookie), or the
+/// position is gone (410); never a silent gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_restart_mid_stream_loses_no_change() {
+    let mut app = spawn_app().await;
+    let start = position(&app, ADMIN).await;
+    let a = app.create(&company("Before Restart AG")).await;
+    let got = events(&app, ADMIN, &start, 1).await;
+    assert_eq!(got[0]["data"]["id"].as_u64(), Some(a));
+    let at = got[0]["id"].as_str().unwrap().to_string();
+    tokio::task::block_in_place(|| app.slapd.restart()).expect("slapd restarts");
+    // Writes while the gateway reconnects may be 503; the first acknowledged one counts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let b = loop {
+        let res = app.post_customer(&company("After Restart AG")).await;
+        if res.status() == 201 {
+            break res.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "writes work again: {}", res.status());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut cursor = at;
+    loop {
+        let res = app.get(&format!("/v1/changes?since={cursor}&wait=1")).await;
+        if res.status() == 410 {
+            // Gone: the list has it.
+            assert_eq!(app.get(&format!("/v1/customers/{b}")).await.status(), 200);
+            break;
+        }
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        let ids: Vec<u64> =
+            body["changes"].as_array().unwrap().iter().map(|e| e["data"]["id"].as_u64().unwrap()).collect();
+        assert!(!ids.contains(&a), "nothing comes twice");
+        if ids.contains(&b) {
+            break;
+        }
+        cursor = body["next"].as_str().unwrap().to_string();
+        assert!(std::time::Instant::now() < deadline, "the create after the restart arrives");
+    }
+}
