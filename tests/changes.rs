@@ -215,6 +215,8 @@ impl Sse {
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["content-type"], "text/event-stream");
+        assert_eq!(res.headers()["cache-control"], "no-cache");
+        assert_eq!(res.headers()["x-accel-buffering"], "no", "proxies pass events on as they come");
         Sse { res, buf: String::new() }
     }
 

@@ -54,7 +54,7 @@ async fn listed_origins_get_preflights_credentials_and_exposed_headers() {
         assert!(methods.contains(m), "{methods}");
     }
     let headers = header(&res, "access-control-allow-headers").unwrap_or_default();
-    for h in ["authorization", "content-type", "if-match"] {
+    for h in ["authorization", "content-type", "if-match", "last-event-id"] {
         assert!(headers.contains(h), "{headers}");
     }
     assert!(header(&res, "access-control-max-age").is_some());
@@ -65,7 +65,7 @@ async fn listed_origins_get_preflights_credentials_and_exposed_headers() {
     assert_eq!(header(&res, "access-control-allow-origin").as_deref(), Some(PORTAL));
     assert_eq!(header(&res, "access-control-allow-credentials").as_deref(), Some("true"));
     let exposed = header(&res, "access-control-expose-headers").unwrap_or_default();
-    for h in ["link", "x-total-count", "etag", "location"] {
+    for h in ["link", "x-total-count", "x-changes-position", "etag", "location"] {
         assert!(exposed.contains(h), "{exposed}");
     }
     assert!(header(&res, "vary").unwrap_or_default().contains("origin"));

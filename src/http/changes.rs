@@ -69,7 +69,10 @@ pub async fn changes(
         // Reconnecting clients say where they were; that wins over the URL's `since`.
         let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
         let since = last.or(params.get("since").map(String::as_str));
-        return Ok(stream(app.clone(), caller.scope, filter, since, slot, &headers).into_response());
+        let mut res = stream(app.clone(), caller.scope, filter, since, slot, &headers).into_response();
+        // Proxies that buffer answers (nginx) pass this one on as it comes.
+        res.headers_mut().insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+        return Ok(res);
     }
     let limit = number(&params, "limit", DEFAULT_LIMIT as u64, MAX_LIMIT as u64)? as usize;
     // A poll ends before the request timeout would end it.
