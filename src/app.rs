@@ -20,6 +20,7 @@ use crate::mapping::resources::{ALL, CUSTOMERS};
 use crate::mapping::table;
 use crate::service::auth::{AuthSettings, Authenticator};
 use crate::service::changes::Changes;
+use crate::service::contracts::Contracts;
 use crate::service::keys::Keys;
 use crate::service::subscriptions::Subscriptions;
 use crate::service::Resources;
@@ -101,6 +102,7 @@ impl AppState {
         };
         let services: Arc<[Resources]> = ALL.iter().map(|def| service(def)).collect();
         let subscriptions = Subscriptions::new(service(&CUSTOMERS));
+        let contracts = Contracts::new(subscriptions.clone(), directory.clone(), settings.subscriptions.notice_days);
         let a = &settings.auth;
         let auth_settings = AuthSettings {
             cache_ttl: Duration::from_secs(a.cache_ttl_secs),
@@ -119,6 +121,7 @@ impl AppState {
             auth,
             keys,
             subscriptions,
+            contracts,
             changes,
             sync,
         })

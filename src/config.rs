@@ -17,6 +17,7 @@ pub struct Settings {
     pub pagination: PageSettings,
     pub index: IndexSettings,
     pub changes: ChangesSettings,
+    pub subscriptions: SubscriptionSettings,
     pub log: LogSettings,
 }
 
@@ -93,6 +94,12 @@ pub struct PageSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct IndexSettings {
     pub catch_up_ms: u64,
+}
+
+/// The merchants' facade (`/subscriptions/v1`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubscriptionSettings {
+    pub notice_days: u64,
 }
 
 /// The change feed (`GET /v1/changes`).

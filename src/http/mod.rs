@@ -231,6 +231,19 @@ fn routes() -> Vec<(String, MethodRouter<AppState>)> {
     out.push(("/v1/resellers/{id}/subscription-keys/{name}".into(), keys::element()));
     out.push(("/subscriptions/v1/customers".into(), subscriptions::customers()));
     out.push(("/subscriptions/v1/customers/{customerNumber}".into(), subscriptions::customer()));
+    out.push(("/subscriptions/v1/customers/{customerNumber}/orders".into(), subscriptions::orders()));
+    out.push((
+        "/subscriptions/v1/customers/{customerNumber}/orders/{orderReference}/returns".into(),
+        subscriptions::returns(),
+    ));
+    out.push(("/subscriptions/v1/customers/{customerNumber}/contracts".into(), subscriptions::contracts()));
+    out.push(("/subscriptions/v1/customers/{customerNumber}/contracts/{contractId}".into(), subscriptions::contract()));
+    for call in ["activate", "terminate", "options"] {
+        out.push((
+            format!("/subscriptions/v1/customers/{{customerNumber}}/contracts/{{contractId}}/{call}"),
+            subscriptions::lifecycle(call),
+        ));
+    }
     out.push(("/v1/search".into(), get(resources::search)));
     out.push(("/v1/changes".into(), get(changes::changes)));
     out

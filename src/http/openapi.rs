@@ -476,7 +476,34 @@ fn subscription_paths(doc: &mut Value) {
     schemas["SubscriptionSummary"] = json!({"type": "object", "properties": {
         "signUpId": {"type": "integer"}, "customerNumber": {"type": "string", "description": "The gateway's id of the customer."},
         "externalCustomerReference": {"type": "string", "description": "The merchant's customer number."},
-        "contracts": {"type": "array", "items": {"type": "object"}}}});
+        "contracts": {"type": "array", "items": {"$ref": "#/components/schemas/Contract"}}}});
+    let money = json!({"type": "number", "minimum": 0, "multipleOf": 0.01, "description": "An exact decimal with at most 2 decimals."});
+    let percent = json!({"type": "number", "minimum": 0, "maximum": 100, "description": "Kept as sent (19 or 0.19)."});
+    let date = json!({"type": "string", "format": "date"});
+    schemas["Contract"] = json!({"type": "object", "properties": {
+        "contractId": {"type": "string", "description": "The gateway's id (<orderReference>-<item number>)."},
+        "contractReference": {"type": ["string", "null"], "description": "The merchant's own reference; also accepted in paths."},
+        "orderReference": {"type": "string"}, "productID": {"type": "string"},
+        "status": {"type": "string", "enum": ["ORDERED", "ACTIVE", "TERMINATED", "REVOKED"]},
+        "activationDate": {"type": ["string", "null"], "format": "date"}, "terminationDate": {"type": ["string", "null"], "format": "date"},
+        "terminationReason": {"type": ["string", "null"], "enum": ["01", "02", "03", "04", null]},
+        "options": {"type": "array", "items": {"$ref": "#/components/schemas/ContractOption"}}}});
+    schemas["OrderItem"] = json!({"type": "object", "additionalProperties": false,
+        "required": ["productID", "quantity", "grossUnitPrice", "netUnitPrice", "vatAmount", "vatPercent"],
+        "description": "netUnitPrice + vatAmount = grossUnitPrice to the cent.",
+        "properties": {"productID": {"type": "string", "maxLength": 64}, "description": {"type": "string", "maxLength": 256},
+            "quantity": {"type": "integer", "minimum": 1, "maximum": 1000000}, "grossUnitPrice": money, "netUnitPrice": money,
+            "vatAmount": money, "vatPercent": percent, "contractReference": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}}});
+    schemas["Order"] = json!({"type": "object", "additionalProperties": false, "required": ["orderReference", "orderDate", "currency", "items"],
+        "properties": {"orderReference": {"type": "string", "pattern": "^[A-Za-z0-9]{1,16}$"}, "orderDate": date,
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "items": {"type": "array", "minItems": 1, "maxItems": crate::mapping::contracts::MAX_ITEMS, "items": {"$ref": "#/components/schemas/OrderItem"}}}});
+    schemas["ContractOption"] = json!({"type": "object", "additionalProperties": false, "required": ["productID", "charges"],
+        "properties": {"productID": {"type": "string", "maxLength": 64}, "charges": {"type": "array", "items": {"type": "object",
+            "additionalProperties": false, "description": "netAmount + vatAmount = grossAmount to the cent.",
+            "required": ["grossAmount", "netAmount", "unitAmountGross", "unitAmountNet", "vatAmount", "vatPercent"],
+            "properties": {"amountGrossDiscounts": money, "amountNetDiscounts": money, "grossAmount": money, "netAmount": money,
+                "unitAmountGross": money, "unitAmountNet": money, "vatAmount": money, "vatPercent": percent}}}}});
     let security = json!([{"subscriptionKey": []}]);
     let body = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubscriptionSignUp"}}}});
     let summary = json!({"description": "The customer's sign-up.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubscriptionSummary"}}}});
@@ -499,6 +526,59 @@ fn subscription_paths(doc: &mut Value) {
         }
         responses(&list)
     };
+    let contract = json!({"name": "contractId", "in": "path", "required": true, "description": "The contract's id, or the merchant's contractReference.", "schema": {"type": "string", "maxLength": 64}});
+    let order_ref = json!({"name": "orderReference", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9]{1,16}$"}});
+    let call = |summary_text: &str, req: Value, ok: Value, conflict: &str| {
+        json!({"post": {"tags": ["subscriptions"], "security": security, "summary": summary_text,
+            "requestBody": {"required": true, "content": {"application/json": {"schema": req}}},
+            "responses": responses(&[
+                ("200", ok), ("400", error("Malformed JSON.")), ("401", unauthorized.clone()),
+                ("404", error("The merchant has no such customer, contract or order.")),
+                ("409", error(conflict)), ("413", error("The body is too large.")), ("415", error("The body is not JSON.")),
+                ("422", error("Invalid fields."))])}})
+    };
+    let mut p = call("Orders: one contract in status ORDERED per item. The same orderReference again with the same body answers the same.",
+        json!({"$ref": "#/components/schemas/Order"}), summary.clone(), "The orderReference exists with another body, or a contractReference names another contract.");
+    p["parameters"] = json!([number]);
+    doc["paths"]["/subscriptions/v1/customers/{customerNumber}/orders"] = p;
+    let mut p = call("Returns items of an order: their contracts (all without returnItems) become REVOKED. The same returnReference again answers the same.",
+        json!({"type": "object", "additionalProperties": false, "required": ["returnDate", "returnReference"], "properties": {
+            "returnDate": date, "returnItems": {"type": "array", "items": {"type": "object", "properties": {"productID": {"type": "string"}}}},
+            "returnReason": {"type": "string", "maxLength": 256}, "returnReference": {"type": "string", "maxLength": 30}}}),
+        summary.clone(), "The returnReference exists with another body, or a returned contract is revoked or terminated.");
+    p["parameters"] = json!([number, order_ref]);
+    doc["paths"]["/subscriptions/v1/customers/{customerNumber}/orders/{orderReference}/returns"] = p;
+    doc["paths"]["/subscriptions/v1/customers/{customerNumber}/contracts"] = json!({"parameters": [number], "get": {
+        "tags": ["subscriptions"], "security": security, "summary": "The customer's contracts, by id.",
+        "parameters": [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+        "responses": responses(&[
+            ("200", json!({"description": "A page of contracts.", "headers": {"Link": {"schema": {"type": "string"}}, "X-Total-Count": {"schema": {"type": "integer"}}},
+                "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Contract"}}}}})),
+            ("400", error("A bad page or per_page.")), ("401", unauthorized.clone()), ("404", error("The merchant has no customer with this number."))])}});
+    doc["paths"]["/subscriptions/v1/customers/{customerNumber}/contracts/{contractId}"] = json!({"parameters": [number, contract], "get": {
+        "tags": ["subscriptions"], "security": security, "summary": "One contract.",
+        "responses": responses(&[
+            ("200", json!({"description": "The contract.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Contract"}}}})),
+            ("401", unauthorized.clone()), ("404", error("No such customer or contract."))])}});
+    for (name, text, req, ok, conflict) in [
+        ("activate", "ORDERED becomes ACTIVE from the requested date (not before the order date); the same call again answers the same.",
+            json!({"type": "object", "additionalProperties": false, "required": ["requestedActivationDate"], "properties": {"requestedActivationDate": date}}),
+            json!({"description": "The date, echoed.", "content": {"application/json": {"schema": {"type": "object", "properties": {"requestedActivationDate": date}}}}}),
+            "Active from another date, terminated or revoked."),
+        ("terminate", "An active contract ends on the requested date (not before its activation), or without one after subscriptions.notice_days; it reads ACTIVE until that date and TERMINATED from it on.",
+            json!({"type": "object", "additionalProperties": false, "required": ["terminationReason"], "properties": {"requestedTerminationDate": date,
+                "terminationReason": {"type": "string", "enum": ["01", "02", "03", "04"], "description": "01 carrier, 02 customer, 03 extraordinary (carrier), 04 extraordinary (customer)."}}}),
+            json!({"description": "The termination date.", "content": {"application/json": {"schema": {"type": "object", "properties": {"terminationDate": date}}}}}),
+            "Not active (ordered or revoked), or terminated with another date or reason."),
+        ("options", "Adds one-time or recurring fees to an ordered or active contract.",
+            json!({"type": "object", "additionalProperties": false, "required": ["options"], "properties": {"options": {"type": "array", "items": {"$ref": "#/components/schemas/ContractOption"}}}}),
+            summary.clone(), "The contract is terminated or revoked."),
+    ] {
+        let mut p = call(text, req, ok, conflict);
+        p["parameters"] = json!([number, contract]);
+        doc["paths"][format!("/subscriptions/v1/customers/{{customerNumber}}/contracts/{{contractId}}/{name}")] = p;
+    }
     doc["paths"]["/subscriptions/v1/customers"] = json!({"post": {
         "tags": ["subscriptions"], "security": security,
         "summary": "Creates the customer with this customer number, or updates it if the merchant has it.",

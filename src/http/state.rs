@@ -10,6 +10,7 @@ use crate::directory::Directory;
 use crate::mapping::resource::ResourceDef;
 use crate::service::auth::Authenticator;
 use crate::service::changes::Changes;
+use crate::service::contracts::Contracts;
 use crate::service::keys::Keys;
 use crate::service::subscriptions::Subscriptions;
 use crate::service::Resources;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// The merchants' facade over the customers.
     pub subscriptions: Subscriptions,
+    /// The merchants' orders and contracts.
+    pub contracts: Contracts,
     /// The change feed's subscribers.
     pub changes: Changes,
     pub sync: Arc<SyncConsumer>,

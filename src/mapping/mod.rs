@@ -2,6 +2,7 @@
 //! lives in LDAP, the value types they validate with, and the conversion between JSON
 //! documents and directory entries that walks those tables.
 
+pub mod contracts;
 pub mod document;
 pub mod patch;
 pub mod query;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod changes;
+pub mod contracts;
 pub mod keys;
 pub mod resources;
 pub mod scope;

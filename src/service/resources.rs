@@ -86,16 +86,14 @@ impl Resources {
     /// its fixed children.
     async fn read_at(&self, dn: &str) -> Result<Option<Stored>, DirError> {
         let attrs = table::all_attributes(&[self.def]);
+        let children: String =
+            self.def.children.iter().filter_map(|p| p.ou()).map(|ou| format!("(ou={})", filter_value(ou))).collect();
         let entries = if self.def.read_subtree {
-            self.dir.search(dn, LdapScope::Subtree, "(objectClass=*)", &attrs).await?
+            // Only the element's own entries: a customer's orders and contracts (and
+            // whatever else an admin keeps below it) are not part of it.
+            let filter = format!("(|(objectClass={}){children})", filter_value(self.def.structural));
+            self.dir.search(dn, LdapScope::Subtree, &filter, &attrs).await?
         } else {
-            let children: String = self
-                .def
-                .children
-                .iter()
-                .filter_map(|p| p.ou())
-                .map(|ou| format!("(ou={})", filter_value(ou)))
-                .collect();
             let filter = format!("(|{children})");
             let (root, kids) = tokio::join!(
                 self.dir.search(dn, LdapScope::Base, "(objectClass=*)", &attrs),

@@ -36,6 +36,14 @@ impl Subscriptions {
         Ok(page.items.first().and_then(|i| i["id"].as_u64()))
     }
 
+    /// The id of the merchant's customer with this number (none for a malformed number).
+    pub async fn id_of(&self, reseller: u64, number: &str) -> Result<Option<u64>, ServiceError> {
+        if !subscriptions::valid_number(number) {
+            return Ok(None);
+        }
+        self.find(reseller, number).await
+    }
+
     /// The facade's customer object.
     pub async fn get(&self, reseller: u64, number: &str) -> Result<Value, ServiceError> {
         if !subscriptions::valid_number(number) {
