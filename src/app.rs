@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::collection::contracts::ContractWatch;
 use crate::collection::index::{CollectionIndex, Fanout};
 use crate::config::Settings;
 use crate::directory::pool::{self, ConnSpec};
@@ -74,12 +75,19 @@ impl AppState {
         for index in &indexes {
             index.feed_into(feed.clone());
         }
+        let contract_watch = Arc::new(ContractWatch::new(&l.base_dn, feed.clone()));
         let changes = Changes::new(feed, c.max_streams, c.max_streams_per_caller);
         let sync = Arc::new(
             SyncConsumer::new(
                 spec,
                 l.base_dn.clone(),
-                table::all_attributes(ALL).into_iter().map(String::from).collect(),
+                // And what the change feed says of contracts.
+                table::all_attributes(ALL)
+                    .into_iter()
+                    .chain(crate::mapping::contracts::CONTRACT_ATTRS.iter().copied().filter(|a| *a != "entryCSN"))
+                    .chain(["objectClass"])
+                    .map(String::from)
+                    .collect(),
                 restart,
             )
             .following(directory.pool().manager()),
@@ -123,6 +131,7 @@ impl AppState {
             subscriptions,
             contracts,
             changes,
+            contract_watch,
             sync,
         })
     }
@@ -137,6 +146,8 @@ struct Logins {
     /// The indexes of the resources whose entries are logins.
     logins: Vec<Arc<CollectionIndex>>,
     indexes: Fanout,
+    /// The merchants' contracts, for the change feed.
+    contracts: Arc<ContractWatch>,
 }
 
 impl SyncSink for Logins {
@@ -155,6 +166,7 @@ impl SyncSink for Logins {
             };
             changed.extend(id.filter(|_| index.is_loaded()));
         }
+        self.contracts.apply(event.clone());
         self.indexes.apply(event);
         for id in changed {
             self.auth.forget_person(id);
@@ -194,6 +206,7 @@ pub async fn serve(
         base: state.settings.ldap.base_dn.clone(),
         logins: state.resources().iter().filter(|r| r.def().logins).map(|r| r.index().clone()).collect(),
         indexes: Fanout(state.resources().iter().map(|r| r.index().clone()).collect()),
+        contracts: state.contract_watch.clone(),
     };
     let sync = tokio::spawn(state.sync.clone().run(Arc::new(sink)));
     let feed = tokio::spawn(state.changes.feed().clone().run());

@@ -153,7 +153,7 @@ async fn an_admins_ldap_changes_arrive_and_each_caller_sees_only_its_own() {
     assert_eq!(one.len(), 1);
     let (none, _) = poll(&app, ADMIN, &start, "&wait=0&resource=people,resellers").await;
     assert!(none.is_empty(), "{none:?}");
-    let res = app.get(&format!("/v1/changes?since={start}&resource=contracts")).await;
+    let res = app.get(&format!("/v1/changes?since={start}&wait=0&resource=planets")).await;
     assert_eq!(res.status(), 400);
     let res = app.get("/v1/changes?sinse=1").await;
     assert_eq!(res.status(), 400);

@@ -296,3 +296,62 @@ async fn another_merchants_key_finds_nothing() {
     let res = app.req(Method::GET, &format!("{CUSTOMER}/contracts")).send().await.unwrap();
     assert_eq!(res.status(), 401);
 }
+
+/// The changes after `since` as the given Basic login sees them, polled until `n` came.
+async fn changes(app: &TestApp, user: (&str, &str), since: &str, n: usize) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut at = since.to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while all.len() < n && std::time::Instant::now() < deadline {
+        let res = app
+            .req_as(user, Method::GET, &format!("/v1/changes?since={at}&wait=1&resource=contracts"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        all.extend(body["changes"].as_array().unwrap().iter().cloned());
+        at = body["next"].as_str().unwrap().to_string();
+    }
+    all
+}
+
+#[tokio::test]
+async fn contract_changes_are_events_of_the_change_feed() {
+    let app = spawn_app().await;
+    let signup = json!({"customer": {"customerNumber": "c1631704458", "salutation": "MR", "firstName": "Ray",
+        "lastName": "Ankunding", "email": "ray@example.com", "language": "de", "customerCategory": "PERSON",
+        "address": {"street": "Bergnaum Mountains", "streetNumber": "1", "postalCode": "97687",
+            "postalPlace": "Schadenville", "countryCode": "DE"}}});
+    assert_eq!(call(&app, KEY, Method::POST, "/subscriptions/v1/customers", Some(&signup.to_string())).await.0, 200);
+    let start = app.get("/v1/customers?per_page=1").await.headers()["x-changes-position"].to_str().unwrap().to_string();
+    assert_eq!(post(&app, "/orders", ORDER_123).await.0, 200);
+    let created = changes(&app, ADMIN, &start, 3).await;
+    assert_eq!(created.len(), 3, "{created:?}");
+    assert!(created.iter().all(|e| e["type"] == "org.stoney.contract.created"), "{created:?}");
+    let s1 = created.iter().find(|e| e["data"]["changed"]["productID"] == "S1").unwrap();
+    assert_eq!(s1["subject"], app.url(&format!("{CUSTOMER}/contracts/123-3")));
+    assert_eq!(s1["data"]["reseller"], 4000001);
+    assert_eq!(s1["data"]["changed"]["status"], "ORDERED");
+    let at = created
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .max_by_key(|p| p.rsplit('-').next().unwrap().parse::<u64>().unwrap())
+        .unwrap();
+
+    assert_eq!(post(&app, "/contracts/CON123/activate", SEED_ACTIVATE).await.0, 200);
+    let got = changes(&app, ADMIN, &at, 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["type"], "org.stoney.contract.updated");
+    assert_eq!(got[0]["data"]["id"], "123-3");
+    assert_eq!(got[0]["data"]["changed"], json!({"status": "ACTIVE", "activationDate": "2022-02-15"}));
+    // The customer's reseller sees them; another reseller does not.
+    assert_eq!(changes(&app, RESELLER1, &start, 4).await.len(), 4);
+    let res = app
+        .req_as(RESELLER2, Method::GET, &format!("/v1/changes?since={start}&wait=0&resource=contracts"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["changes"], json!([]));
+}

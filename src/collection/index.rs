@@ -16,7 +16,7 @@ use tokio::sync::{watch, Notify};
 use super::lookup::{self, Postings};
 use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
 use crate::directory::Entry;
-use crate::feed::{Feed, Snapshot};
+use crate::feed::{Feed, Snapshot, Subject};
 use crate::mapping::document;
 use crate::mapping::query::{self, ListQuery};
 use crate::mapping::resource::{CustomerOf, Owner, ResourceDef, Tenant};
@@ -1036,7 +1036,7 @@ impl CollectionIndex {
         let before: Vec<Option<Snapshot>> = ids.iter().map(|id| state.snapshot(*id, url)).collect();
         f(state);
         for (id, before) in ids.into_iter().zip(before) {
-            feed.record(self.def, id, before, state.snapshot(id, url));
+            feed.record(Subject::of(self.def, id, url), before, state.snapshot(id, url));
         }
     }
 }

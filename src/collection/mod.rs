@@ -2,6 +2,7 @@
 //! the directory's content synchronisation, that answers every list (page, sort,
 //! filters, `q=`) without loading the collection from LDAP.
 
+pub mod contracts;
 pub mod index;
 mod lookup;
 

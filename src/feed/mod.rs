@@ -22,6 +22,35 @@ use tokio::sync::{watch, Notify};
 
 use crate::mapping::resource::{Owner, ResourceDef};
 
+/// What a change is of: one element of a collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subject {
+    /// The collection (`customers`, `contracts`).
+    pub resource: &'static str,
+    /// One of them (`customer`), for the event's type.
+    pub singular: &'static str,
+    /// Its id, as its JSON shows it.
+    pub id: Value,
+    /// Its URL.
+    pub location: String,
+}
+
+impl Subject {
+    /// An element of a resource of the definitions.
+    pub fn of(def: &'static ResourceDef, id: u64, public_url: &str) -> Subject {
+        Subject {
+            resource: def.name,
+            singular: def.singular,
+            id: Value::from(id),
+            location: def.location(public_url, id),
+        }
+    }
+
+    fn key(&self) -> (&'static str, String) {
+        (self.resource, self.id.to_string())
+    }
+}
+
 /// How much the feed keeps.
 #[derive(Debug, Clone)]
 pub struct FeedSettings {
@@ -76,8 +105,7 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct Change {
     pub position: u64,
-    pub def: &'static ResourceDef,
-    pub id: u64,
+    pub subject: Subject,
     /// When the gateway saw it (the first of its merged changes).
     pub time: SystemTime,
     /// Whom it belonged to before (none: it did not exist).
@@ -135,8 +163,7 @@ pub struct Gone;
 
 /// The changes of one element since it was last published.
 struct Staged {
-    def: &'static ResourceDef,
-    id: u64,
+    subject: Subject,
     time: SystemTime,
     first: Option<Snapshot>,
     last: Option<Snapshot>,
@@ -155,7 +182,7 @@ struct Inner {
     floor: u64,
     staged: Vec<Staged>,
     /// The staged entry of each element (by resource and id).
-    staged_at: HashMap<(&'static str, u64), usize>,
+    staged_at: HashMap<(&'static str, String), usize>,
     /// Published changes by position, each with when it came in.
     window: VecDeque<(Instant, Arc<Change>)>,
 }
@@ -247,7 +274,7 @@ impl Feed {
     /// Notes that an element changed from `before` to `after` (none: it does not exist).
     /// Called by an index while it holds its write lock, so that a list's position
     /// (read under the read lock) splits its changes exactly.
-    pub fn record(&self, def: &'static ResourceDef, id: u64, before: Option<Snapshot>, after: Option<Snapshot>) {
+    pub fn record(&self, subject: Subject, before: Option<Snapshot>, after: Option<Snapshot>) {
         if before == after {
             return;
         }
@@ -256,7 +283,8 @@ impl Feed {
         let position = inner.seq;
         let was_empty = inner.staged.is_empty();
         let owner = after.as_ref().or(before.as_ref()).map(|s| s.owner);
-        match inner.staged_at.get(&(def.name, id)).copied() {
+        let key = subject.key();
+        match inner.staged_at.get(&key).copied() {
             Some(i) => {
                 let s = &mut inner.staged[i];
                 s.last = after;
@@ -266,15 +294,14 @@ impl Feed {
             None => {
                 let i = inner.staged.len();
                 inner.staged.push(Staged {
-                    def,
-                    id,
+                    subject,
                     time: SystemTime::now(),
                     first: before,
                     last: after,
                     owner,
                     position,
                 });
-                inner.staged_at.insert((def.name, id), i);
+                inner.staged_at.insert(key, i);
             }
         }
         drop(inner);
@@ -327,8 +354,7 @@ impl Feed {
                     (None, None) => {
                         return s.owner.map(|o| Change {
                             position: s.position,
-                            def: s.def,
-                            id: s.id,
+                            subject: s.subject,
                             time: s.time,
                             before: Some(o),
                             after: None,
@@ -336,7 +362,7 @@ impl Feed {
                         })
                     }
                 };
-                Some(Change { position: s.position, def: s.def, id: s.id, time: s.time, before, after, changed })
+                Some(Change { position: s.position, subject: s.subject, time: s.time, before, after, changed })
             })
             .collect();
         changes.sort_by_key(|c| c.position);
@@ -403,6 +429,10 @@ mod tests {
         Some(Snapshot { owner: Owner { tenant: Some(reseller), customer: None }, doc })
     }
 
+    fn c(id: u64) -> Subject {
+        Subject::of(&CUSTOMERS, id, "http://x")
+    }
+
     fn feed(window: usize) -> Arc<Feed> {
         Feed::new(FeedSettings { window, ..Default::default() }, "http://x")
     }
@@ -431,17 +461,17 @@ mod tests {
     fn the_changes_of_one_moment_are_one_per_element_and_split_exactly_at_a_position() {
         let f = feed(100);
         let start = f.position();
-        f.record(&CUSTOMERS, 1, None, snap(4, json!({"id": 1})));
+        f.record(c(1), None, snap(4, json!({"id": 1})));
         let listed = f.position();
-        f.record(&CUSTOMERS, 1, snap(4, json!({"id": 1})), snap(4, json!({"id": 1, "b": {"l": "Bern"}})));
-        f.record(&CUSTOMERS, 2, None, snap(4, json!({"id": 2})));
-        f.record(&CUSTOMERS, 2, snap(4, json!({"id": 2})), None);
+        f.record(c(1), snap(4, json!({"id": 1})), snap(4, json!({"id": 1, "b": {"l": "Bern"}})));
+        f.record(c(2), None, snap(4, json!({"id": 2})));
+        f.record(c(2), snap(4, json!({"id": 2})), None);
         // Nothing is published before the moment is over.
         assert!(f.read(start, 10).unwrap().0.is_empty());
         f.publish();
         let (all, next) = f.read(start, 10).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[0].id, 1);
+        assert_eq!(all[0].subject.id, 1);
         assert_eq!(all[0].changed, json!({"id": 1, "b": {"l": "Bern"}}));
         let sees = |_| true;
         assert_eq!(all[0].seen(sees).unwrap().0, What::Created);
@@ -458,7 +488,7 @@ mod tests {
     fn moves_are_deletes_and_creates_to_who_sees_one_side() {
         let f = feed(100);
         let start = f.position();
-        f.record(&CUSTOMERS, 1, snap(4, json!({"id": 1, "r": 4})), snap(5, json!({"id": 1, "r": 5})));
+        f.record(c(1), snap(4, json!({"id": 1, "r": 4})), snap(5, json!({"id": 1, "r": 5})));
         f.publish();
         let (all, _) = f.read(start, 10).unwrap();
         let c = &all[0];
@@ -474,12 +504,12 @@ mod tests {
         let f = feed(2);
         let start = f.position();
         for id in 1..=3 {
-            f.record(&CUSTOMERS, id, None, snap(4, json!({"id": id})));
+            f.record(c(id), None, snap(4, json!({"id": id})));
             f.publish();
         }
         assert_eq!(f.read(start, 10).err(), Some(Gone), "the first change left the window");
         let (two, _) = f.read(Position { seq: 1, ..start }, 10).unwrap();
-        assert_eq!(two.iter().map(|c| c.id).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(two.iter().map(|c| c.subject.id.clone()).collect::<Vec<_>>(), [2, 3]);
         assert_eq!(f.read(Position { seq: 99, ..start }, 10).err(), Some(Gone), "from the future");
         assert_eq!(f.read(Position { epoch: start.epoch ^ 1, ..start }, 10).err(), Some(Gone));
         let now = f.position();

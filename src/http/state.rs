@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::collection::contracts::ContractWatch;
 use crate::config::Settings;
 use crate::directory::sync::SyncConsumer;
 use crate::directory::Directory;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub contracts: Contracts,
     /// The change feed's subscribers.
     pub changes: Changes,
+    /// The contracts the change feed follows.
+    pub contract_watch: Arc<ContractWatch>,
     pub sync: Arc<SyncConsumer>,
     pub body_limit: usize,
     pub ready_timeout: Duration,

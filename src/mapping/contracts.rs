@@ -35,6 +35,7 @@ pub const CONTRACT_ATTRS: &[&str] = &[
     "sgwTerminationReason",
     "sgwOption",
     "sgwReturnReference",
+    "sgwCustomerNumber",
     "entryCSN",
 ];
 
@@ -397,7 +398,8 @@ pub fn order_entry(order: &Order) -> Vec<(String, Vec<String>)> {
     ]
 }
 
-pub fn contract_entry(customer: u64, order: &Order, i: usize) -> Vec<(String, Vec<String>)> {
+/// The entry of item `i`'s contract of the customer (its uid and the merchant's number).
+pub fn contract_entry(customer: u64, number: &str, order: &Order, i: usize) -> Vec<(String, Vec<String>)> {
     let it = &order.items[i];
     let id = order.contract_id(i);
     let mut keys = vec![contract_key(customer, &id)];
@@ -407,6 +409,7 @@ pub fn contract_entry(customer: u64, order: &Order, i: usize) -> Vec<(String, Ve
         attr("sgwContractStatus", &[Status::Ordered.as_str()]),
         attr("sgwOrderReference", &[&order.reference]),
         attr("sgwOrderDate", &[&order.date]),
+        attr("sgwCustomerNumber", &[number]),
         attr("sgwProductID", &[&it.product_id]),
         attr("sgwQuantity", &[&it.quantity]),
         attr("sgwGrossUnitPrice", &[&it.gross]),

@@ -11,49 +11,55 @@ use serde_json::{json, Map, Value};
 use super::{Scope, ServiceError};
 use crate::directory::reconcile::rfc3339;
 use crate::feed::{Change, Feed, Position, What};
-use crate::mapping::resource::ResourceDef;
+use crate::mapping::contracts::CONTRACTS;
 use crate::mapping::resources::ALL;
 
 /// Which changes a subscriber asked for.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// The resources (none given: all).
-    pub resources: Vec<&'static ResourceDef>,
-    pub id: Option<u64>,
+    pub resources: Vec<&'static str>,
+    /// One element's id, as its JSON shows it.
+    pub id: Option<String>,
 }
 
 impl Filter {
     /// From `?resource=customers,people` and `?id=`.
     pub fn parse(resource: Option<&str>, id: Option<&str>) -> Result<Filter, ServiceError> {
-        let mut resources: Vec<&'static ResourceDef> = Vec::new();
+        let known: Vec<&'static str> = ALL.iter().map(|d| d.name).chain([CONTRACTS]).collect();
+        let mut resources: Vec<&'static str> = Vec::new();
         for name in resource.into_iter().flat_map(|r| r.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
-            let def = ALL.iter().copied().find(|d| d.name == name).ok_or_else(|| {
-                let names: Vec<&str> = ALL.iter().map(|d| d.name).collect();
+            let found = known.iter().copied().find(|k| *k == name).ok_or_else(|| {
                 ServiceError::BadRequest(format!(
                     "resource: {:?} is not one of {}",
                     name.chars().take(64).collect::<String>(),
-                    names.join(", ")
+                    known.join(", ")
                 ))
             })?;
-            if !resources.iter().any(|d| std::ptr::eq(*d, def)) {
-                resources.push(def);
+            if !resources.contains(&found) {
+                resources.push(found);
             }
         }
         let id = match id {
             None => None,
-            Some(s) => Some(
-                s.parse::<u64>()
-                    .ok()
-                    .filter(|_| s.len() <= 20 && !s.starts_with('+'))
-                    .ok_or_else(|| ServiceError::BadRequest("id: give a resource id (a number)".into()))?,
-            ),
+            Some(s)
+                if !s.is_empty()
+                    && s.len() <= 64
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+            {
+                Some(s.to_string())
+            }
+            Some(_) => return Err(ServiceError::BadRequest("id: give a resource id".into())),
         };
         Ok(Filter { resources, id })
     }
 
     fn wants(&self, c: &Change) -> bool {
-        (self.resources.is_empty() || self.resources.iter().any(|d| std::ptr::eq(*d, c.def)))
-            && self.id.is_none_or(|id| id == c.id)
+        (self.resources.is_empty() || self.resources.contains(&c.subject.resource))
+            && self.id.as_deref().is_none_or(|id| match &c.subject.id {
+                Value::String(s) => s == id,
+                other => other.as_u64().is_some_and(|n| id.parse::<u64>() == Ok(n)),
+            })
     }
 }
 
@@ -193,7 +199,7 @@ impl Changes {
             _ => c.after.as_ref().map(|(o, _)| *o),
         };
         let mut data = Map::new();
-        data.insert("id".into(), json!(c.id));
+        data.insert("id".into(), c.subject.id.clone());
         data.insert("reseller".into(), json!(owner.and_then(|o| o.tenant)));
         if what == What::Moved {
             data.insert("previousReseller".into(), json!(c.before.and_then(|o| o.tenant)));
@@ -205,9 +211,9 @@ impl Changes {
             "specversion": "1.0",
             "id": Position { epoch, seq: c.position }.to_string(),
             "source": format!("{url}/v1/changes"),
-            "type": format!("org.stoney.{}.{}", c.def.singular, what.as_str()),
+            "type": format!("org.stoney.{}.{}", c.subject.singular, what.as_str()),
             "time": rfc3339(c.time),
-            "subject": c.def.location(url, c.id),
+            "subject": c.subject.location,
             "datacontenttype": "application/json",
             "data": data,
         })

@@ -134,7 +134,7 @@ impl Contracts {
                 ops.push(
                     Op::Add {
                         dn: c::contract_dn(&order.contract_id(i), &cu.dn),
-                        attrs: c::contract_entry(cu.id, &order, i),
+                        attrs: c::contract_entry(cu.id, &cu.number, &order, i),
                     }
                     .into(),
                 );

@@ -1,0 +1,138 @@
+//! The contracts of the subscriptions facade as the change feed sees them: every
+//! `sgwContract` entry below a customer, kept by the same content synchronisation as the
+//! indexes, so that each change of a contract (an order, an activation, a termination,
+//! options, a return, a move of its customer), whoever made it, is an event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::directory::reconcile::rfc3339;
+use crate::directory::sync::{SyncEvent, SyncSink, Uuid};
+use crate::directory::Entry;
+use crate::feed::{Feed, Snapshot, Subject};
+use crate::mapping::contracts::{self, CONTRACTS};
+use crate::mapping::resource::Owner;
+
+struct Known {
+    subject: Subject,
+    snapshot: Snapshot,
+    gen: u32,
+}
+
+#[derive(Default)]
+struct State {
+    known: HashMap<Uuid, Known>,
+    gen: u32,
+    /// Loading from nothing: what arrives is the content, not changes.
+    loading: bool,
+}
+
+pub struct ContractWatch {
+    base: String,
+    feed: Arc<Feed>,
+    state: Mutex<State>,
+}
+
+impl ContractWatch {
+    pub fn new(base: &str, feed: Arc<Feed>) -> ContractWatch {
+        ContractWatch { base: base.to_ascii_lowercase(), feed, state: Mutex::new(State::default()) }
+    }
+
+    /// A contract entry's subject and state: its customer and reseller come from its DN
+    /// (`sgwContractId=…,ou=contracts,uid=<customer>,ou=customers,uid=<reseller>,ou=reseller,<base>`).
+    fn read(&self, e: &Entry) -> Option<(Subject, Snapshot)> {
+        if !e.has_object_class("sgwContract") {
+            return None;
+        }
+        let dn = e.dn.to_ascii_lowercase();
+        let parts: Vec<&str> = dn.splitn(7, ',').collect();
+        let [_, ou, customer, customers, reseller, resellers, base] = parts.as_slice() else { return None };
+        let uid = |p: &str| p.strip_prefix("uid=").and_then(|v| v.parse::<u64>().ok());
+        if *ou != format!("ou={CONTRACTS}")
+            || *customers != "ou=customers"
+            || *resellers != "ou=reseller"
+            || *base != self.base
+        {
+            return None;
+        }
+        let (customer, reseller) = (uid(customer)?, uid(reseller)?);
+        let id = e.first("sgwContractId")?.to_string();
+        let url = self.feed.public_url();
+        let location = match e.first("sgwCustomerNumber") {
+            Some(n) => format!("{url}/subscriptions/v1/customers/{}/contracts/{id}", crate::mapping::query::encode(n)),
+            None => format!("{url}/v1/customers/{customer}"),
+        };
+        let today = &rfc3339(std::time::SystemTime::now())[..10];
+        let mut doc = contracts::contract_json(e, today);
+        doc["customerNumber"] = e.first("sgwCustomerNumber").map(|n| Value::String(n.into())).unwrap_or(Value::Null);
+        let subject = Subject { resource: CONTRACTS, singular: "contract", id: Value::String(id), location };
+        Some((subject, Snapshot { owner: Owner { tenant: Some(reseller), customer: Some(customer) }, doc }))
+    }
+}
+
+impl SyncSink for ContractWatch {
+    fn apply(&self, event: SyncEvent) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let gen = state.gen;
+        match event {
+            SyncEvent::RefreshBegin { reload } => {
+                state.gen = state.gen.wrapping_add(1);
+                if reload {
+                    state.known.clear();
+                    state.loading = true;
+                }
+            }
+            SyncEvent::Entry { uuid, entry } => {
+                let before = state.known.remove(&uuid);
+                let now = self.read(&entry);
+                let loading = state.loading;
+                if let Some((subject, snapshot)) = &now {
+                    state.known.insert(uuid, Known { subject: subject.clone(), snapshot: snapshot.clone(), gen });
+                }
+                if loading {
+                    return;
+                }
+                match (before, now) {
+                    // Another contract under the same entry: the old one went.
+                    (Some(b), Some((subject, snap))) if b.subject.id != subject.id => {
+                        self.feed.record(b.subject, Some(b.snapshot), None);
+                        self.feed.record(subject, None, Some(snap));
+                    }
+                    (b, Some((subject, snap))) => self.feed.record(subject, b.map(|b| b.snapshot), Some(snap)),
+                    (Some(b), None) => self.feed.record(b.subject, Some(b.snapshot), None),
+                    (None, None) => {}
+                }
+            }
+            SyncEvent::Delete { uuid } => {
+                if let Some(b) = state.known.remove(&uuid) {
+                    if !state.loading {
+                        self.feed.record(b.subject, Some(b.snapshot), None);
+                    }
+                }
+            }
+            SyncEvent::Present(uuids) => {
+                for u in uuids {
+                    if let Some(k) = state.known.get_mut(&u) {
+                        k.gen = gen;
+                    }
+                }
+            }
+            SyncEvent::RefreshEnd { present } => {
+                if present {
+                    let gone: Vec<Uuid> = state.known.iter().filter(|(_, k)| k.gen != gen).map(|(u, _)| *u).collect();
+                    for u in gone {
+                        if let Some(b) = state.known.remove(&u) {
+                            if !state.loading {
+                                self.feed.record(b.subject, Some(b.snapshot), None);
+                            }
+                        }
+                    }
+                }
+                state.loading = false;
+            }
+            SyncEvent::Cookie(_) => {}
+        }
+    }
+}
