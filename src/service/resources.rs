@@ -183,6 +183,14 @@ impl Resources {
         Ok((q, page))
     }
 
+    /// A page from the index as it is now, without waiting for the directory's newest
+    /// change: for lookups of what does not change once written (a merchant's customer
+    /// number), where a hit is as good as a fresh one and a miss asks `list`.
+    pub fn list_now(&self, scope: &Scope, raw_query: &str) -> Result<Page, ServiceError> {
+        let q = self.parse_query(Some(raw_query))?;
+        self.index.query(scope, &q, &self.public_url).map_err(|_| ServiceError::Unavailable)
+    }
+
     fn parse_query(&self, raw_query: Option<&str>) -> Result<ListQuery, ServiceError> {
         query::parse(self.def, raw_query, self.limits).map_err(|e| match e {
             QueryError::Malformed(m) => ServiceError::BadRequest(m),

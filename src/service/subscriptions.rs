@@ -41,6 +41,14 @@ impl Subscriptions {
         if !subscriptions::valid_number(number) {
             return Ok(None);
         }
+        // A customer keeps its number (it is set once): a hit of the index as it is
+        // stands; only a miss waits for the directory's newest change.
+        let raw = format!("merchantCustomerNumber={}&per_page=1", query::encode(number));
+        if let Ok(page) = self.customers.list_now(&Scope::Reseller(reseller), &raw) {
+            if let Some(id) = page.items.first().and_then(|i| i["id"].as_u64()) {
+                return Ok(Some(id));
+            }
+        }
         self.find(reseller, number).await
     }
 

@@ -9,10 +9,12 @@
 //!     scripts/bench subscriptions
 //!     scripts/bench faults
 //!     scripts/bench feed
+//!     scripts/bench contracts
 
 mod ack;
 mod collection;
 mod common;
+mod contracts;
 mod element;
 mod faults;
 mod feed;
@@ -91,6 +93,18 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Orders and contracts of the subscriptions facade: order creation and activation,
+    /// vs the same LDAP transactions done directly.
+    Contracts {
+        #[arg(long, default_value_t = 1000)]
+        customers: u64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// The subscriptions facade: GET and POST (upsert: update and create) of a merchant's
     /// customer by its customer number, vs raw LDAP.
     Subscriptions {
@@ -125,6 +139,9 @@ fn main() {
         }
         Cmd::Feed { writes, streams, writers, seconds } => {
             rt.block_on(feed::feed(&cli.out, writes, streams, writers, seconds))
+        }
+        Cmd::Contracts { customers, concurrency, seconds, rounds } => {
+            rt.block_on(contracts::contracts(&cli.out, customers, concurrency, seconds, rounds))
         }
         Cmd::Subscriptions { customers, concurrency, seconds, rounds } => {
             rt.block_on(subscriptions::subscriptions(&cli.out, customers, concurrency, seconds, rounds))

@@ -102,7 +102,7 @@ async fn raw_create(ldap: &mut Ldap, base: &str, number: &str) -> Result<(), Str
     .await
 }
 
-async fn upsert(client: &reqwest::Client, url: &str, number: &str) -> Result<(), String> {
+pub async fn upsert(client: &reqwest::Client, url: &str, number: &str) -> Result<(), String> {
     let req = client
         .post(format!("{url}/subscriptions/v1/customers"))
         .header("X-Subscription-Key", DEMO_SUBSCRIPTION_KEY)
