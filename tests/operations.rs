@@ -66,7 +66,11 @@ async fn unknown_methods_and_paths_do_not_grow_the_metrics() {
     assert!(after.contains(r#"stoney_http_requests_total{route="unmatched",method="GET",status="404"}"#), "{after}");
     // Every label value comes from a fixed set.
     let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "other"];
-    let routes: Vec<String> = stoney_gateway::http::paths().into_iter().chain(["unmatched".into()]).collect();
+    let routes: Vec<String> = stoney_gateway::http::paths()
+        .into_iter()
+        .chain(stoney_gateway::http::explorer::paths().into_iter().map(String::from))
+        .chain(["unmatched".into()])
+        .collect();
     for line in after.lines().filter(|l| l.starts_with("stoney_http_request")) {
         let label = |name: &str| line.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next());
         assert!(methods.contains(&label("method").unwrap()), "{line}");

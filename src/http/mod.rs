@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod changes;
 pub mod error;
+pub mod explorer;
 pub mod extract;
 pub mod health;
 pub mod keys;
@@ -314,6 +315,10 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for (path, methods) in routes() {
         router = router.route(&path, methods);
+    }
+    // The pages for people: the API explorer, and `/` pointing to it.
+    for (path, methods) in explorer::routes() {
+        router = router.route(path, methods);
     }
     let mut router = router
         .fallback(not_found)
