@@ -16,3 +16,4 @@ pub mod mapping;
 pub mod metrics;
 pub mod service;
 pub mod telemetry;
+pub mod tools;
