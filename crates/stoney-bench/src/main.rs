@@ -10,6 +10,7 @@
 //!     scripts/bench faults
 //!     scripts/bench feed
 //!     scripts/bench contracts
+//!     scripts/bench import
 
 mod ack;
 mod collection;
@@ -18,6 +19,7 @@ mod contracts;
 mod element;
 mod faults;
 mod feed;
+mod import;
 mod people;
 mod subscriptions;
 
@@ -105,6 +107,13 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// `stoney-gateway import` of many customers, vs ldapadd of the same entries.
+    Import {
+        #[arg(long, default_value_t = 100_000)]
+        customers: u64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// The subscriptions facade: GET and POST (upsert: update and create) of a merchant's
     /// customer by its customer number, vs raw LDAP.
     Subscriptions {
@@ -143,6 +152,7 @@ fn main() {
         Cmd::Contracts { customers, concurrency, seconds, rounds } => {
             rt.block_on(contracts::contracts(&cli.out, customers, concurrency, seconds, rounds))
         }
+        Cmd::Import { customers, concurrency } => rt.block_on(import::import(&cli.out, customers, concurrency)),
         Cmd::Subscriptions { customers, concurrency, seconds, rounds } => {
             rt.block_on(subscriptions::subscriptions(&cli.out, customers, concurrency, seconds, rounds))
         }
