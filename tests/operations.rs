@@ -32,8 +32,9 @@ async fn metrics_count_requests_ldap_operations_and_show_the_pools() {
     assert_eq!(app.get("/v1/customers/99").await.status(), 404);
     let res = app.get("/metrics").await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(res.headers()["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
     let after = res.text().await.unwrap();
+    assert!(after.trim_end().ends_with("# EOF"), "the OpenMetrics text format");
     let ok = r#"stoney_http_requests_total{route="/v1/customers/{id}",method="GET",status="200"}"#;
     let missing = r#"stoney_http_requests_total{route="/v1/customers/{id}",method="GET",status="404"}"#;
     assert!(sample(&after, ok) - sample(&before, ok) >= 5.0, "{after}");

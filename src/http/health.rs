@@ -136,6 +136,5 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
             series: vec![(vec![], if app.resources().iter().all(|r| r.index().is_loaded()) { 1.0 } else { 0.0 })],
         },
     ]);
-    (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
-        .into_response()
+    (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
