@@ -133,22 +133,27 @@ async fn the_readme_change_consumer_follows_a_new_customer() {
         .spawn()
         .expect("python3 runs (scripts/install-deps installs it)");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    // Once it has listed (its first poll waits), a new customer.
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let res = app.req(Method::POST, "/v1/customers").json(&company("Consumer AG")).send().await.unwrap();
-    assert_eq!(res.status(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
-    let want = format!("org.stoney.customer.created {}", app.url(&format!("/v1/customers/{id}")));
-    let line = tokio::time::timeout(std::time::Duration::from_secs(15), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.starts_with(&want) {
-                return line;
-            }
+    // A customer created before the consumer has listed is in its list, not in what it
+    // follows: create one after another until the consumer prints one.
+    let mut created = Vec::new();
+    let mut printed = None;
+    for n in 0..15 {
+        let name = format!("Consumer {n} AG");
+        let res = app.req(Method::POST, "/v1/customers").json(&company(&name)).send().await.unwrap();
+        assert_eq!(res.status(), 201);
+        let id = res.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+        created.push((format!("org.stoney.customer.created {}", app.url(&format!("/v1/customers/{id}"))), name));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), lines.next_line()).await;
+        if let Ok(line) = got {
+            printed = line.unwrap();
+            break;
         }
-        panic!("the consumer ended");
-    })
-    .await
-    .expect("the consumer prints the change");
-    assert!(line.contains("\"Consumer AG\""), "{line}");
+    }
+    let line = printed.expect("the consumer prints a change");
+    let (_, name) = created
+        .iter()
+        .find(|(want, _)| line.starts_with(want.as_str()))
+        .unwrap_or_else(|| panic!("one of ours: {line}"));
+    assert!(line.contains(&format!("\"{name}\"")), "{line}");
     child.kill().await.unwrap();
 }
