@@ -14,6 +14,8 @@ use crate::directory::Entry;
 use crate::feed::{Feed, Snapshot, Subject};
 use crate::mapping::contracts::{self, CONTRACTS};
 use crate::mapping::resource::Owner;
+use crate::mapping::resources::CUSTOMERS;
+use crate::mapping::table::Part;
 
 struct Known {
     subject: Subject,
@@ -37,7 +39,7 @@ pub struct ContractWatch {
 
 impl ContractWatch {
     pub fn new(base: &str, feed: Arc<Feed>) -> ContractWatch {
-        ContractWatch { base: base.to_ascii_lowercase(), feed, state: Mutex::new(State::default()) }
+        ContractWatch { base: base.to_string(), feed, state: Mutex::new(State::default()) }
     }
 
     /// A contract entry's subject and state: its customer and reseller come from its DN
@@ -46,18 +48,14 @@ impl ContractWatch {
         if !e.has_object_class("sgwContract") {
             return None;
         }
-        let dn = e.dn.to_ascii_lowercase();
-        let parts: Vec<&str> = dn.splitn(7, ',').collect();
-        let [_, ou, customer, customers, reseller, resellers, base] = parts.as_slice() else { return None };
-        let uid = |p: &str| p.strip_prefix("uid=").and_then(|v| v.parse::<u64>().ok());
-        if *ou != format!("ou={CONTRACTS}")
-            || *customers != "ou=customers"
-            || *resellers != "ou=reseller"
-            || *base != self.base
-        {
+        // Its customer's DN, placed as the customers' definition places it.
+        let mut rdns = e.dn.splitn(3, ',');
+        let (_, ou, customer_dn) = (rdns.next()?, rdns.next()?, rdns.next()?);
+        if !ou.trim().eq_ignore_ascii_case(&format!("ou={CONTRACTS}")) {
             return None;
         }
-        let (customer, reseller) = (uid(customer)?, uid(reseller)?);
+        let at = CUSTOMERS.place(customer_dn, &self.base).filter(|p| p.part == Part::Root)?;
+        let (customer, reseller) = (at.id, at.parent);
         let id = e.first("sgwContractId")?.to_string();
         let url = self.feed.public_url();
         let location = match e.first("sgwCustomerNumber") {

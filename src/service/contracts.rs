@@ -29,6 +29,14 @@ pub struct Contracts {
     notice_days: i64,
 }
 
+/// What a lifecycle call makes of a contract as read.
+enum Step {
+    /// Nothing to write: the answer.
+    Answer(Value),
+    /// These modifications (none: nothing), then the answer.
+    Write(Vec<Mod<String>>, Value),
+}
+
 /// The merchant's customer that a path names.
 struct Customer {
     id: u64,
@@ -188,6 +196,29 @@ impl Contracts {
         }
     }
 
+    /// One lifecycle call: reads the contract, lets `decide` answer at once or name the
+    /// modifications (none: nothing to write) and the answer once they are written, and
+    /// decides again on what another call wrote first.
+    async fn lifecycle(
+        &self,
+        cu: &Customer,
+        contract: &str,
+        decide: impl Fn(&Entry) -> Result<Step, ServiceError>,
+    ) -> Result<Value, ServiceError> {
+        for _ in 0..ATTEMPTS {
+            let e = self.contract(cu, contract).await?;
+            match decide(&e)? {
+                Step::Answer(v) => return Ok(v),
+                Step::Write(mods, v) => {
+                    if mods.is_empty() || self.change(&e, mods).await? {
+                        return Ok(v);
+                    }
+                }
+            }
+        }
+        Err(conflict("the contract kept changing; try again"))
+    }
+
     /// `POST …/contracts/{contractId}/activate`: `ORDERED` → `ACTIVE` on the date asked
     /// for; answers that date (again for the same date once active).
     pub async fn activate(
@@ -200,12 +231,13 @@ impl Contracts {
         let when = c::parse_activation(body).map_err(ServiceError::Invalid)?;
         let cu = self.customer(reseller, number).await?;
         let echo = json!({"requestedActivationDate": when});
-        for _ in 0..ATTEMPTS {
-            let e = self.contract(&cu, contract).await?;
-            match c::status(&e, &today()) {
+        self.lifecycle(&cu, contract, |e| {
+            match c::status(e, &today()) {
                 Status::Revoked => return Err(conflict("the contract was revoked")),
                 Status::Terminated => return Err(conflict("the contract is terminated")),
-                Status::Active if e.first("sgwActivationDate") == Some(when.as_str()) => return Ok(echo),
+                Status::Active if e.first("sgwActivationDate") == Some(when.as_str()) => {
+                    return Ok(Step::Answer(echo.clone()))
+                }
                 Status::Active => return Err(conflict("the contract is active from another date")),
                 Status::Ordered => {}
             }
@@ -216,11 +248,9 @@ impl Contracts {
                 Mod::Replace("sgwContractStatus".into(), [Status::Active.as_str().to_string()].into()),
                 Mod::Replace("sgwActivationDate".into(), [when.clone()].into()),
             ];
-            if self.change(&e, mods).await? {
-                return Ok(echo);
-            }
-        }
-        Err(conflict("the contract kept changing; try again"))
+            Ok(Step::Write(mods, echo.clone()))
+        })
+        .await
     }
 
     /// `POST …/contracts/{contractId}/terminate`: an active contract ends on the date
@@ -234,16 +264,14 @@ impl Contracts {
     ) -> Result<Value, ServiceError> {
         let (asked, reason) = c::parse_termination(body).map_err(ServiceError::Invalid)?;
         let cu = self.customer(reseller, number).await?;
-        for _ in 0..ATTEMPTS {
-            let e = self.contract(&cu, contract).await?;
-            let status = c::status(&e, &today());
+        self.lifecycle(&cu, contract, |e| {
             if let (Some(date), Some(had)) = (e.first("sgwTerminationDate"), e.first("sgwTerminationReason")) {
                 if had == reason && asked.as_deref().is_none_or(|a| a == date) {
-                    return Ok(json!({"terminationDate": date}));
+                    return Ok(Step::Answer(json!({"terminationDate": date})));
                 }
                 return Err(conflict("the contract is terminated with another date or reason"));
             }
-            match status {
+            match c::status(e, &today()) {
                 Status::Revoked => return Err(conflict("the contract was revoked")),
                 Status::Ordered => {
                     return Err(conflict("the contract is not active; an order not yet active is revoked by a return"))
@@ -265,11 +293,9 @@ impl Contracts {
                 Mod::Replace("sgwTerminationDate".into(), [date.clone()].into()),
                 Mod::Replace("sgwTerminationReason".into(), [reason.clone()].into()),
             ];
-            if self.change(&e, mods).await? {
-                return Ok(json!({"terminationDate": date}));
-            }
-        }
-        Err(conflict("the contract kept changing; try again"))
+            Ok(Step::Write(mods, json!({"terminationDate": date})))
+        })
+        .await
     }
 
     /// `POST …/contracts/{contractId}/options`: one-time or recurring fees kept with an
@@ -283,9 +309,8 @@ impl Contracts {
     ) -> Result<Value, ServiceError> {
         let options = c::parse_options(body).map_err(ServiceError::Invalid)?;
         let cu = self.customer(reseller, number).await?;
-        for _ in 0..ATTEMPTS {
-            let e = self.contract(&cu, contract).await?;
-            match c::status(&e, &today()) {
+        self.lifecycle(&cu, contract, |e| {
+            match c::status(e, &today()) {
                 Status::Ordered | Status::Active => {}
                 _ => return Err(conflict("options are added to an ordered or active contract only")),
             }
@@ -293,13 +318,12 @@ impl Contracts {
                 return Err(conflict("the contract has as many options as it may"));
             }
             let fresh: Vec<String> = options.iter().filter(|o| !e.values("sgwOption").contains(o)).cloned().collect();
-            if fresh.is_empty()
-                || self.change(&e, vec![Mod::Add("sgwOption".into(), fresh.into_iter().collect())]).await?
-            {
-                return self.summary(&cu).await;
-            }
-        }
-        Err(conflict("the contract kept changing; try again"))
+            let mods =
+                if fresh.is_empty() { vec![] } else { vec![Mod::Add("sgwOption".into(), fresh.into_iter().collect())] };
+            Ok(Step::Write(mods, Value::Null))
+        })
+        .await?;
+        self.summary(&cu).await
     }
 
     /// `POST …/orders/{orderReference}/returns`: the order's contracts of the returned
