@@ -510,6 +510,70 @@ async fn the_comparison_repairs_a_create_and_a_delete_a_server_missed() {
     let _ = gw.stop.send(());
 }
 
+/// A server that comes back holding entries the server in use deleted while it was away,
+/// in a state older than the compared span and with no delete in its own write log, as a
+/// rejoin copy taken while the customers were being deleted holds them (simulated: the
+/// stopped server's entries of a customer get an entryCSN of an hour ago, and it is told
+/// it has every change of the server in use, so its own replication does not replay the
+/// delete). The comparison reads the write log of the server in use too and deletes the
+/// customer there, with its billing entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_a_returning_server_kept_from_before_a_delete_are_deleted_there() {
+    let (mut servers, gw) = replicated_gateway().await;
+    let id = create_customer(&gw, "Copied AG").await;
+    let dn = format!("uid={id},ou=customers,uid=4000001,ou=reseller,{}", servers[1].suffix);
+    eventually(10, "the customer reached the second server", || billed(&servers[1]).contains(&id)).await;
+    tokio::task::block_in_place(|| servers[1].kill());
+    delete_customer(&gw, id).await;
+    assert!(!customers(&servers[0]).0.contains_key(&id));
+    let claimed = context_csn(&servers[0]);
+    let old = stoney_gateway::directory::reconcile::csn_at(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .replace("#000#", "#002#");
+    tokio::task::block_in_place(|| {
+        // Offline: the database dumped, the customer's entries given the old CSN, and
+        // loaded again (slapadd keeps entryCSN as given; slapmodify would set its own).
+        let tool = |name: &str| {
+            let mut cmd = std::process::Command::new(stoney_slapd::server_tool(name).unwrap());
+            cmd.arg("-F").arg(servers[1].dir.join("slapd.d")).args(["-b", &servers[1].suffix]);
+            cmd
+        };
+        let dump = tool("slapcat").args(["-o", "ldif-wrap=no"]).output().expect("slapcat runs");
+        assert!(dump.status.success(), "slapcat: {dump:?}");
+        let mut edited = String::new();
+        for record in String::from_utf8(dump.stdout).unwrap().split("\n\n") {
+            let first = record.lines().next().unwrap_or_default();
+            if first == format!("dn: {dn}") || first == format!("dn: ou=address,{dn}") {
+                let lines: Vec<String> = record
+                    .lines()
+                    .map(|l| if l.starts_with("entryCSN: ") { format!("entryCSN: {old}") } else { l.to_string() })
+                    .collect();
+                edited.push_str(&lines.join("\n"));
+            } else {
+                edited.push_str(record);
+            }
+            edited.push_str("\n\n");
+        }
+        assert_eq!(edited.matches(&format!("entryCSN: {old}")).count(), 2, "both entries were in the dump");
+        let db = servers[1].dir.join("db");
+        for f in std::fs::read_dir(&db).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        let out = common::with_input(tool("slapadd").arg("-q"), &edited);
+        assert!(out.status.success(), "slapadd: {out:?}");
+        claim_context_csn(&servers[1], &claimed);
+        servers[1].restart()
+    })
+    .expect("the second server comes back");
+    let held = ldapsearch(&servers[1], &dn, "(objectClass=*)", &["entryCSN"]);
+    assert!(held.contains(&format!("entryCSN: {old}")) || !held.contains("dn:"), "{held}");
+    eventually(30, "the second server loses the customer the first one deleted", || {
+        !customers(&servers[1]).0.contains_key(&id) && !billed(&servers[1]).contains(&id)
+    })
+    .await;
+    assert!(!customers(&servers[0]).0.contains_key(&id), "the first server did not get it back");
+    let _ = gw.stop.send(());
+}
+
 /// Re-adding a server: wiped (its state gone, as after a lost disk) and started again
 /// with `rejoin`, it loads a full copy of its peer before it serves, under a write load
 /// through the gateway. Afterwards no acknowledged customer is missing on either server,

@@ -41,6 +41,14 @@ fn normal_dn(dn: &str) -> String {
 /// At most this many entryUUIDs or DNs go into one search for entries that came back.
 const UUIDS_PER_SEARCH: usize = 100;
 
+/// Deletes a write log holds: entryUUID, and the normalised DN of a gateway's move into
+/// the trash, each with the CSN of its latest delete.
+#[derive(Debug, Default)]
+pub(super) struct Deletes {
+    uuids: std::collections::HashMap<String, String>,
+    moved: std::collections::HashMap<String, String>,
+}
+
 /// A server to be compared with the one in use.
 #[derive(Debug, Clone)]
 pub(super) struct Unchecked {
@@ -301,9 +309,11 @@ impl LdapManager {
         let filter = format!("(entryCSN>={})", crate::directory::escape::filter_value(&from));
         let mine = self.seen(cur, &filter).await?;
         let theirs = self.seen(peer, &filter).await?;
-        // Entries each server deleted in the span and holds again.
-        let back_mine = self.undeleted(cur, &from).await?;
-        let back_theirs = self.undeleted(peer, &from).await?;
+        // Entries either server deleted in the span that a server holds (again, or still:
+        // a copy or a refresh that missed the delete), however old their state.
+        let (log_mine, log_theirs) = (self.logged_deletes(cur, &from).await?, self.logged_deletes(peer, &from).await?);
+        let back_mine = self.undeleted(cur, &log_mine, &log_theirs).await?;
+        let back_theirs = self.undeleted(peer, &log_theirs, &log_mine).await?;
         // What each server counts as its own after its entries were read: an entry past
         // it is stranded (see `reconcile::missing`).
         let mine_after = self.compared_csns(cur).await?;
@@ -506,11 +516,10 @@ impl LdapManager {
             .collect())
     }
 
-    /// The entries a server holds although its own write log has their delete (with a
-    /// CSN from `from` on): under their entryUUID, or the gateway's move of their DN into
-    /// the trash, the entry at that DN being older than the move. Replication brought
-    /// them back. Nothing where the write log is not readable.
-    pub(super) async fn undeleted(&self, ldap: &mut Ldap, from: &str) -> Result<Vec<Seen>, DirError> {
+    /// The deletes a server's write log holds with a CSN from `from` on: under the
+    /// entry's entryUUID, or the gateway's move of its DN into the trash. Nothing where
+    /// the write log is not readable.
+    pub(super) async fn logged_deletes(&self, ldap: &mut Ldap, from: &str) -> Result<Deletes, DirError> {
         let filter = format!(
             "(&(|(reqType=delete){})(reqResult=0)(entryCSN>={}))",
             self.trash_move(),
@@ -532,40 +541,76 @@ impl LdapManager {
                     );
                 }
             }
-            rc::NO_SUCH_OBJECT | rc::INSUFFICIENT_ACCESS => return Ok(Vec::new()),
+            rc::NO_SUCH_OBJECT | rc::INSUFFICIENT_ACCESS => return Ok(Deletes::default()),
             rc => return Err(DirError::Other(format!("reading the write log: result {rc} {}", result.text))),
         }
-        let mut uuids: Vec<String> = Vec::new();
-        // Normalised DN → CSN of the latest move into the trash.
-        let mut moved: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        let mut out = Deletes::default();
         for e in found.into_iter().map(|e| Entry::from_search(SearchEntry::construct(e))) {
-            if e.first("reqType").is_some_and(|t| t.eq_ignore_ascii_case("modrdn")) {
-                if let (Some(dn), Some(csn)) = (e.first("reqDN"), e.first("entryCSN")) {
-                    let at = moved.entry(normal_dn(dn)).or_default();
-                    if at.as_str() < csn {
-                        *at = csn.to_string();
-                    }
-                }
-            } else if let Some(u) = e.first("reqEntryUUID") {
-                uuids.push(u.to_string());
+            let Some(csn) = e.first("entryCSN") else { continue };
+            let (map, key) = if e.first("reqType").is_some_and(|t| t.eq_ignore_ascii_case("modrdn")) {
+                let Some(dn) = e.first("reqDN") else { continue };
+                (&mut out.moved, normal_dn(dn))
+            } else {
+                let Some(u) = e.first("reqEntryUUID") else { continue };
+                (&mut out.uuids, u.to_string())
+            };
+            let at = map.entry(key).or_default();
+            if at.as_str() < csn {
+                *at = csn.to_string();
             }
         }
-        uuids.sort();
-        uuids.dedup();
+        Ok(out)
+    }
+
+    /// The entries a server holds although `deletes` has their delete, the entry being
+    /// older than it; with `own` (the server's own write log), any state of an entry
+    /// deleted under its entryUUID (which is never given twice): replication brought it
+    /// back, with a CSN of its own. Deletes from another server's write log are ones this
+    /// server missed, as a copy taken while the entries were being deleted, or a refresh
+    /// that did not replay them, leaves them; their entries may be older than the span
+    /// the servers are compared over.
+    pub(super) async fn still_held(
+        &self,
+        ldap: &mut Ldap,
+        deletes: &Deletes,
+        own: bool,
+    ) -> Result<Vec<Seen>, DirError> {
         let esc = crate::directory::escape::filter_value;
-        let mut back = Vec::new();
+        let mut back: Vec<Seen> = Vec::new();
+        let uuids: Vec<&String> = deletes.uuids.keys().collect();
         for chunk in uuids.chunks(UUIDS_PER_SEARCH) {
             let any: String = chunk.iter().map(|u| format!("(entryUUID={})", esc(u))).collect();
-            back.extend(self.seen(ldap, &format!("(|{any})")).await?);
+            for seen in self.seen(ldap, &format!("(|{any})")).await? {
+                if own || deletes.uuids.get(&seen.uuid).is_some_and(|csn| seen.csn.as_str() < csn.as_str()) {
+                    back.push(seen);
+                }
+            }
         }
-        let dns: Vec<&String> = moved.keys().collect();
+        let dns: Vec<&String> = deletes.moved.keys().collect();
         for chunk in dns.chunks(UUIDS_PER_SEARCH) {
             let any: String = chunk.iter().map(|d| format!("(entryDN={})", esc(d))).collect();
             for seen in self.seen(ldap, &format!("(|{any})")).await? {
-                let older = moved.get(&normal_dn(&seen.dn)).is_some_and(|csn| seen.csn.as_str() < csn.as_str());
+                let older = deletes.moved.get(&normal_dn(&seen.dn)).is_some_and(|csn| seen.csn.as_str() < csn.as_str());
                 if older && !back.iter().any(|b: &Seen| b.uuid == seen.uuid) {
                     back.push(seen);
                 }
+            }
+        }
+        Ok(back)
+    }
+
+    /// The entries a server holds although its own write log, or the other server's,
+    /// has their delete with a CSN from `from` on (see `still_held`).
+    pub(super) async fn undeleted(
+        &self,
+        ldap: &mut Ldap,
+        own: &Deletes,
+        other: &Deletes,
+    ) -> Result<Vec<Seen>, DirError> {
+        let mut back = self.still_held(ldap, own, true).await?;
+        for seen in self.still_held(ldap, other, false).await? {
+            if !back.iter().any(|b| b.uuid == seen.uuid) {
+                back.push(seen);
             }
         }
         Ok(back)
