@@ -869,11 +869,23 @@ async fn gateways_on_different_servers_never_hand_out_the_same_id() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), made.len(), "every create got its own id");
-    eventually(30, "both servers hold every acknowledged customer", || {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
         let (a, b) = (customers(&servers[0]).0, customers(&servers[1]).0);
-        made.iter().all(|(id, name)| a.get(id).map(|c| &c.0) == Some(name) && b.get(id).map(|c| &c.0) == Some(name))
-    })
-    .await;
+        let differ: Vec<_> = made
+            .iter()
+            .filter(|(id, name)| a.get(id).map(|c| &c.0) != Some(name) || b.get(id).map(|c| &c.0) != Some(name))
+            .map(|(id, name)| (id, name, a.get(id).map(|c| c.0.clone()), b.get(id).map(|c| c.0.clone())))
+            .collect();
+        if differ.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both servers hold every acknowledged customer; (id, name, first server, second server): {differ:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = first.stop.send(());
     let _ = second.stop.send(());
 }
