@@ -55,6 +55,10 @@ pub struct SyncConsumer {
     follow: Option<tokio::sync::watch::Receiver<usize>>,
     /// The server of the current session.
     server: std::sync::atomic::AtomicUsize,
+    /// The server whose session gave the cookie held (`usize::MAX`: none yet).
+    cookie_server: std::sync::atomic::AtomicUsize,
+    /// A check of what the consumer holds against its server is owed (see `present_uuids`).
+    check_owed: std::sync::atomic::AtomicBool,
 }
 
 fn uuid(bytes: &[u8]) -> Option<Uuid> {
@@ -72,7 +76,16 @@ impl SyncConsumer {
     /// `restart` wakes the consumer to drop its session and resume on a new connection.
     pub fn new(spec: ConnSpec, base: String, attrs: Vec<String>, restart: Arc<Notify>) -> Self {
         let server = Default::default();
-        SyncConsumer { manager: LdapManager::new(spec), base, attrs, restart, follow: None, server }
+        SyncConsumer {
+            manager: LdapManager::new(spec),
+            base,
+            attrs,
+            restart,
+            follow: None,
+            server,
+            cookie_server: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            check_owed: Default::default(),
+        }
     }
 
     /// Keeps the session on the server `pool` uses: after that pool moves (a failover or
@@ -157,6 +170,20 @@ impl SyncConsumer {
             }
         };
         tokio::pin!(moved);
+        use std::sync::atomic::Ordering::Relaxed;
+        if cookie.is_none() {
+            // A reload from nothing holds exactly what the server holds.
+            self.check_owed.store(false, Relaxed);
+        } else if self.cookie_server.load(Relaxed) != server {
+            // Resumed on another server than the one the cookie came from: that server
+            // may not tell every delete since the cookie (slapd replays deletes from its
+            // write log, which does not always name the deleted entry's entryUUID, and a
+            // delete made while it was away that it took from a refresh is not there at
+            // all); once the refresh is over, what the consumer holds is checked against
+            // what the server holds.
+            self.check_owed.store(true, Relaxed);
+        }
+        let mut check: Option<std::pin::Pin<Box<dyn std::future::Future<Output = CheckResult> + Send + '_>>> = None;
         let req = SyncRequest { mode: RefreshMode::RefreshAndPersist, cookie: cookie.clone(), reload_hint: false };
         let attrs: Vec<&str> = self.attrs.iter().map(String::as_str).collect();
         // No operation timeout: the search lasts as long as the session.
@@ -170,14 +197,36 @@ impl SyncConsumer {
             if let Some(c) = c.filter(|c| !c.is_empty()) {
                 sink.apply(SyncEvent::Cookie(Csns::from_cookie(&c)));
                 *cookie = Some(c);
+                self.cookie_server.store(server, Relaxed);
             }
         };
         loop {
+            let checking = async {
+                match check.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            };
             // `Err(moved)`: asked to restart, or the followed pool moved (`true`).
             let next = tokio::select! {
                 item = stream.next() => Ok(item),
                 _ = self.restart.notified() => Err(false),
                 _ = &mut moved => Err(true),
+                done = checking => {
+                    check = None;
+                    match done {
+                        Ok(Some(uuids)) => {
+                            tracing::info!(url = %self.manager.urls()[server], entries = uuids.len(), "content synchronisation checked against the server it moved to");
+                            sink.apply(SyncEvent::Present(uuids));
+                            sink.apply(SyncEvent::RefreshEnd { present: true });
+                            self.check_owed.store(false, Relaxed);
+                        }
+                        // Another server answered: the next session checks.
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "checking the synchronised content against the server failed; the next session checks again"),
+                    }
+                    continue;
+                }
             };
             let item = match next {
                 Ok(item) => item,
@@ -202,6 +251,11 @@ impl SyncConsumer {
                         if refresh_done {
                             sink.apply(SyncEvent::RefreshEnd { present: present_phase });
                             *refreshed = true;
+                            if self.check_owed.load(Relaxed) {
+                                // The consumer's own present phase: entries touched from here on count as present.
+                                sink.apply(SyncEvent::RefreshBegin { reload: false });
+                                check = Some(Box::pin(self.present_uuids(server)));
+                            }
                         }
                         note_cookie(c, sink);
                     }
@@ -210,6 +264,11 @@ impl SyncConsumer {
                         if refresh_done {
                             sink.apply(SyncEvent::RefreshEnd { present: true });
                             *refreshed = true;
+                            if self.check_owed.load(Relaxed) {
+                                // The consumer's own present phase: entries touched from here on count as present.
+                                sink.apply(SyncEvent::RefreshBegin { reload: false });
+                                check = Some(Box::pin(self.present_uuids(server)));
+                            }
                         }
                         note_cookie(c, sink);
                     }
@@ -256,9 +315,65 @@ impl SyncConsumer {
     }
 }
 
+/// `Some(entryUUIDs)` of what a session's search covers, or `None` if another server
+/// answered.
+type CheckResult = Result<Option<Vec<Uuid>>, DirError>;
+
+/// An entryUUID in its text form (`8-4-4-4-12` hexadecimal digits) as 16 bytes.
+fn uuid_from_text(text: &str) -> Option<Uuid> {
+    let hex: Vec<u8> = text.bytes().filter(|b| *b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl SyncConsumer {
+    /// The entryUUIDs of every entry the session's search covers, read in pages on a
+    /// connection of its own to `server`: what a present phase would name. Entries the
+    /// consumer holds that are neither named nor changed since the check began are gone.
+    async fn present_uuids(&self, server: usize) -> CheckResult {
+        use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+        let Some(url) = self.manager.urls().get(server) else { return Ok(None) };
+        let mut ldap = self.manager.connect(url, true).await?;
+        let adapters: Vec<Box<dyn Adapter<_, _>>> =
+            vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(1000))];
+        let mut stream = ldap
+            .streaming_search_with(adapters, &self.base, Scope::Subtree, "(objectClass=*)", vec!["entryUUID"])
+            .await?;
+        let mut uuids = Vec::new();
+        while let Some(e) = stream.next().await? {
+            let e = SearchEntry::construct(e);
+            if let Some(u) = e.attrs.get("entryUUID").and_then(|v| v.first()).and_then(|t| uuid_from_text(t)) {
+                uuids.push(u);
+            }
+        }
+        let res = stream.finish().await;
+        let _ = ldap.unbind().await;
+        match res.rc {
+            0 => Ok(Some(uuids)),
+            rc => Err(DirError::Other(format!("listing the entryUUIDs: result {rc} {}", res.text))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_uuids_in_text_form_are_read_as_their_bytes() {
+        let u = uuid_from_text("0f8e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b").unwrap();
+        assert_eq!(u[0], 0x0f);
+        assert_eq!(u[15], 0x5b);
+        assert_eq!(uuid_from_text("0F8E1A2B3C4D4E5F8A9B0C1D2E3F4A5B"), Some(u));
+        assert_eq!(uuid_from_text("0f8e1a2b-3c4d"), None);
+        assert_eq!(uuid_from_text("zz8e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"), None);
+    }
 
     #[test]
     fn csns_compare_per_server_id() {

@@ -128,7 +128,7 @@ impl LdapManager {
         }
     }
 
-    async fn connect(&self, url: &str, bind: bool) -> Result<Ldap, DirError> {
+    pub(crate) async fn connect(&self, url: &str, bind: bool) -> Result<Ldap, DirError> {
         let settings = LdapConnSettings::new()
             .set_conn_timeout(self.spec.connect_timeout)
             .set_starttls(self.spec.starttls)
