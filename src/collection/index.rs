@@ -1076,6 +1076,9 @@ impl SyncSink for CollectionIndex {
             SyncEvent::RefreshEnd { present } => {
                 if present {
                     let ids = state.unswept();
+                    if !ids.is_empty() && !state.bulk {
+                        tracing::info!(resource = self.def.name, count = ids.len(), first = ?&ids[..ids.len().min(10)], "a present phase dropped elements the directory no longer holds");
+                    }
                     self.recorded(&mut state, ids, State::sweep);
                 }
                 if state.bulk {
