@@ -131,6 +131,9 @@ impl SyncSink for ContractWatch {
                 state.loading = false;
             }
             SyncEvent::Cookie(_) => {}
+            // A check after a resume corrects the collection indexes; the contracts' events
+            // follow the session's own changes only.
+            SyncEvent::CheckBegin | SyncEvent::Checked { .. } | SyncEvent::CheckEnd => {}
         }
     }
 }

@@ -92,6 +92,9 @@ struct State {
     gen: u32,
     /// Loading from nothing: orders are built once at the end of the refresh.
     bulk: bool,
+    /// During a check (`SyncEvent::CheckBegin`): the entries the session changed or
+    /// deleted since it began, whose state the check may have read before.
+    checking: Option<std::collections::HashSet<Uuid>>,
 }
 
 /// Above this many distinct values a column is not kept dictionary-encoded; filters on
@@ -201,6 +204,7 @@ impl State {
             values: def.columns().filter.iter().map(|c| c.field.lookup.then(Postings::default)).collect(),
             gen: 0,
             bulk: false,
+            checking: None,
         }
     }
 
@@ -1047,6 +1051,8 @@ impl SyncSink for CollectionIndex {
         match event {
             SyncEvent::RefreshBegin { reload } => {
                 state.gen = state.gen.wrapping_add(1);
+                // A check that a new session interrupted is void.
+                state.checking = None;
                 if reload {
                     let gen = state.gen;
                     *state = State { gen, bulk: true, ..State::new(self.def) };
@@ -1058,12 +1064,38 @@ impl SyncSink for CollectionIndex {
                 }
             }
             SyncEvent::Entry { uuid, entry } => {
+                if let Some(c) = state.checking.as_mut() {
+                    c.insert(uuid);
+                }
                 let ids = self.touched(&state, &uuid, Some(&entry.dn));
                 self.recorded(&mut state, ids, |s| s.upsert(&self.base, uuid, &entry));
             }
             SyncEvent::Delete { uuid } => {
+                if let Some(c) = state.checking.as_mut() {
+                    c.insert(uuid);
+                }
                 let ids = self.touched(&state, &uuid, None);
                 self.recorded(&mut state, ids, |s| s.detach(&uuid));
+            }
+            SyncEvent::CheckBegin => {
+                state.gen = state.gen.wrapping_add(1);
+                state.checking = Some(Default::default());
+            }
+            SyncEvent::Checked { uuid, entry } => {
+                let newer = state.checking.as_ref().is_some_and(|c| c.contains(&uuid));
+                if !newer {
+                    let ids = self.touched(&state, &uuid, Some(&entry.dn));
+                    self.recorded(&mut state, ids, |s| s.upsert(&self.base, uuid, &entry));
+                }
+            }
+            SyncEvent::CheckEnd => {
+                if state.checking.take().is_some() {
+                    let ids = state.unswept();
+                    if !ids.is_empty() {
+                        tracing::info!(resource = self.def.name, count = ids.len(), first = ?&ids[..ids.len().min(10)], "a check against the directory dropped elements it no longer holds");
+                    }
+                    self.recorded(&mut state, ids, State::sweep);
+                }
             }
             SyncEvent::Present(uuids) => {
                 let gen = state.gen;
@@ -1312,6 +1344,38 @@ mod tests {
             assert_eq!(first.items, counted.items, "{raw}");
         }
         assert_eq!(ids(&index, Scope::Provider, "q=common&per_page=1").0, n);
+    }
+
+    #[test]
+    fn a_check_adds_what_was_missed_drops_what_is_gone_and_yields_to_newer_changes() {
+        let index = loaded(vec![
+            SyncEvent::Entry { uuid: u(1), entry: customer(1, 1, "One") },
+            SyncEvent::Entry { uuid: u(2), entry: customer(2, 1, "Two") },
+            SyncEvent::Entry { uuid: u(3), entry: customer(3, 1, "Three") },
+            SyncEvent::Entry { uuid: u(5), entry: customer(5, 1, "Five") },
+        ]);
+        index.apply(SyncEvent::CheckBegin);
+        // The session reports changes while the check reads: a new name of 1, the delete
+        // of 2; the check read both before.
+        index.apply(SyncEvent::Entry { uuid: u(1), entry: customer(1, 1, "Eins") });
+        index.apply(SyncEvent::Delete { uuid: u(2) });
+        index.apply(SyncEvent::Checked { uuid: u(1), entry: customer(1, 1, "One") });
+        index.apply(SyncEvent::Checked { uuid: u(2), entry: customer(2, 1, "Two") });
+        // 4 is one the session never reported; 5 changed without the session saying so;
+        // 3 is gone (not read).
+        index.apply(SyncEvent::Checked { uuid: u(4), entry: customer(4, 1, "Four") });
+        index.apply(SyncEvent::Checked { uuid: u(5), entry: customer(5, 1, "Fünf") });
+        assert_eq!(ids(&index, Scope::Provider, "").0, 4, "nothing is dropped before the check ends");
+        index.apply(SyncEvent::CheckEnd);
+        assert_eq!(ids(&index, Scope::Provider, ""), (3, vec![1, 4, 5]));
+        assert_eq!(ids(&index, Scope::Provider, "customerName=Eins").1, vec![1]);
+        assert_eq!(ids(&index, Scope::Provider, "customerName=F*nf").1, vec![5]);
+        // A check a new session interrupts drops nothing.
+        index.apply(SyncEvent::CheckBegin);
+        index.apply(SyncEvent::RefreshBegin { reload: false });
+        index.apply(SyncEvent::RefreshEnd { present: false });
+        index.apply(SyncEvent::CheckEnd);
+        assert_eq!(ids(&index, Scope::Provider, "").0, 3);
     }
 
     #[test]

@@ -37,6 +37,15 @@ pub enum SyncEvent {
     RefreshEnd { present: bool },
     /// Everything up to these CSNs has been reported.
     Cookie(Csns),
+    /// The consumer checks what it holds against the server (after a resume): the
+    /// entries follow as `Checked`, read by a search of their own, then `CheckEnd`.
+    /// Changes the session reports meanwhile are newer than what the check read of the
+    /// same entry, and win.
+    CheckBegin,
+    /// An entry as the check read it.
+    Checked { uuid: Uuid, entry: Entry },
+    /// The check is over: what was neither read by it nor changed since it began is gone.
+    CheckEnd,
 }
 
 /// Receives the events of a consumer.
@@ -55,9 +64,7 @@ pub struct SyncConsumer {
     follow: Option<tokio::sync::watch::Receiver<usize>>,
     /// The server of the current session.
     server: std::sync::atomic::AtomicUsize,
-    /// The server whose session gave the cookie held (`usize::MAX`: none yet).
-    cookie_server: std::sync::atomic::AtomicUsize,
-    /// A check of what the consumer holds against its server is owed (see `present_uuids`).
+    /// A check of what the consumer holds against its server is owed (see `check`).
     check_owed: std::sync::atomic::AtomicBool,
 }
 
@@ -83,7 +90,6 @@ impl SyncConsumer {
             restart,
             follow: None,
             server,
-            cookie_server: std::sync::atomic::AtomicUsize::new(usize::MAX),
             check_owed: Default::default(),
         }
     }
@@ -174,13 +180,14 @@ impl SyncConsumer {
         if cookie.is_none() {
             // A reload from nothing holds exactly what the server holds.
             self.check_owed.store(false, Relaxed);
-        } else if self.cookie_server.load(Relaxed) != server {
-            // Resumed on another server than the one the cookie came from: that server
-            // may not tell every delete since the cookie (slapd replays deletes from its
-            // write log, which does not always name the deleted entry's entryUUID, and a
-            // delete made while it was away that it took from a refresh is not there at
-            // all); once the refresh is over, what the consumer holds is checked against
-            // what the server holds.
+        } else {
+            // A resume: the server may not tell every change since the cookie. slapd
+            // replays deletes from its write log, which does not always name the deleted
+            // entry's entryUUID; another server than the cookie's may not have had the
+            // deletes made while it was away; and a refresh that starts while a
+            // transaction commits is told it is complete up to a CSN whose entries it
+            // never got. Once the refresh is over, what the consumer holds is checked
+            // against what the server holds.
             self.check_owed.store(true, Relaxed);
         }
         let mut check: Option<std::pin::Pin<Box<dyn std::future::Future<Output = CheckResult> + Send + '_>>> = None;
@@ -197,7 +204,6 @@ impl SyncConsumer {
             if let Some(c) = c.filter(|c| !c.is_empty()) {
                 sink.apply(SyncEvent::Cookie(Csns::from_cookie(&c)));
                 *cookie = Some(c);
-                self.cookie_server.store(server, Relaxed);
             }
         };
         loop {
@@ -215,10 +221,9 @@ impl SyncConsumer {
                 done = checking => {
                     check = None;
                     match done {
-                        Ok(Some(uuids)) => {
-                            tracing::info!(url = %self.manager.urls()[server], entries = uuids.len(), "content synchronisation checked against the server it moved to");
-                            sink.apply(SyncEvent::Present(uuids));
-                            sink.apply(SyncEvent::RefreshEnd { present: true });
+                        Ok(Some(n)) => {
+                            tracing::info!(url = %self.manager.urls()[server], entries = n, "content synchronisation checked against the server after a resume");
+                            sink.apply(SyncEvent::CheckEnd);
                             self.check_owed.store(false, Relaxed);
                         }
                         // Another server answered: the next session checks.
@@ -252,9 +257,8 @@ impl SyncConsumer {
                             sink.apply(SyncEvent::RefreshEnd { present: present_phase });
                             *refreshed = true;
                             if self.check_owed.load(Relaxed) {
-                                // The consumer's own present phase: entries touched from here on count as present.
-                                sink.apply(SyncEvent::RefreshBegin { reload: false });
-                                check = Some(Box::pin(self.present_uuids(server)));
+                                sink.apply(SyncEvent::CheckBegin);
+                                check = Some(Box::pin(self.check(sink, server)));
                             }
                         }
                         note_cookie(c, sink);
@@ -265,9 +269,8 @@ impl SyncConsumer {
                             sink.apply(SyncEvent::RefreshEnd { present: true });
                             *refreshed = true;
                             if self.check_owed.load(Relaxed) {
-                                // The consumer's own present phase: entries touched from here on count as present.
-                                sink.apply(SyncEvent::RefreshBegin { reload: false });
-                                check = Some(Box::pin(self.present_uuids(server)));
+                                sink.apply(SyncEvent::CheckBegin);
+                                check = Some(Box::pin(self.check(sink, server)));
                             }
                         }
                         note_cookie(c, sink);
@@ -315,9 +318,8 @@ impl SyncConsumer {
     }
 }
 
-/// `Some(entryUUIDs)` of what a session's search covers, or `None` if another server
-/// answered.
-type CheckResult = Result<Option<Vec<Uuid>>, DirError>;
+/// `Some(entries read)`, or `None` if the server's URL is not known.
+type CheckResult = Result<Option<usize>, DirError>;
 
 /// An entryUUID in its text form (`8-4-4-4-12` hexadecimal digits) as 16 bytes.
 fn uuid_from_text(text: &str) -> Option<Uuid> {
@@ -333,30 +335,36 @@ fn uuid_from_text(text: &str) -> Option<Uuid> {
 }
 
 impl SyncConsumer {
-    /// The entryUUIDs of every entry the session's search covers, read in pages on a
-    /// connection of its own to `server`: what a present phase would name. Entries the
-    /// consumer holds that are neither named nor changed since the check began are gone.
-    async fn present_uuids(&self, server: usize) -> CheckResult {
+    /// Reads every entry the session's search covers, in pages, on a connection of its
+    /// own to `server`, and hands each on as `Checked`: what a present phase with every
+    /// entry sent would give.
+    async fn check(&self, sink: &dyn SyncSink, server: usize) -> CheckResult {
         use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
         let Some(url) = self.manager.urls().get(server) else { return Ok(None) };
         let mut ldap = self.manager.connect(url, true).await?;
         let adapters: Vec<Box<dyn Adapter<_, _>>> =
             vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(1000))];
-        let mut stream = ldap
-            .streaming_search_with(adapters, &self.base, Scope::Subtree, "(objectClass=*)", vec!["entryUUID"])
-            .await?;
-        let mut uuids = Vec::new();
+        let mut attrs: Vec<String> = self.attrs.clone();
+        if attrs.is_empty() {
+            attrs.push("*".into());
+        }
+        attrs.push("entryUUID".into());
+        let mut stream =
+            ldap.streaming_search_with(adapters, &self.base, Scope::Subtree, "(objectClass=*)", attrs).await?;
+        let mut n = 0;
         while let Some(e) = stream.next().await? {
-            let e = SearchEntry::construct(e);
-            if let Some(u) = e.attrs.get("entryUUID").and_then(|v| v.first()).and_then(|t| uuid_from_text(t)) {
-                uuids.push(u);
-            }
+            let mut e = SearchEntry::construct(e);
+            let Some(uuid) = e.attrs.remove("entryUUID").and_then(|v| v.first().and_then(|t| uuid_from_text(t))) else {
+                continue;
+            };
+            sink.apply(SyncEvent::Checked { uuid, entry: Entry::from_search(e) });
+            n += 1;
         }
         let res = stream.finish().await;
         let _ = ldap.unbind().await;
         match res.rc {
-            0 => Ok(Some(uuids)),
-            rc => Err(DirError::Other(format!("listing the entryUUIDs: result {rc} {}", res.text))),
+            0 => Ok(Some(n)),
+            rc => Err(DirError::Other(format!("reading the entries to check: result {rc} {}", res.text))),
         }
     }
 }
