@@ -314,6 +314,33 @@ impl Directory {
         res
     }
 
+    /// After a create, with several servers: the new entry's entryUUID if a server other
+    /// than the one in use holds another entry that matches `filter` (the same id, handed
+    /// out there at the same moment by a gateway that used that server; the claim of
+    /// `next_uid` narrows that window, this closes it: of two such creates, the one
+    /// that looks later sees the other's, which was committed before the first looked).
+    pub async fn used_elsewhere(&self, base: &str, dn: &str, filter: &str) -> Result<Option<String>, DirError> {
+        let manager = self.pool.manager();
+        if manager.urls().len() < 2 {
+            return Ok(None);
+        }
+        let mut conn = self.conn().await?;
+        let server = conn.server;
+        let ldap: &mut Ldap = &mut conn;
+        let ldap3::SearchResult(found, result) =
+            ldap.with_timeout(self.op_timeout).search(dn, Scope::Base, "(objectClass=*)", vec!["entryUUID"]).await?;
+        if result.rc != 0 {
+            return Ok(None);
+        }
+        let Some(ours) = found.into_iter().next().map(|e| Entry::from_search(SearchEntry::construct(e))) else {
+            return Ok(None);
+        };
+        let Some(uuid) = ours.first("entryUUID").map(str::to_string) else { return Ok(None) };
+        drop(conn);
+        let elsewhere = manager.held_elsewhere(server, base, filter, &uuid, self.op_timeout).await?;
+        Ok(elsewhere.then_some(uuid))
+    }
+
     /// One Modify-Increment of the counter with Post-Read; the new value and the entryCSN
     /// of the change.
     async fn increment(&self, ldap: &mut Ldap, counter_dn: &str, step: u64) -> Result<(u64, Option<String>), DirError> {

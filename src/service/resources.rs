@@ -340,6 +340,22 @@ impl Resources {
             };
             match written {
                 Ok(()) => {
+                    if let Some(uuid) = self.dir.used_elsewhere(self.base(), &dn, &self.id_filter(id)).await? {
+                        tracing::warn!(
+                            resource = def.name,
+                            id,
+                            "another server holds an entry with this id, handed out there at the same moment; this create is undone and takes the next id"
+                        );
+                        // Only our entry: replication may have put the other one at this
+                        // DN already (then ours is gone, and so is this move).
+                        let (mut op, trashed) = self.to_trash(&dn);
+                        op.assertion =
+                            Some(format!("(|(entryUUID={})(!(objectClass={})))", filter_value(&uuid), def.structural));
+                        if self.dir.apply(vec![op]).await.is_ok() {
+                            self.purge(&[trashed]).await;
+                        }
+                        continue;
+                    }
                     if let Some(secret) = &desired.secret {
                         // The entry exists with a password nobody has; if this one cannot
                         // be set, the create is undone.
@@ -369,12 +385,16 @@ impl Resources {
         Err(ServiceError::Conflict("no free id found; the id counter is behind the directory's entries".into()))
     }
 
-    /// Whether a customer, reseller or person has this uid already.
-    async fn id_taken(&self, id: u64) -> Result<bool, DirError> {
+    /// The customers, resellers and people with this uid.
+    fn id_filter(&self, id: u64) -> String {
         let classes: String =
             ALL.iter().map(|d| d.structural).chain(["sstPerson"]).map(|c| format!("(objectClass={c})")).collect();
-        let filter = format!("(&(uid={})(|{classes}))", filter_value(&id.to_string()));
-        Ok(!self.dir.search(self.base(), LdapScope::Subtree, &filter, &["1.1"]).await?.is_empty())
+        format!("(&(uid={})(|{classes}))", filter_value(&id.to_string()))
+    }
+
+    /// Whether a customer, reseller or person has this uid already.
+    async fn id_taken(&self, id: u64) -> Result<bool, DirError> {
+        Ok(!self.dir.search(self.base(), LdapScope::Subtree, &self.id_filter(id), &["1.1"]).await?.is_empty())
     }
 
     /// Guards that hold while every entry of the customer is unchanged since it was

@@ -100,6 +100,62 @@ impl LdapManager {
     }
 }
 
+impl LdapManager {
+    /// Whether a server other than `current` that answers holds, below `base`, an entry
+    /// matching `filter` other than the one with entryUUID `ours`. A server that does not
+    /// answer is skipped.
+    pub async fn held_elsewhere(
+        &self,
+        current: usize,
+        base: &str,
+        filter: &str,
+        ours: &str,
+        op_timeout: Duration,
+    ) -> Result<bool, DirError> {
+        for server in (0..self.spec.urls.len()).filter(|&s| s != current) {
+            let mut slot = self.claimers[server].lock().await;
+            if slot.is_none() {
+                match tokio::time::timeout(self.spec.connect_timeout, self.connect(&self.spec.urls[server], true)).await
+                {
+                    Ok(Ok(ldap)) => *slot = Some(ldap),
+                    Ok(Err(_)) => continue,
+                    Err(_) => return Err(DirError::Timeout),
+                }
+            }
+            let Some(ldap) = slot.as_mut() else { continue };
+            let found = ldap
+                .with_timeout(op_timeout)
+                .search(base, Scope::Subtree, filter, vec!["entryUUID"])
+                .await
+                .map_err(DirError::from);
+            match found {
+                Ok(ldap3::SearchResult(entries, result)) if result.rc == 0 || result.rc == rc::NO_SUCH_OBJECT => {
+                    let other = entries
+                        .into_iter()
+                        .map(|e| Entry::from_search(SearchEntry::construct(e)))
+                        .any(|e| e.first("entryUUID").is_some_and(|u| !u.eq_ignore_ascii_case(ours)));
+                    if other {
+                        return Ok(true);
+                    }
+                }
+                Ok(ldap3::SearchResult(_, result)) => {
+                    return Err(DirError::Other(format!(
+                        "looking for an id on another server: result {} {}",
+                        result.rc, result.text
+                    )))
+                }
+                // It went away meanwhile: nothing is handed out there.
+                Err(DirError::Unavailable(_)) => *slot = None,
+                Err(e) => {
+                    *slot = None;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// Raises a server's counter to `id` unless it is there already (`Taken` with its value,
 /// or `Held` when it holds exactly the state `own_csn`: replication of the increment that
 /// gave `id`); `None` when the counter changed between the read and the write.
