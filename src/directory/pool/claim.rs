@@ -17,7 +17,10 @@
 //! rule (any state whose CSN names this server counted as this server's own) that was
 //! seen once in about 1,000 creates of two gateways writing to two servers at full
 //! speed; with the exact CSN it was not seen in 9 runs of 240 such creates.
-//! `gateways_on_different_servers_never_hand_out_the_same_id` runs them.
+//! `gateways_on_different_servers_never_hand_out_the_same_id` runs them; run beside
+//! the other replication tests it still saw two creates share an id once in 4 runs, so
+//! a create also looks for its id on the other servers afterwards
+//! (`Directory::used_elsewhere`, `held_elsewhere` below).
 
 use std::time::Duration;
 
