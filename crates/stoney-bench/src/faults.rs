@@ -199,16 +199,9 @@ impl Outcome {
             || !self.duplicate_ids.is_empty()
     }
 
+    /// Any goal missed: also an orphan, a trash leftover, a count or read through REST.
     fn failed(&self) -> bool {
-        self.crash_loops > 0
-            || !self.lost.is_empty()
-            || !self.resurrected.is_empty()
-            || !self.lost_patches.is_empty()
-            || !self.orphans.is_empty()
-            || !self.diverged.is_empty()
-            || !self.duplicate_ids.is_empty()
-            || self.trash_left > 0
-            || !self.rest_mismatches.is_empty()
+        self.lost_writes() || !self.orphans.is_empty() || self.trash_left > 0 || !self.rest_mismatches.is_empty()
     }
 }
 
