@@ -64,8 +64,6 @@ pub struct SyncConsumer {
     follow: Option<tokio::sync::watch::Receiver<usize>>,
     /// The server of the current session.
     server: std::sync::atomic::AtomicUsize,
-    /// A check of what the consumer holds against its server is owed (see `check`).
-    check_owed: std::sync::atomic::AtomicBool,
 }
 
 fn uuid(bytes: &[u8]) -> Option<Uuid> {
@@ -83,15 +81,7 @@ impl SyncConsumer {
     /// `restart` wakes the consumer to drop its session and resume on a new connection.
     pub fn new(spec: ConnSpec, base: String, attrs: Vec<String>, restart: Arc<Notify>) -> Self {
         let server = Default::default();
-        SyncConsumer {
-            manager: LdapManager::new(spec),
-            base,
-            attrs,
-            restart,
-            follow: None,
-            server,
-            check_owed: Default::default(),
-        }
+        SyncConsumer { manager: LdapManager::new(spec), base, attrs, restart, follow: None, server }
     }
 
     /// Keeps the session on the server `pool` uses: after that pool moves (a failover or
@@ -176,20 +166,15 @@ impl SyncConsumer {
             }
         };
         tokio::pin!(moved);
-        use std::sync::atomic::Ordering::Relaxed;
-        if cookie.is_none() {
-            // A reload from nothing holds exactly what the server holds.
-            self.check_owed.store(false, Relaxed);
-        } else {
-            // A resume: the server may not tell every change since the cookie. slapd
-            // replays deletes from its write log, which does not always name the deleted
-            // entry's entryUUID; another server than the cookie's may not have had the
-            // deletes made while it was away; and a refresh that starts while a
-            // transaction commits is told it is complete up to a CSN whose entries it
-            // never got. Once the refresh is over, what the consumer holds is checked
-            // against what the server holds.
-            self.check_owed.store(true, Relaxed);
-        }
+        // A reload from nothing holds exactly what the server holds. A resume may not:
+        // the server may not tell every change since the cookie. slapd replays deletes
+        // from its write log, which does not always name the deleted entry's entryUUID;
+        // another server than the cookie's may not have had the deletes made while it
+        // was away; and a refresh that starts while a transaction commits is told it is
+        // complete up to a CSN whose entries it never got. So once the refresh of a
+        // resume is over, what the consumer holds is checked against what the server
+        // holds (an interrupted check is owed again by the next session's cookie).
+        let mut check_owed = cookie.is_some();
         let mut check: Option<std::pin::Pin<Box<dyn std::future::Future<Output = CheckResult> + Send + '_>>> = None;
         let req = SyncRequest { mode: RefreshMode::RefreshAndPersist, cookie: cookie.clone(), reload_hint: false };
         let attrs: Vec<&str> = self.attrs.iter().map(String::as_str).collect();
@@ -224,7 +209,7 @@ impl SyncConsumer {
                         Ok(Some(n)) => {
                             tracing::info!(url = %self.manager.urls()[server], entries = n, "content synchronisation checked against the server after a resume");
                             sink.apply(SyncEvent::CheckEnd);
-                            self.check_owed.store(false, Relaxed);
+                            check_owed = false;
                         }
                         // Another server answered: the next session checks.
                         Ok(None) => {}
@@ -250,25 +235,15 @@ impl SyncConsumer {
             if re.is_intermediate() {
                 let info = catch_unwind(AssertUnwindSafe(|| parse_syncinfo(re)))
                     .map_err(|_| DirError::Other("malformed Sync Info message".into()))?;
+                present_phase |= matches!(info, SyncInfo::RefreshPresent { .. });
                 match info {
                     SyncInfo::NewCookie(c) => note_cookie(Some(c), sink),
-                    SyncInfo::RefreshDelete { cookie: c, refresh_done } => {
+                    SyncInfo::RefreshDelete { cookie: c, refresh_done }
+                    | SyncInfo::RefreshPresent { cookie: c, refresh_done } => {
                         if refresh_done {
                             sink.apply(SyncEvent::RefreshEnd { present: present_phase });
                             *refreshed = true;
-                            if self.check_owed.load(Relaxed) {
-                                sink.apply(SyncEvent::CheckBegin);
-                                check = Some(Box::pin(self.check(sink, server)));
-                            }
-                        }
-                        note_cookie(c, sink);
-                    }
-                    SyncInfo::RefreshPresent { cookie: c, refresh_done } => {
-                        present_phase = true;
-                        if refresh_done {
-                            sink.apply(SyncEvent::RefreshEnd { present: true });
-                            *refreshed = true;
-                            if self.check_owed.load(Relaxed) {
+                            if check_owed && check.is_none() {
                                 sink.apply(SyncEvent::CheckBegin);
                                 check = Some(Box::pin(self.check(sink, server)));
                             }

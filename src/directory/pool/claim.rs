@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use ldap3::controls::Assertion;
 use ldap3::{Ldap, Mod, Scope, SearchEntry};
+use tokio::sync::MutexGuard;
 
 use super::LdapManager;
 use crate::directory::error::rc;
@@ -56,22 +57,10 @@ impl LdapManager {
         op_timeout: Duration,
     ) -> Result<Claim, DirError> {
         for server in (0..self.spec.urls.len()).filter(|&s| s != current) {
-            let mut slot = self.claimers[server].lock().await;
+            // It does not answer: nothing is handed out there.
+            let Some(mut slot) = self.other_server(server).await? else { continue };
             let mut decided = false;
             for _ in 0..CLAIM_TRIES {
-                if slot.is_none() {
-                    let url = &self.spec.urls[server];
-                    match tokio::time::timeout(self.spec.connect_timeout, self.connect(url, true)).await {
-                        Ok(Ok(ldap)) => *slot = Some(ldap),
-                        // It does not answer: nothing is handed out there.
-                        Ok(Err(_)) => {
-                            decided = true;
-                            break;
-                        }
-                        // Slow, not gone: no id on a guess.
-                        Err(_) => return Err(DirError::Timeout),
-                    }
-                }
                 let Some(ldap) = slot.as_mut() else { break };
                 match raise_counter(ldap, counter_dn, id, own_csn, op_timeout).await {
                     Ok(Some(Claim::Held)) => {
@@ -104,6 +93,21 @@ impl LdapManager {
 }
 
 impl LdapManager {
+    /// The connection to `server` that claims and looks use, connected first if need be;
+    /// `None` when the server does not answer. One that is slow to connect is an error:
+    /// no id is handed out on a guess.
+    async fn other_server(&self, server: usize) -> Result<Option<MutexGuard<'_, Option<Ldap>>>, DirError> {
+        let mut slot = self.claimers[server].lock().await;
+        if slot.is_none() {
+            match tokio::time::timeout(self.spec.connect_timeout, self.connect(&self.spec.urls[server], true)).await {
+                Ok(Ok(ldap)) => *slot = Some(ldap),
+                Ok(Err(_)) => return Ok(None),
+                Err(_) => return Err(DirError::Timeout),
+            }
+        }
+        Ok(Some(slot))
+    }
+
     /// Whether a server other than `current` that answers holds, below `base`, an entry
     /// matching `filter` other than the one with entryUUID `ours`. A server that does not
     /// answer is skipped.
@@ -116,15 +120,7 @@ impl LdapManager {
         op_timeout: Duration,
     ) -> Result<bool, DirError> {
         for server in (0..self.spec.urls.len()).filter(|&s| s != current) {
-            let mut slot = self.claimers[server].lock().await;
-            if slot.is_none() {
-                match tokio::time::timeout(self.spec.connect_timeout, self.connect(&self.spec.urls[server], true)).await
-                {
-                    Ok(Ok(ldap)) => *slot = Some(ldap),
-                    Ok(Err(_)) => continue,
-                    Err(_) => return Err(DirError::Timeout),
-                }
-            }
+            let Some(mut slot) = self.other_server(server).await? else { continue };
             let Some(ldap) = slot.as_mut() else { continue };
             let found = ldap
                 .with_timeout(op_timeout)
