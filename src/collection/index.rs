@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::{watch, Notify};
 
 use super::lookup::{self, Postings};
+use super::order::Order;
 use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
 use crate::directory::Entry;
 use crate::feed::{Feed, Snapshot, Subject};
@@ -54,15 +55,6 @@ impl Record {
     }
 }
 
-/// The listed customers ascending by one column's key (missing keys last), ties by id;
-/// `same[i]` says that position `i` has the same key as position `i - 1`, so the runs of
-/// equal keys are known without looking at the customers.
-#[derive(Default, Clone)]
-struct Order {
-    slots: Vec<u32>,
-    same: Vec<bool>,
-}
-
 struct State {
     def: &'static ResourceDef,
     records: Vec<Option<Record>>,
@@ -79,7 +71,8 @@ struct State {
     /// Customer entries the gateway does not serve (a uid with leading zeros, say).
     unserved: std::collections::HashSet<Uuid>,
     by_uuid: HashMap<Uuid, (u32, Part, u32)>,
-    /// One per sort column (`query::sort_columns(def)`).
+    /// One per sort column (`query::sort_columns(def)`): the listed customers ascending
+    /// by its key (missing keys last), ties by id.
     orders: Vec<Order>,
     /// One per filter column (`def.columns().filter`): its values dictionary-encoded,
     /// while it has few distinct values.
@@ -220,7 +213,7 @@ impl State {
     /// Where a record with this key, id and reseller sits (or would sit) in order `c`.
     fn position(&self, c: usize, key: &Option<SortKey>, id: u64, reseller: u64) -> Result<usize, usize> {
         let col = self.column(c);
-        self.orders[c].slots.binary_search_by(|&s| {
+        self.orders[c].search(|s| {
             let r = self.rec(s);
             cmp_keyed((&r.key(col), r.id, r.reseller), (key, id, reseller))
         })
@@ -233,9 +226,9 @@ impl State {
 
     fn same_at(&self, c: usize, i: usize) -> bool {
         let o = &self.orders[c];
-        i > 0 && i < o.slots.len() && {
+        i > 0 && i < o.len() && {
             let col = self.column(c);
-            self.rec(o.slots[i - 1]).key(col) == self.rec(o.slots[i]).key(col)
+            self.rec(o.get(i - 1)).key(col) == self.rec(o.get(i)).key(col)
         }
     }
 
@@ -246,10 +239,10 @@ impl State {
         for c in 0..self.orders.len() {
             let rec = self.rec(slot);
             if let Ok(i) = self.position(c, &rec.key(self.column(c)), rec.id, rec.reseller) {
-                self.orders[c].slots.remove(i);
-                self.orders[c].same.remove(i);
-                if i < self.orders[c].slots.len() {
-                    self.orders[c].same[i] = self.same_at(c, i);
+                self.orders[c].remove(i);
+                if i < self.orders[c].len() {
+                    let same = self.same_at(c, i);
+                    self.orders[c].set_same(i, same);
                 }
             }
         }
@@ -262,11 +255,12 @@ impl State {
         for c in 0..self.orders.len() {
             let rec = self.rec(slot);
             let i = self.position(c, &rec.key(self.column(c)), rec.id, rec.reseller).unwrap_or_else(|i| i);
-            self.orders[c].slots.insert(i, slot);
-            self.orders[c].same.insert(i, false);
-            self.orders[c].same[i] = self.same_at(c, i);
-            if i + 1 < self.orders[c].slots.len() {
-                self.orders[c].same[i + 1] = self.same_at(c, i + 1);
+            self.orders[c].insert(i, slot, false);
+            let same = self.same_at(c, i);
+            self.orders[c].set_same(i, same);
+            if i + 1 < self.orders[c].len() {
+                let same = self.same_at(c, i + 1);
+                self.orders[c].set_same(i + 1, same);
             }
         }
     }
@@ -481,6 +475,16 @@ impl State {
             self.by_uuid.remove(&old);
         }
         let values = PartValues::from_entry(def, part, entry);
+        // The same entry again (a check, a refresh): nothing to reorder or reindex.
+        let rec = self.rec(slot);
+        let unchanged = rec.uuids[pi] == Some(uuid)
+            && rec.row.part(part) == Some(&values)
+            && (part != Part::Root
+                || (rec.reseller == reseller && rec.owner == document::owner(def, rec.id, reseller, entry)));
+        if unchanged {
+            self.by_uuid.insert(uuid, (slot, part, self.gen));
+            return;
+        }
         self.modify(slot, part, |rec| {
             *rec.row.part_mut(part) = Some(values);
             rec.uuids[pi] = Some(uuid);
@@ -551,7 +555,7 @@ impl State {
                     .collect();
                 keyed.sort_unstable_by(|a, b| cmp_keyed((&a.0, a.1, a.2), (&b.0, b.1, b.2)));
                 let same = (0..keyed.len()).map(|i| i > 0 && keyed[i - 1].0 == keyed[i].0).collect();
-                Order { slots: keyed.into_iter().map(|k| k.3).collect(), same }
+                Order::from_sorted(keyed.into_iter().map(|k| k.3).collect(), same)
             })
             .collect();
     }
@@ -707,7 +711,7 @@ impl CollectionIndex {
 
     /// Number of customers listed (for metrics and tests).
     pub fn len(&self) -> usize {
-        self.state.read().map(|s| s.orders.first().map_or(0, |o| o.slots.len())).unwrap_or(0)
+        self.state.read().map(|s| s.orders.first().map_or(0, Order::len)).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -737,28 +741,16 @@ impl CollectionIndex {
         let order = match scope {
             Scope::Customer { customer, .. } if self.def.customer_of == CustomerOf::Itself => {
                 let slots: Vec<u32> = state.slots_of(*customer).filter(|s| state.rec(*s).listed()).collect();
-                own = Order { same: vec![false; slots.len()], slots };
+                own = Order::from_sorted(state.sorted_by(&slots, &[(primary, false)]), vec![false; slots.len()]);
                 &own
             }
             _ => &state.orders[c],
         };
-        // Runs of equal primary keys, in the order asked for: ascending as kept;
-        // descending from the top of the present keys, then the missing ones (last
-        // either way).
-        let n = order.slots.len();
-        let missing_from = order.slots.partition_point(|&s| state.rec(s).key(primary).is_some());
-        let mut runs: Vec<(usize, usize)> = Vec::new();
-        let mut start = 0;
-        for i in 1..=n {
-            if i == n || !order.same[i] || i == missing_from {
-                runs.push((start, i));
-                start = i;
-            }
-        }
-        if descending {
-            let split = runs.partition_point(|r| r.1 <= missing_from);
-            runs[..split].reverse();
-        }
+        // The walk goes over runs of equal primary keys, in the order asked for:
+        // ascending as kept; descending from the top of the present keys, then the
+        // missing ones (last either way).
+        let n = order.len();
+        let missing_from = order.partition_point(|s| state.rec(s).key(primary).is_some());
 
         let mut scratch = String::new();
         // Where posting lists narrow the query down (an exact filter on a lookup column,
@@ -845,38 +837,44 @@ impl CollectionIndex {
             }
             _ => None,
         };
-        for (from, to) in runs {
-            if (known_total.is_some() || !q.count) && total >= end {
-                break;
+        // When everything is listed, a page's position in the walk is its offset: the
+        // walk begins there.
+        let everything = matcher.everything();
+        let known_total = if everything { Some(n as u64) } else { known_total };
+        let at = if everything { offset.min(n as u64) as usize } else { 0 };
+        order.walk_runs(missing_from, descending, at, |before, slots| {
+            if everything {
+                total = before as u64;
             }
-            let slots = &order.slots[from..to];
+            if (known_total.is_some() || !q.count) && total >= end {
+                return false;
+            }
             let wanted = total < end && total + slots.len() as u64 > offset;
-            if matcher.everything() {
-                if wanted {
-                    hits.clear();
-                    hits.extend_from_slice(slots);
-                } else {
+            hits.clear();
+            if everything {
+                if !wanted {
                     total += slots.len() as u64;
-                    continue;
+                    return true;
                 }
+                hits.extend_from_slice(slots);
             } else {
-                hits.clear();
-                for &s in slots {
-                    if hit(s, &mut scratch) {
-                        hits.push(s);
-                    }
-                }
+                hits.extend(slots.iter().copied().filter(|&s| hit(s, &mut scratch)));
             }
             let m = hits.len() as u64;
             if m > 0 && total < end && total + m > offset {
-                // Within a run of equal primary keys: the other keys, then the id.
-                let sorted = state.sorted_by(&hits, &secondary);
+                // Within a run of equal primary keys: the other keys, then the id (the
+                // order the run is kept in).
                 let lo = offset.saturating_sub(total) as usize;
                 let hi = (end - total).min(m) as usize;
-                window.extend_from_slice(&sorted[lo..hi]);
+                if secondary.is_empty() {
+                    window.extend_from_slice(&hits[lo..hi]);
+                } else {
+                    window.extend_from_slice(&state.sorted_by(&hits, &secondary)[lo..hi]);
+                }
             }
             total += m;
-        }
+            true
+        });
         let items = window
             .into_iter()
             .map(|s| {
@@ -1118,7 +1116,7 @@ impl SyncSink for CollectionIndex {
                     state.rebuild_orders();
                     state.rebuild_postings();
                 }
-                let n = state.orders.first().map_or(0, |o| o.slots.len());
+                let n = state.orders.first().map_or(0, Order::len);
                 drop(state);
                 release_free_memory();
                 tracing::info!(resource = self.def.name, elements = n, "collection index loaded");
@@ -1256,7 +1254,7 @@ mod tests {
         index.apply(SyncEvent::Delete { uuid: u(3) });
         assert_eq!(ids(&index, Scope::Provider, ""), (0, vec![]));
         assert!(index.state.read().unwrap().by_uuid.is_empty());
-        assert!(index.state.read().unwrap().orders.iter().all(|o| o.slots.is_empty() && o.same.is_empty()));
+        assert!(index.state.read().unwrap().orders.iter().all(|o| o.len() == 0));
     }
 
     #[test]
@@ -1436,5 +1434,208 @@ mod tests {
         assert!(index.wait_for(&target, Duration::from_millis(10)).await.is_err(), "not that far");
         index.apply(SyncEvent::Cookie(target.clone()));
         assert!(index.wait_for(&target, Duration::from_millis(10)).await.is_ok());
+    }
+
+    /// What the reference model knows of one customer.
+    #[derive(Clone)]
+    struct Modelled {
+        reseller: u64,
+        name: String,
+        /// The billing entry's locality and country, if it has one.
+        billing: Option<(String, String)>,
+    }
+
+    fn uuid_of(kind: u8, id: u64) -> Uuid {
+        let mut u = [0u8; 16];
+        u[0] = kind;
+        u[1..9].copy_from_slice(&id.to_le_bytes());
+        u
+    }
+
+    fn billing_in(id: u64, reseller: u64, city: &str, country: &str) -> Entry {
+        entry(
+            &format!("ou=address,uid={id},ou=customers,uid={reseller},ou=reseller,{BASE}"),
+            &[("objectClass", "sstAddress"), ("l", city), ("c", country), ("postalCode", "3000")],
+        )
+    }
+
+    /// The ids a list must give, from the model alone: filtered, then ordered by the
+    /// key (missing keys last either way), ties by id.
+    fn modelled(
+        model: &std::collections::BTreeMap<u64, Modelled>,
+        reseller: Option<u64>,
+        sort: Option<(&str, bool)>,
+        country: Option<&str>,
+        q: Option<&str>,
+    ) -> Vec<u64> {
+        let mut hits: Vec<(Option<SortKey>, u64)> = model
+            .iter()
+            .filter(|(_, m)| reseller.is_none_or(|r| m.reseller == r))
+            .filter(|(_, m)| country.is_none_or(|c| m.billing.as_ref().is_some_and(|b| b.1 == c)))
+            .filter(|(id, m)| {
+                q.is_none_or(|q| {
+                    let mut fields = vec![id.to_string(), m.name.to_lowercase()];
+                    if let Some((city, _)) = &m.billing {
+                        fields.push(city.to_lowercase());
+                        fields.push("3000".into());
+                    }
+                    fields.iter().any(|f| f.contains(q))
+                })
+            })
+            .map(|(id, m)| {
+                let key = match sort.map(|s| s.0) {
+                    Some("customerName") => Some(row::sort_key(Kind::Text { max: 0 }, &m.name)),
+                    Some("localityName") => m.billing.as_ref().map(|b| row::sort_key(Kind::Text { max: 0 }, &b.0)),
+                    _ => Some(SortKey::Int(*id)),
+                };
+                (key, *id)
+            })
+            .collect();
+        let descending = sort.is_some_and(|s| s.1);
+        hits.sort_by(|a, b| compare_keys(a.0.as_ref(), b.0.as_ref(), descending).then(a.1.cmp(&b.1)));
+        hits.into_iter().map(|h| h.1).collect()
+    }
+
+    #[test]
+    fn random_adds_changes_moves_and_deletes_leave_what_a_reference_model_holds() {
+        // Few names and cities, so that runs of equal keys are long and span the chunks
+        // of the orders; enough customers for several chunks.
+        const NAMES: &[&str] = &["alpha", "Beta", "gamma", "müller", "Zeta", "ÄRZTE", "delta", "Ω mega"];
+        const CITIES: &[&str] = &["bern", "Zürich", "genf", "basel", "Ölten"];
+        const COUNTRIES: &[&str] = &["CH", "DE"];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut model: std::collections::BTreeMap<u64, Modelled> = Default::default();
+        let mut events = Vec::new();
+        let pick = |m: &mut std::collections::BTreeMap<u64, Modelled>, id: u64, next: &mut dyn FnMut(u64) -> u64| {
+            let c = Modelled {
+                reseller: 1 + next(3),
+                name: format!("{} {}", NAMES[next(NAMES.len() as u64) as usize], ["ag", "gmbh"][next(2) as usize]),
+                billing: (next(5) != 0)
+                    .then(|| (CITIES[next(CITIES.len() as u64) as usize].into(), COUNTRIES[next(2) as usize].into())),
+            };
+            m.insert(id, c.clone());
+            c
+        };
+        let events_of = |id: u64, c: &Modelled| {
+            let mut out = vec![SyncEvent::Entry { uuid: uuid_of(1, id), entry: customer(id, c.reseller, &c.name) }];
+            if let Some((city, country)) = &c.billing {
+                out.push(SyncEvent::Entry { uuid: uuid_of(2, id), entry: billing_in(id, c.reseller, city, country) });
+            }
+            out
+        };
+        for id in 1..=1200u64 {
+            let c = pick(&mut model, id, &mut next);
+            events.extend(events_of(id, &c));
+        }
+        let index = loaded(events);
+        let mut next_id = 1201u64;
+        let queries = |index: &CollectionIndex,
+                       model: &std::collections::BTreeMap<u64, Modelled>,
+                       next: &mut dyn FnMut(u64) -> u64| {
+            for _ in 0..12 {
+                let sort = [
+                    None,
+                    Some(("customerName", false)),
+                    Some(("customerName", true)),
+                    Some(("localityName", false)),
+                    Some(("localityName", true)),
+                    Some(("id", true)),
+                ][next(6) as usize];
+                let reseller = [None, Some(2)][next(2) as usize];
+                let country = [None, None, Some("DE")][next(3) as usize];
+                let q = [
+                    None,
+                    None,
+                    None,
+                    Some("mül"),
+                    Some("a a"),
+                    Some("ürich"),
+                    Some("ega a"),
+                    Some("ω m"),
+                    Some("120"),
+                    Some("gmbh"),
+                ][next(10) as usize];
+                let per_page = 1 + next(100);
+                let all = modelled(model, reseller, sort, country, q);
+                let pages = (all.len() as u64).div_ceil(per_page).max(1);
+                let page = [1, 1 + next(pages), pages, pages + 1][next(4) as usize];
+                let mut raw = format!("per_page={per_page}&page={page}");
+                if let Some((field, desc)) = sort {
+                    raw.push_str(&format!("&sort={}{field}", if desc { "-" } else { "" }));
+                }
+                if let Some(c) = country {
+                    raw.push_str(&format!("&countryCode={c}"));
+                }
+                if let Some(q) = q {
+                    raw.push_str(&format!("&q={}", query::encode(q)));
+                }
+                let scope = reseller.map_or(Scope::Provider, Scope::Reseller);
+                let want: Vec<u64> =
+                    all.iter().skip(((page - 1) * per_page) as usize).take(per_page as usize).copied().collect();
+                assert_eq!(ids(index, scope, &raw), (all.len() as u64, want), "{raw} as {scope:?}");
+            }
+        };
+        queries(&index, &model, &mut next);
+        for step in 0..3000 {
+            let known: Vec<u64> = model.keys().copied().collect();
+            let id = known[next(known.len() as u64) as usize];
+            match next(6) {
+                // A new customer.
+                0 => {
+                    let c = pick(&mut model, next_id, &mut next);
+                    for e in events_of(next_id, &c) {
+                        index.apply(e);
+                    }
+                    next_id += 1;
+                }
+                // A rename, or a new locality (the billing entry made or changed).
+                1 | 2 => {
+                    let m = model.get_mut(&id).unwrap();
+                    if next(2) == 0 {
+                        m.name = format!("{} {id}", NAMES[next(NAMES.len() as u64) as usize]);
+                        index
+                            .apply(SyncEvent::Entry { uuid: uuid_of(1, id), entry: customer(id, m.reseller, &m.name) });
+                    } else {
+                        let b = (
+                            CITIES[next(CITIES.len() as u64) as usize].to_string(),
+                            COUNTRIES[next(2) as usize].to_string(),
+                        );
+                        index.apply(SyncEvent::Entry {
+                            uuid: uuid_of(2, id),
+                            entry: billing_in(id, m.reseller, &b.0, &b.1),
+                        });
+                        m.billing = Some(b);
+                    }
+                }
+                // The billing entry deleted.
+                3 => {
+                    model.get_mut(&id).unwrap().billing = None;
+                    index.apply(SyncEvent::Delete { uuid: uuid_of(2, id) });
+                }
+                // A move to another reseller: the customer entry with its new DN.
+                4 => {
+                    let m = model.get_mut(&id).unwrap();
+                    m.reseller = 1 + (m.reseller % 3);
+                    index.apply(SyncEvent::Entry { uuid: uuid_of(1, id), entry: customer(id, m.reseller, &m.name) });
+                }
+                // Deleted, its children first (as the directory reports them).
+                _ => {
+                    if model.remove(&id).is_some_and(|m| m.billing.is_some()) {
+                        index.apply(SyncEvent::Delete { uuid: uuid_of(2, id) });
+                    }
+                    index.apply(SyncEvent::Delete { uuid: uuid_of(1, id) });
+                }
+            }
+            if step % 100 == 99 {
+                queries(&index, &model, &mut next);
+                assert_eq!(index.len(), model.len());
+            }
+        }
     }
 }

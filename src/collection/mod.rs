@@ -5,5 +5,6 @@
 pub mod contracts;
 pub mod index;
 mod lookup;
+mod order;
 
 pub use index::{CollectionIndex, Fanout, Page};
