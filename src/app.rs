@@ -8,10 +8,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::collection::contracts::ContractWatch;
-use crate::collection::index::{CollectionIndex, Fanout};
+use crate::collection::index::CollectionIndex;
+use crate::collection::snapshot::{self, Fanout};
 use crate::config::Settings;
 use crate::directory::pool::{self, ConnSpec};
-use crate::directory::sync::{SyncConsumer, SyncEvent, SyncSink};
+use crate::directory::sync::{Csns, SyncConsumer, SyncEvent, SyncSink};
 use crate::directory::{DirError, Directory};
 use crate::feed::{Feed, FeedSettings};
 pub use crate::http::state::AppState;
@@ -145,7 +146,7 @@ struct Logins {
     base: String,
     /// The indexes of the resources whose entries are logins.
     logins: Vec<Arc<CollectionIndex>>,
-    indexes: Fanout,
+    indexes: Arc<Fanout>,
     /// The merchants' contracts, for the change feed.
     contracts: Arc<ContractWatch>,
 }
@@ -200,15 +201,62 @@ pub async fn serve(
         }
         _ => None,
     };
-    // The customer index follows the directory for as long as the server runs.
+    // The indexes follow the directory for as long as the server runs: from their
+    // snapshot if there is one, else from nothing.
+    let indexes = Arc::new(Fanout::new(state.resources().iter().map(|r| r.index().clone()).collect()));
+    let base = state.settings.ldap.base_dn.clone();
+    let snapshot_file = Some(&state.settings.index.snapshot_file)
+        .filter(|f| !f.is_empty())
+        .map(|f| std::path::PathBuf::from(f.as_str()));
     let sink = Logins {
         auth: state.auth.clone(),
-        base: state.settings.ldap.base_dn.clone(),
+        base: base.clone(),
         logins: state.resources().iter().filter(|r| r.def().logins).map(|r| r.index().clone()).collect(),
-        indexes: Fanout(state.resources().iter().map(|r| r.index().clone()).collect()),
+        indexes: indexes.clone(),
         contracts: state.contract_watch.clone(),
     };
-    let sync = tokio::spawn(state.sync.clone().run(Arc::new(sink)));
+    // The directory a snapshot belongs to, once it has answered.
+    let identity: Arc<std::sync::OnceLock<String>> = Default::default();
+    let sync = {
+        let (consumer, contracts, file, indexes, base) =
+            (state.sync.clone(), state.contract_watch.clone(), snapshot_file.clone(), indexes.clone(), base.clone());
+        let (directory, identity) = (state.directory.clone(), identity.clone());
+        tokio::spawn(async move {
+            let found = match &file {
+                Some(_) => directory_identity(&directory, &base).await,
+                None => None,
+            };
+            let cookie = match (file, found) {
+                (Some(f), Some((id, csns))) => {
+                    let _ = identity.set(id.clone());
+                    tokio::task::spawn_blocking(move || restore(&f, &indexes, &base, &id, &csns)).await.ok().flatten()
+                }
+                _ => None,
+            };
+            if cookie.is_some() {
+                contracts.restored();
+            }
+            consumer.run_from(cookie, Arc::new(sink)).await
+        })
+    };
+    let saver = snapshot_file.clone().map(|file| {
+        let (indexes, base, identity) = (indexes.clone(), base.clone(), identity.clone());
+        let every = Duration::from_secs(state.settings.index.snapshot_interval_secs.max(1));
+        tokio::spawn(async move {
+            let mut saved = indexes.events();
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(id) = identity.get().cloned() else { continue };
+                if indexes.events() != saved {
+                    let (f, i, b) = (file.clone(), indexes.clone(), base.clone());
+                    let now = i.events();
+                    if tokio::task::spawn_blocking(move || save(&f, &i, &b, &id)).await.unwrap_or(false) {
+                        saved = now;
+                    }
+                }
+            }
+        })
+    });
     let feed = tokio::spawn(state.changes.feed().clone().run());
     // Open change streams end when the server stops, so that it need not wait for them.
     let changes = state.changes.clone();
@@ -256,7 +304,66 @@ pub async fn serve(
     feed.abort();
     failback.abort();
     sweeper.abort();
+    if let Some(s) = saver {
+        s.abort();
+    }
+    // What the indexes hold now, for the next start.
+    if let (Some(file), Some(id)) = (snapshot_file, identity.get().cloned()) {
+        let _ = sync.await;
+        let _ = tokio::task::spawn_blocking(move || save(&file, &indexes, &base, &id)).await;
+    }
     res
+}
+
+/// The entryUUID of the base entry, which names the directory a snapshot is of, and its
+/// `contextCSN`, how far the directory is; asked until the directory answers (nothing is
+/// served before), or `None` if the base entry has no entryUUID.
+async fn directory_identity(directory: &Directory, base: &str) -> Option<(String, Csns)> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match directory.search(base, ldap3::Scope::Base, "(objectClass=*)", &["entryUUID", "contextCSN"]).await {
+            Ok(found) => {
+                let e = found.first()?;
+                let csns = Csns::from_values(e.values("contextCSN").iter().map(String::as_str));
+                return e.first("entryUUID").map(|id| (id.to_string(), csns));
+            }
+            Err(e) => tracing::debug!(error = %e, "the directory does not answer yet"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Loads the indexes from their snapshot; the cookie to resume from.
+fn restore(file: &std::path::Path, indexes: &Fanout, base: &str, directory: &str, at: &Csns) -> Option<Vec<u8>> {
+    let t = std::time::Instant::now();
+    match snapshot::load(file, indexes, base, directory, at) {
+        Ok(Some(cookie)) => {
+            tracing::info!(file = %file.display(), secs = t.elapsed().as_secs_f64(), "indexes loaded from their snapshot; resuming the synchronisation");
+            Some(cookie)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "the index snapshot is discarded; loading from the directory");
+            None
+        }
+    }
+}
+
+/// Saves the indexes; whether a snapshot was written.
+fn save(file: &std::path::Path, indexes: &Fanout, base: &str, directory: &str) -> bool {
+    let t = std::time::Instant::now();
+    match snapshot::save(file, indexes, base, directory) {
+        Ok(Some(bytes)) => {
+            tracing::info!(file = %file.display(), bytes, secs = t.elapsed().as_secs_f64(), "index snapshot written");
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "could not write the index snapshot");
+            false
+        }
+    }
 }
 
 /// Reads the certificate and key again on every SIGHUP; a failed reload keeps the ones

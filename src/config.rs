@@ -94,6 +94,9 @@ pub struct PageSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct IndexSettings {
     pub catch_up_ms: u64,
+    /// Where the indexes are saved with the synchronisation's cookie ("": nowhere).
+    pub snapshot_file: String,
+    pub snapshot_interval_secs: u64,
 }
 
 /// The merchants' facade (`/subscriptions/v1`).
@@ -148,7 +151,7 @@ impl Settings {
         // Values a running gateway cannot work with are refused at start, by name, rather
         // than taken as something else.
         let c = &self.changes;
-        let positive: [(&str, u64); 22] = [
+        let positive: [(&str, u64); 23] = [
             ("ldap.pool_size", l.pool_size as u64),
             ("ldap.connect_timeout_ms", l.connect_timeout_ms),
             ("ldap.op_timeout_ms", l.op_timeout_ms),
@@ -166,6 +169,7 @@ impl Settings {
             ("pagination.default_per_page", p.default_per_page as u64),
             ("pagination.max_per_page", p.max_per_page as u64),
             ("index.catch_up_ms", self.index.catch_up_ms),
+            ("index.snapshot_interval_secs", self.index.snapshot_interval_secs),
             ("changes.window", c.window as u64),
             ("changes.max_age_secs", c.max_age_secs),
             ("changes.heartbeat_secs", c.heartbeat_secs),

@@ -29,6 +29,11 @@ struct State {
     gen: u32,
     /// Loading from nothing: what arrives is the content, not changes.
     loading: bool,
+    /// The indexes came from a snapshot and this holds nothing yet: the check after the
+    /// resume brings the content.
+    from_check: bool,
+    /// Entries the session changed or deleted while `from_check`: newer than the check.
+    since_restore: std::collections::HashSet<Uuid>,
 }
 
 pub struct ContractWatch {
@@ -40,6 +45,14 @@ pub struct ContractWatch {
 impl ContractWatch {
     pub fn new(base: &str, feed: Arc<Feed>) -> ContractWatch {
         ContractWatch { base: base.to_string(), feed, state: Mutex::new(State::default()) }
+    }
+
+    /// The synchronisation resumes from a snapshot of the indexes, which holds no
+    /// contracts: they come with the check that follows the resume.
+    pub fn restored(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.from_check = true;
+        state.since_restore.clear();
     }
 
     /// A contract entry's subject and state: its customer and reseller come from its DN
@@ -74,12 +87,18 @@ impl SyncSink for ContractWatch {
     fn apply(&self, event: SyncEvent) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let gen = state.gen;
+        if let (true, SyncEvent::Entry { uuid, .. } | SyncEvent::Delete { uuid }) = (state.from_check, &event) {
+            let uuid = *uuid;
+            state.since_restore.insert(uuid);
+        }
         match event {
             SyncEvent::RefreshBegin { reload } => {
                 state.gen = state.gen.wrapping_add(1);
                 if reload {
                     state.known.clear();
                     state.loading = true;
+                    state.from_check = false;
+                    state.since_restore = Default::default();
                 }
             }
             SyncEvent::Entry { uuid, entry } => {
@@ -130,10 +149,20 @@ impl SyncSink for ContractWatch {
                 }
                 state.loading = false;
             }
-            SyncEvent::Cookie(_) => {}
+            SyncEvent::Cookie(..) => {}
             // A check after a resume corrects the collection indexes; the contracts' events
-            // follow the session's own changes only.
-            SyncEvent::CheckBegin | SyncEvent::Checked { .. } | SyncEvent::CheckEnd => {}
+            // follow the session's own changes only. After a restore it brings the
+            // contracts, as a load would (the session's changes meanwhile win).
+            SyncEvent::Checked { uuid, entry } if state.from_check && !state.since_restore.contains(&uuid) => {
+                if let Some((subject, snapshot)) = self.read(&entry) {
+                    state.known.insert(uuid, Known { subject, snapshot, gen });
+                }
+            }
+            SyncEvent::CheckEnd => {
+                state.from_check = false;
+                state.since_restore = Default::default();
+            }
+            SyncEvent::CheckBegin | SyncEvent::Checked { .. } => {}
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{watch, Notify};
 
-use super::lookup::{self, Postings};
+use super::lookup::{self, Grams, Postings};
 use super::order::Order;
 use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
 use crate::directory::Entry;
@@ -25,6 +25,7 @@ use crate::mapping::row::{self, compare_keys, part_index, Column, PartValues, Ro
 use crate::mapping::table::{Kind, Part};
 use crate::service::Scope;
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Record {
     id: u64,
     /// The reseller of the DN.
@@ -55,7 +56,10 @@ impl Record {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct State {
+    /// Set again when a snapshot is read (`CollectionIndex::restore`).
+    #[serde(skip, default = "unset_def")]
     def: &'static ResourceDef,
     records: Vec<Option<Record>>,
     /// The tenant of each slot (0: none), apart from the records so that a pass that
@@ -78,16 +82,22 @@ struct State {
     /// while it has few distinct values.
     dicts: Vec<Option<Dict>>,
     /// The records whose search text holds each trigram (`q=`).
-    grams: Postings,
+    grams: Grams,
     /// For each filter column marked `lookup`: the records of each of its values.
     values: Vec<Option<Postings>>,
     /// Generation of the current refresh, for the sweep after a present phase.
     gen: u32,
     /// Loading from nothing: orders are built once at the end of the refresh.
+    #[serde(skip)]
     bulk: bool,
     /// During a check (`SyncEvent::CheckBegin`): the entries the session changed or
     /// deleted since it began, whose state the check may have read before.
+    #[serde(skip)]
     checking: Option<std::collections::HashSet<Uuid>>,
+}
+
+fn unset_def() -> &'static ResourceDef {
+    &crate::mapping::resources::CUSTOMERS
 }
 
 /// Above this many distinct values a column is not kept dictionary-encoded; filters on
@@ -98,19 +108,25 @@ const DICT_CAP: usize = 4096;
 /// found by walking the sort order.
 const DIRECT_MAX: usize = 2048;
 
+/// A value's id in a dictionary: two bytes per customer and column, since a dictionary
+/// holds at most `DICT_CAP` values (plus one while it is given up).
+type DictId = u16;
+
 /// The dictionary id of a slot whose entry holds several values of the column.
-const MANY: u32 = u32::MAX;
+const MANY: DictId = DictId::MAX;
 
 /// A filter column's values, folded as its matching rule compares them, one id per
 /// customer (0: none), so that a filter is decided once per distinct value and then
 /// checked for every customer in a small array.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Dict {
-    ids: Vec<u32>,
+    ids: Vec<DictId>,
     values: Vec<Box<str>>,
-    lookup: HashMap<Box<str>, u32>,
+    lookup: HashMap<Box<str>, DictId>,
     refs: Vec<u32>,
-    free: Vec<u32>,
+    free: Vec<DictId>,
+    /// How many slots are `MANY`.
+    many: usize,
 }
 
 impl Dict {
@@ -133,7 +149,7 @@ impl Dict {
                         None => {
                             self.values.push(v.clone());
                             self.refs.push(0);
-                            self.values.len() as u32
+                            DictId::try_from(self.values.len()).expect("a dictionary of at most DICT_CAP values")
                         }
                     };
                     self.lookup.insert(v, id);
@@ -143,6 +159,9 @@ impl Dict {
         };
         if new != 0 {
             self.refs[new as usize - 1] += 1;
+        }
+        if old == MANY {
+            self.many -= 1;
         }
         if old != 0 && old != MANY {
             let r = &mut self.refs[old as usize - 1];
@@ -159,6 +178,7 @@ impl Dict {
     fn set_many(&mut self, slot: usize) {
         self.set(slot, None);
         self.ids[slot] = MANY;
+        self.many += 1;
     }
 
     fn distinct(&self) -> usize {
@@ -193,7 +213,7 @@ impl State {
             by_uuid: HashMap::new(),
             orders: vec![Order::default(); query::sort_columns(def).len()],
             dicts: def.columns().filter.iter().map(|c| dictionary_column(*c).then(Dict::default)).collect(),
-            grams: Postings::default(),
+            grams: Grams::default(),
             values: def.columns().filter.iter().map(|c| c.field.lookup.then(Postings::default)).collect(),
             gen: 0,
             bulk: false,
@@ -267,7 +287,7 @@ impl State {
 
     /// The posting keys of a record: its search text's trigrams, and the keys of its
     /// values in each lookup column.
-    fn keys_of(&self, slot: u32) -> (Vec<u64>, Vec<(usize, u64)>) {
+    fn keys_of(&self, slot: u32) -> (Vec<u32>, Vec<(usize, u64)>) {
         let rec = self.rec(slot);
         let mut values = Vec::new();
         for (c, col) in self.def.columns().filter.iter().enumerate() {
@@ -323,19 +343,25 @@ impl State {
         self.unlist(slot);
         self.unindex(slot);
         let rec = self.records[slot as usize].as_mut().expect("a live slot");
+        let was_listed = rec.listed();
         f(rec);
+        // The dictionaries hold listed customers only: one that becomes listed or stops
+        // being listed is encoded whole.
+        let part = (rec.listed() == was_listed).then_some(part);
         rec.text = rec.row.search_text(self.def, rec.id);
         self.resellers[slot as usize] = rec.owner.tenant.unwrap_or(0);
         self.customers[slot as usize] = rec.owner.customer.unwrap_or(0);
         self.index(slot);
         self.list(slot);
-        self.encode(slot, Some(part));
+        self.encode(slot, part);
     }
 
     /// Brings the dictionaries up to date for a slot: the columns of `part` (and the
-    /// customer name, which depends on two parts), or all columns for `None`.
+    /// customer name, which depends on two parts), or all columns for `None`. A slot
+    /// that is not listed has no values there, so that a value's count of slots is its
+    /// count of listed customers.
     fn encode(&mut self, slot: u32, part: Option<Part>) {
-        let rec = self.records[slot as usize].as_ref();
+        let rec = self.records[slot as usize].as_ref().filter(|r| r.listed());
         for (c, col) in self.def.columns().filter.iter().enumerate() {
             let touched = part.is_none_or(|p| p == col.part || col.kind() == Kind::DisplayName);
             let Some(dict) = self.dicts[c].as_mut().filter(|_| touched) else { continue };
@@ -499,7 +525,7 @@ impl State {
     /// The posting lists of every record, at the end of a load (slots ascending, so
     /// every list is built by pushes).
     fn rebuild_postings(&mut self) {
-        self.grams = Postings::default();
+        self.grams = Grams::default();
         for v in self.values.iter_mut().flatten() {
             *v = Postings::default();
         }
@@ -571,10 +597,14 @@ impl State {
                 lists.push(p.get(lookup::value_key(v)));
             }
         }
-        if let Some(text) = &q.q {
-            lists.extend(lookup::trigrams(text).into_iter().map(|g| self.grams.get(g)));
+        let grams = q.q.as_deref().map(lookup::trigrams).filter(|g| !g.is_empty());
+        let with_grams = grams.map(|g| self.grams.all_of(&g));
+        match (lists.is_empty(), with_grams) {
+            (true, None) => None,
+            (true, Some(b)) => Some(b.iter().collect()),
+            (false, None) => Some(lookup::intersect(lists)),
+            (false, Some(b)) => Some(lookup::intersect(lists).into_iter().filter(|s| b.contains(*s)).collect()),
         }
-        (!lists.is_empty()).then(|| lookup::intersect(lists))
     }
 
     /// The ids of the entries a sweep would forget.
@@ -591,6 +621,63 @@ impl State {
     fn snapshot(&self, id: u64, public_url: &str) -> Option<Snapshot> {
         let rec = self.slots_of(id).map(|s| self.rec(s)).find(|r| r.listed())?;
         Some(Snapshot { owner: rec.owner, doc: row::element(self.def, rec.id, rec.reseller, &rec.row, public_url) })
+    }
+
+    /// Whether a state read from a snapshot holds together, so that no later change or
+    /// query can meet a slot that is not there.
+    fn soundness(&self) -> Result<(), &'static str> {
+        let n = self.records.len();
+        let live = |s: u32| self.records.get(s as usize).is_some_and(Option::is_some);
+        let listed = |s: u32| self.records.get(s as usize).is_some_and(|r| r.as_ref().is_some_and(Record::listed));
+        if self.resellers.len() != n || self.customers.len() != n {
+            return Err("the tenant arrays do not match the records");
+        }
+        let filter = &self.def.columns().filter;
+        if self.orders.len() != query::sort_columns(self.def).len()
+            || self.dicts.len() != filter.len()
+            || self.values.len() != filter.len()
+        {
+            return Err("the columns are not those of this resource");
+        }
+        for (c, col) in filter.iter().enumerate() {
+            if self.values[c].is_some() != col.field.lookup || (self.dicts[c].is_some() && !dictionary_column(*col)) {
+                return Err("the columns are not those of this resource");
+            }
+        }
+        let count = (0..n as u32).filter(|&s| listed(s)).count();
+        for o in &self.orders {
+            if !o.is_sound(n) || o.len() != count || o.iter_from(0).any(|(s, _)| !listed(s)) {
+                return Err("an order does not hold the listed records");
+            }
+        }
+        if self.free.iter().any(|&s| live(s) || s as usize >= n) {
+            return Err("a free slot is in use");
+        }
+        let id_of = |s: u32| self.records.get(s as usize).and_then(|r| r.as_ref()).map(|r| r.id);
+        if self.by_id.iter().any(|(id, s)| id_of(*s) != Some(*id))
+            || self.shared_ids.iter().any(|(id, slots)| slots.iter().any(|s| id_of(*s) != Some(*id)))
+        {
+            return Err("an id points at another record");
+        }
+        for (uuid, (slot, part, _)) in &self.by_uuid {
+            let rec = self.records.get(*slot as usize).and_then(|r| r.as_ref());
+            if rec.is_none_or(|r| r.uuids[part_index(*part)] != Some(*uuid)) {
+                return Err("an entryUUID points at another record");
+            }
+        }
+        for d in self.dicts.iter().flatten() {
+            let ok = d.ids.len() <= n
+                && d.refs.len() == d.values.len()
+                && d.ids.iter().all(|&i| i == MANY || i as usize <= d.values.len())
+                && d.lookup.values().all(|&i| i >= 1 && i as usize <= d.values.len());
+            if !ok {
+                return Err("a dictionary names values it does not hold");
+            }
+        }
+        if !self.grams.is_sound(n) || !self.values.iter().flatten().all(|p| p.is_sound(n)) {
+            return Err("a posting list names a slot that is not there");
+        }
+        Ok(())
     }
 
     fn sweep(&mut self) {
@@ -628,6 +715,8 @@ pub struct CollectionIndex {
     restart: Arc<Notify>,
     /// Where the changes go once the index is loaded.
     feed: std::sync::OnceLock<Arc<Feed>>,
+    /// What it holds came from a snapshot (until a reload from nothing).
+    restored: std::sync::atomic::AtomicBool,
 }
 
 /// The index is not (yet) as far as the directory.
@@ -650,6 +739,7 @@ impl CollectionIndex {
             progress: watch::channel(Progress::default()).0,
             restart,
             feed: Default::default(),
+            restored: Default::default(),
         }
     }
 
@@ -661,6 +751,43 @@ impl CollectionIndex {
 
     pub fn def(&self) -> &'static ResourceDef {
         self.def
+    }
+
+    /// Writes what the index holds (for `snapshot::save`); `false`, with nothing written,
+    /// while it is not loaded.
+    pub(crate) fn save(&self, out: &mut impl std::io::Write) -> Result<bool, String> {
+        let state = self.state.read().map_err(|_| "the index is poisoned".to_string())?;
+        if !self.is_loaded() || state.bulk {
+            return Ok(false);
+        }
+        postcard::to_io(&*state, out).map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
+    /// Forgets everything (a snapshot that did not fit).
+    pub(crate) fn clear(&self) {
+        if let Ok(mut state) = self.state.write() {
+            *state = State::new(self.def);
+        }
+        self.restored.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes what `save` wrote from the front of `bytes`, if it holds together; the rest
+    /// of `bytes` after it. The index counts as loaded once the synchronisation's next
+    /// refresh is over.
+    pub(crate) fn restore<'a>(&self, bytes: &'a [u8]) -> Result<&'a [u8], String> {
+        let (mut state, rest): (State, &[u8]) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+        state.def = self.def;
+        state.soundness().map_err(|e| format!("{}: {e}", self.def.name))?;
+        *self.state.write().map_err(|_| "the index is poisoned".to_string())? = state;
+        self.progress.send_modify(|p| *p = Progress::default());
+        self.restored.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(rest)
+    }
+
+    /// Whether what the index holds came from a snapshot (see `snapshot::load`).
+    pub fn restored(&self) -> bool {
+        self.restored.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -829,10 +956,13 @@ impl CollectionIndex {
         let mut total = 0u64;
         let mut window: Vec<u32> = Vec::new();
         let mut hits: Vec<u32> = Vec::new();
-        // A reseller's whole collection: its size is counted in the small array, and the
-        // walk ends with the page.
-        let known_total = match scope {
-            Scope::Reseller(r) if !matcher.looks_into_records() => {
+        // A reseller's whole collection: its size is counted in the small array; the
+        // matches of posting lists are counted in their bits. Then the walk ends with
+        // the page.
+        let known_total = match (scope, &matched) {
+            (_, Some(bits)) => Some(bits.iter().map(|w| u64::from(w.count_ones())).sum()),
+            _ if matcher.counted().is_some() => matcher.counted(),
+            (Scope::Reseller(r), None) if !matcher.looks_into_records() => {
                 Some(state.resellers.iter().filter(|t| **t == *r).count() as u64)
             }
             _ => None,
@@ -890,7 +1020,7 @@ impl CollectionIndex {
 enum Check<'a> {
     /// Decided per distinct value of a dictionary column (a customer with several values
     /// is checked in its record).
-    Dict { ids: &'a [u32], allowed: Vec<bool>, col: Column, pattern: &'a row::Pattern },
+    Dict { ids: &'a [DictId], allowed: Vec<bool>, col: Column, pattern: &'a row::Pattern, dict: &'a Dict },
     /// Read from the record (slot in the part's values, or a derived value).
     Record { col: Column, slot: Option<usize>, pattern: &'a row::Pattern },
 }
@@ -915,7 +1045,7 @@ impl<'a> Matcher<'a> {
                         for (i, v) in dict.values.iter().enumerate() {
                             allowed[i + 1] = f.pattern.matches_folded(Some(v));
                         }
-                        Check::Dict { ids: &dict.ids, allowed, col: f.column, pattern: &f.pattern }
+                        Check::Dict { ids: &dict.ids, allowed, col: f.column, pattern: &f.pattern, dict }
                     }
                     None => {
                         let slot = match f.column.kind() {
@@ -936,6 +1066,17 @@ impl<'a> Matcher<'a> {
         self.scope == Scope::Provider && !self.looks_into_records()
     }
 
+    /// The number of matches where one dictionary filter is all there is to check: the
+    /// counts of the values it allows (unless some customer holds several values).
+    fn counted(&self) -> Option<u64> {
+        match (self.scope, self.q, self.checks.as_slice()) {
+            (Scope::Provider, None, [Check::Dict { allowed, dict, .. }]) if dict.many == 0 => {
+                Some(dict.refs.iter().zip(&allowed[1..]).filter(|(_, a)| **a).map(|(r, _)| u64::from(*r)).sum())
+            }
+            _ => None,
+        }
+    }
+
     fn looks_into_records(&self) -> bool {
         !self.checks.is_empty() || self.q.is_some()
     }
@@ -954,7 +1095,7 @@ impl<'a> Matcher<'a> {
         let mut record_checks = false;
         for check in &self.checks {
             match check {
-                Check::Dict { ids, allowed, col, pattern } => {
+                Check::Dict { ids, allowed, col, pattern, .. } => {
                     let id = ids.get(slot as usize).copied().unwrap_or(0);
                     let ok = if id == MANY {
                         let rec = state.rec(slot);
@@ -1001,20 +1142,6 @@ impl<'a> Matcher<'a> {
     }
 }
 
-/// One content synchronisation for every resource's index: each event goes to all.
-pub struct Fanout(pub Vec<Arc<CollectionIndex>>);
-
-impl SyncSink for Fanout {
-    fn apply(&self, event: SyncEvent) {
-        if let Some((last, rest)) = self.0.split_last() {
-            for index in rest {
-                index.apply(event.clone());
-            }
-            last.apply(event);
-        }
-    }
-}
-
 impl CollectionIndex {
     /// The elements an entry's change may change: the one it belonged to and the one its
     /// DN gives it to.
@@ -1052,6 +1179,7 @@ impl SyncSink for CollectionIndex {
                 // A check that a new session interrupted is void.
                 state.checking = None;
                 if reload {
+                    self.restored.store(false, std::sync::atomic::Ordering::Relaxed);
                     let gen = state.gen;
                     *state = State { gen, bulk: true, ..State::new(self.def) };
                     self.progress.send_modify(|p| p.loaded = false);
@@ -1122,7 +1250,7 @@ impl SyncSink for CollectionIndex {
                 tracing::info!(resource = self.def.name, elements = n, "collection index loaded");
                 self.progress.send_modify(|p| p.loaded = true);
             }
-            SyncEvent::Cookie(csns) => {
+            SyncEvent::Cookie(csns, _) => {
                 drop(state);
                 self.progress.send_modify(|p| p.csns.merge(&csns));
             }
@@ -1131,7 +1259,7 @@ impl SyncSink for CollectionIndex {
 }
 
 /// Hands memory freed after a load (the entries as they came in) back to the system.
-fn release_free_memory() {
+pub(super) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
     unsafe {
@@ -1432,7 +1560,7 @@ mod tests {
         index.apply(SyncEvent::RefreshBegin { reload: true });
         index.apply(SyncEvent::RefreshEnd { present: false });
         assert!(index.wait_for(&target, Duration::from_millis(10)).await.is_err(), "not that far");
-        index.apply(SyncEvent::Cookie(target.clone()));
+        index.apply(SyncEvent::Cookie(target.clone(), Arc::from(&b"c"[..])));
         assert!(index.wait_for(&target, Duration::from_millis(10)).await.is_ok());
     }
 

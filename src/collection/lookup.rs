@@ -6,13 +6,73 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
+use roaring::RoaringBitmap;
+
+/// The records (slots) whose search text holds each trigram, as compressed bitmaps: a
+/// trigram of most records (a mail domain, a street word) costs about a bit per record,
+/// a rare one two bytes per record that holds it, and a change is O(log n).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+pub struct Grams {
+    map: HashMap<u32, RoaringBitmap>,
+}
+
+impl Grams {
+    pub fn add(&mut self, gram: u32, slot: u32) {
+        self.map.entry(gram).or_default().insert(slot);
+    }
+
+    pub fn remove(&mut self, gram: u32, slot: u32) {
+        if let Some(b) = self.map.get_mut(&gram) {
+            b.remove(slot);
+            if b.is_empty() {
+                self.map.remove(&gram);
+            }
+        }
+    }
+
+    /// The records holding every one of `grams` (none for a gram no record holds).
+    pub fn all_of(&self, grams: &[u32]) -> RoaringBitmap {
+        let mut lists: Vec<&RoaringBitmap> = Vec::with_capacity(grams.len());
+        for g in grams {
+            match self.map.get(g) {
+                Some(b) => lists.push(b),
+                None => return RoaringBitmap::new(),
+            }
+        }
+        lists.sort_by_key(|b| b.len());
+        let Some((first, rest)) = lists.split_first() else { return RoaringBitmap::new() };
+        let mut out = (*first).clone();
+        for b in rest {
+            if out.is_empty() {
+                break;
+            }
+            out &= *b;
+        }
+        out
+    }
+
+    /// Whether every record named is below `records` (as read from a snapshot).
+    pub fn is_sound(&self, records: usize) -> bool {
+        self.map.values().all(|b| b.max().is_none_or(|m| (m as usize) < records))
+    }
+
+    /// Gives back what the bitmaps grew beyond their need (after a load).
+    pub fn shrink(&mut self) {
+        for b in self.map.values_mut() {
+            b.optimize();
+        }
+        self.map.shrink_to_fit();
+    }
+}
+
 /// The records (slots) of each key, ascending.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct Postings {
     map: HashMap<u64, Posting>,
 }
 
 /// Most keys of a value index have one record: no allocation for those.
+#[derive(serde::Serialize, serde::Deserialize)]
 enum Posting {
     One(u32),
     Many(Vec<u32>),
@@ -67,6 +127,14 @@ impl Postings {
         }
     }
 
+    /// Whether every list is ascending and below `records` (as read from a snapshot).
+    pub fn is_sound(&self, records: usize) -> bool {
+        self.map.values().all(|p| match p {
+            Posting::One(s) => (*s as usize) < records,
+            Posting::Many(v) => v.windows(2).all(|w| w[0] < w[1]) && v.last().is_some_and(|&s| (s as usize) < records),
+        })
+    }
+
     /// The records of a key, ascending.
     pub fn get(&self, key: u64) -> &[u32] {
         match self.map.get(&key) {
@@ -97,12 +165,12 @@ pub fn value_key(folded: &str) -> u64 {
 
 /// The distinct byte trigrams of a search text, without those that span a value
 /// separator (NUL): a substring of one value has only trigrams of that value.
-pub fn trigrams(text: &str) -> Vec<u64> {
+pub fn trigrams(text: &str) -> Vec<u32> {
     let b = text.as_bytes();
-    let mut out: Vec<u64> = b
+    let mut out: Vec<u32> = b
         .windows(3)
         .filter(|w| !w.contains(&0))
-        .map(|w| (u64::from(w[0]) << 16) | (u64::from(w[1]) << 8) | u64::from(w[2]))
+        .map(|w| (u32::from(w[0]) << 16) | (u32::from(w[1]) << 8) | u32::from(w[2]))
         .collect();
     out.sort_unstable();
     out.dedup();
@@ -154,6 +222,28 @@ mod tests {
         assert_eq!(p.get(7), [5]);
         p.remove(7, 5);
         assert!(p.get(7).is_empty() && p.map.is_empty());
+    }
+
+    #[test]
+    fn gram_lists_give_the_records_holding_every_gram() {
+        let mut g = Grams::default();
+        for (slot, text) in ["müller ag", "keller ag", "ammüller", "zürich"].iter().enumerate() {
+            for t in trigrams(text) {
+                g.add(t, slot as u32);
+            }
+        }
+        let of = |g: &Grams, term: &str| g.all_of(&trigrams(term)).iter().collect::<Vec<u32>>();
+        assert_eq!(of(&g, "üll"), [0, 2]);
+        assert_eq!(of(&g, "ller ag"), [0, 1]);
+        assert_eq!(of(&g, "xyz"), Vec::<u32>::new());
+        for t in trigrams("müller ag") {
+            g.remove(t, 0);
+        }
+        assert_eq!(of(&g, "üll"), [2]);
+        for t in trigrams("zürich") {
+            g.remove(t, 3);
+        }
+        assert!(trigrams("zürich").iter().all(|t| !g.map.contains_key(t)), "a gram no record holds is dropped");
     }
 
     #[test]

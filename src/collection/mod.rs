@@ -6,5 +6,7 @@ pub mod contracts;
 pub mod index;
 mod lookup;
 mod order;
+pub mod snapshot;
 
-pub use index::{CollectionIndex, Fanout, Page};
+pub use index::{CollectionIndex, Page};
+pub use snapshot::Fanout;

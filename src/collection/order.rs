@@ -9,13 +9,13 @@ use std::cmp::Ordering;
 /// Slots per chunk after a split; a chunk splits at twice this.
 const CHUNK: usize = 512;
 
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Chunk {
     slots: Vec<u32>,
     same: Vec<bool>,
 }
 
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Order {
     chunks: Vec<Chunk>,
     len: usize,
@@ -72,6 +72,22 @@ impl Order {
     pub fn set_same(&mut self, i: usize, same: bool) {
         let (c, at) = self.locate(i);
         self.chunks[c].same[at] = same;
+    }
+
+    /// Whether the chunks hold together (as read from a snapshot): none empty or too
+    /// big, a flag per slot, `len` their sum, every slot below `records`.
+    pub fn is_sound(&self, records: usize) -> bool {
+        let mut n = 0;
+        for c in &self.chunks {
+            if c.slots.is_empty() || c.slots.len() >= 2 * CHUNK || c.slots.len() != c.same.len() {
+                return false;
+            }
+            if c.slots.iter().any(|&s| s as usize >= records) {
+                return false;
+            }
+            n += c.slots.len();
+        }
+        n == self.len
     }
 
     /// Binary search with `f` comparing a slot to the one looked for, as

@@ -35,8 +35,9 @@ pub enum SyncEvent {
     /// The refresh is over and notifications follow. With `present`, the refresh used a
     /// present phase: entries that were neither sent nor named present are gone.
     RefreshEnd { present: bool },
-    /// Everything up to these CSNs has been reported.
-    Cookie(Csns),
+    /// Everything up to these CSNs has been reported; the cookie itself, from which a
+    /// later session can resume.
+    Cookie(Csns, Arc<[u8]>),
     /// The consumer checks what it holds against the server (after a resume): the
     /// entries follow as `Checked`, read by a search of their own, then `CheckEnd`.
     /// Changes the session reports meanwhile are newer than what the check read of the
@@ -102,7 +103,14 @@ impl SyncConsumer {
     /// cookie cannot recover from (the server asks for a reload, or a malformed answer)
     /// starts again from nothing.
     pub async fn run(self: Arc<Self>, sink: Arc<dyn SyncSink>) {
-        let mut cookie: Option<Vec<u8>> = None;
+        self.run_from(None, sink).await
+    }
+
+    /// The same, resuming from `cookie` (a saved one, whose content the sink holds
+    /// already). A directory that refuses it (asks for a reload, or ends the search
+    /// before the first refresh is done) gets a reload from nothing instead.
+    pub async fn run_from(self: Arc<Self>, mut cookie: Option<Vec<u8>>, sink: Arc<dyn SyncSink>) {
+        let mut restored = cookie.is_some();
         let mut pause = Duration::from_millis(100);
         loop {
             let me = self.clone();
@@ -120,7 +128,14 @@ impl SyncConsumer {
                     if refreshed {
                         pause = Duration::from_millis(100);
                     }
+                    let refused = restored && !refreshed && matches!(res, Err(DirError::Other(_)));
+                    restored &= !refreshed;
                     match res {
+                        _ if refused => {
+                            tracing::warn!("the directory does not resume from the saved cookie; loading from nothing");
+                            restored = false;
+                            cookie = None;
+                        }
                         Ok(Ended::Restart) => continue,
                         Ok(Ended::Reload) => {
                             tracing::warn!("the directory asks for a full reload of the customer index");
@@ -187,7 +202,7 @@ impl SyncConsumer {
         let mut present_phase = false;
         let mut note_cookie = |c: Option<Vec<u8>>, sink: &dyn SyncSink| {
             if let Some(c) = c.filter(|c| !c.is_empty()) {
-                sink.apply(SyncEvent::Cookie(Csns::from_cookie(&c)));
+                sink.apply(SyncEvent::Cookie(Csns::from_cookie(&c), c.as_slice().into()));
                 *cookie = Some(c);
             }
         };

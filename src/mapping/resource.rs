@@ -42,7 +42,7 @@ pub enum CustomerOf {
 }
 
 /// Whom an element belongs to, for the caller's scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
     /// The reseller it is committed to (see `Tenant`).
     pub tenant: Option<u64>,

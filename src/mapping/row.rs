@@ -107,7 +107,7 @@ fn layout(def: &'static ResourceDef, part: Part) -> &'static [(&'static str, Opt
 /// value the gateway writes and no query contains): JSON and sorting take the first,
 /// filters and `q=` any. One allocation is one cache miss when a list looks at many
 /// customers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartValues {
     data: Box<[u8]>,
 }
@@ -206,7 +206,7 @@ impl Column {
 }
 
 /// The entries of one resource as the collection keeps them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     pub root: Option<PartValues>,
     pub billing: Option<PartValues>,

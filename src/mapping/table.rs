@@ -6,7 +6,7 @@
 use super::resource::{ResourceDef, Role};
 
 /// Which entry of a resource a field is stored in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Part {
     /// The root entry (`uid=<id>,…`, see the resource's DN template).
     Root,

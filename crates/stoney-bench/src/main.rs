@@ -21,6 +21,7 @@ mod faults;
 mod feed;
 mod import;
 mod people;
+mod scale;
 mod subscriptions;
 
 use std::path::PathBuf;
@@ -107,6 +108,20 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The size curve: cold start vs a raw paged fetch of the same entries, memory, and
+    /// the list queries at concurrency 8 for each size; lists under writes at the largest.
+    Scale {
+        /// Customers per step of the curve.
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 100_000, 1_000_000])]
+        sizes: Vec<u64>,
+        #[arg(long, default_value_t = 4)]
+        seconds: u64,
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Customer writes per second during the runs under writes (0: none).
+        #[arg(long, default_value_t = 100)]
+        writes: u64,
+    },
     /// `stoney-gateway import` of many customers, vs ldapadd of the same entries.
     Import {
         #[arg(long, default_value_t = 100_000)]
@@ -153,6 +168,9 @@ fn main() {
             rt.block_on(contracts::contracts(&cli.out, customers, concurrency, seconds, rounds))
         }
         Cmd::Import { customers, concurrency } => rt.block_on(import::import(&cli.out, customers, concurrency)),
+        Cmd::Scale { sizes, seconds, rounds, writes } => {
+            rt.block_on(scale::scale(&cli.out, &sizes, seconds, rounds, writes))
+        }
         Cmd::Subscriptions { customers, concurrency, seconds, rounds } => {
             rt.block_on(subscriptions::subscriptions(&cli.out, customers, concurrency, seconds, rounds))
         }

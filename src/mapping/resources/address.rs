@@ -34,6 +34,7 @@ pub const ADDRESS: &[Field] = &[
     Field::new("postalCode", "postalcode", Kind::Text { max: 40 })
         .required()
         .filterable()
+        .lookup()
         .sortable()
         .searchable()
         .in_collection(),
@@ -44,7 +45,7 @@ pub const ADDRESS: &[Field] = &[
         .searchable()
         .in_collection(),
     Field::new("preferredLanguage", "preferredlanguage", Kind::Language).required().filterable(),
-    Field::new("mail", "mail", Kind::Mail).required().filterable().sortable().searchable(),
+    Field::new("mail", "mail", Kind::Mail).required().filterable().lookup().sortable().searchable(),
     Field::new("telephoneNumber", "telephonenumber", Kind::Phone).filterable(),
     Field::new("mobileTelephoneNumber", "mobile", Kind::Phone).filterable(),
     Field::new("faxNumber", "facsimiletelephonenumber", Kind::Phone).filterable(),

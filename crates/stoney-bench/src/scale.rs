@@ -1,0 +1,291 @@
+//! The size curve: for each directory size, the gateway's cold start (its index loaded
+//! by the sync refresh) next to a raw paged subtree search that fetches the same entries
+//! and attributes, its memory, and the list queries at concurrency 8; at the largest size
+//! also the lists while customers are created, patched and deleted at a steady rate.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::Scope;
+use serde_json::json;
+use stoney_gateway::mapping::resources::ALL;
+use stoney_gateway::mapping::table;
+use stoney_slapd::{Slapd, SlapdOptions};
+
+use crate::collection::generate;
+use crate::common::*;
+
+const PER_PAGE: u64 = 30;
+const CONCURRENCY: usize = 8;
+const WRITERS: u64 = 4;
+const ADMIN: (&str, &str) = ("admin@stoney-cloud.org", "admin-secret");
+
+/// The queries of the curve: those of the collection benchmark, `q=` with terms of 3, 4
+/// and 8 characters, and a filter on a field of many distinct values.
+fn queries(total: u64) -> Vec<(String, String)> {
+    let last = total.div_ceil(PER_PAGE);
+    let mut out = Vec::new();
+    for sort in ["customerName", "-localityName"] {
+        for (label, page) in [("page 1", 1), ("page 1000", 1000), ("last page", last)] {
+            out.push((format!("{label}, sort={sort}"), format!("sort={sort}&per_page={PER_PAGE}&page={page}")));
+        }
+    }
+    out.push((
+        "countryCode=CH, sort=customerName".into(),
+        format!("countryCode=CH&sort=customerName&per_page={PER_PAGE}"),
+    ));
+    for (term, encoded) in [("mül", "m%C3%BCl"), ("müll", "m%C3%BCll"), ("zimmerma", "zimmerma")] {
+        out.push((format!("q={term}"), format!("q={encoded}&per_page={PER_PAGE}")));
+    }
+    out.push(("postalCode=3011".into(), format!("postalCode=3011&per_page={PER_PAGE}")));
+    out
+}
+
+/// The seconds a paged subtree search (pages of 1000) takes to fetch every entry below
+/// the base with the attributes the gateway's synchronisation asks for, and how many.
+async fn raw_fetch(slapd: &Slapd) -> (f64, u64) {
+    let mut ldap = bind(slapd).await;
+    let mut attrs: Vec<String> = table::all_attributes(ALL).into_iter().map(String::from).collect();
+    attrs.push("objectClass".into());
+    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(1000))];
+    let t = Instant::now();
+    let mut stream = ldap
+        .streaming_search_with(adapters, &slapd.suffix, Scope::Subtree, "(objectClass=*)", attrs)
+        .await
+        .expect("paged search");
+    let mut n = 0u64;
+    while let Some(e) = stream.next().await.expect("an entry") {
+        std::hint::black_box(ldap3::SearchEntry::construct(e));
+        n += 1;
+    }
+    let res = stream.finish().await;
+    assert_eq!(res.rc, 0, "paged search: {}", res.text);
+    let secs = t.elapsed().as_secs_f64();
+    let _ = ldap.unbind().await;
+    (secs, n)
+}
+
+fn create_body(i: u64) -> serde_json::Value {
+    json!({
+        "isCompany": true, "customerName": format!("Scale {i} AG"), "belongsToResellerID": 4000001,
+        "billingAddress": {"gender": "f", "givenName": "Zoë", "surname": "Müller", "postalAddress": "Hauptgasse 1",
+            "countryCode": "CH", "postalCode": "3011", "localityName": "Bern", "preferredLanguage": "de-CH",
+            "mail": "zoe@example.com"}
+    })
+}
+
+/// What the writer saw: its writes, those that failed, and creates that the very next
+/// list did not show.
+#[derive(Default)]
+struct Written {
+    writes: AtomicU64,
+    failed: AtomicU64,
+    unseen: AtomicU64,
+}
+
+/// Creates, patches and deletes customers at `per_second` until `stop`, each create
+/// followed by a list that must show it.
+async fn writer(client: reqwest::Client, base: String, per_second: u64, stop: Instant, seen: Arc<Written>) {
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_second.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut made: Vec<u64> = Vec::new();
+    let mut i = 0u64;
+    while Instant::now() < stop {
+        tick.tick().await;
+        i += 1;
+        let req = match (i % 3, made.last().copied()) {
+            (1, Some(id)) => client
+                .patch(format!("{base}/v1/customers/{id}"))
+                .header("content-type", "application/merge-patch+json")
+                .body(json!({"customerName": format!("Scale {i} patched AG")}).to_string()),
+            (2, Some(_)) => {
+                let id = made.remove(0);
+                client.delete(format!("{base}/v1/customers/{id}"))
+            }
+            _ => client.post(format!("{base}/v1/customers")).json(&create_body(i)),
+        };
+        seen.writes.fetch_add(1, Ordering::Relaxed);
+        let res = match req.basic_auth(ADMIN.0, Some(ADMIN.1)).send().await {
+            Ok(r) if r.status().is_success() => r,
+            _ => {
+                seen.failed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        if res.status() != 201 {
+            continue;
+        }
+        let Some(id) = res.json::<serde_json::Value>().await.ok().and_then(|v| v["id"].as_u64()) else {
+            seen.failed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        made.push(id);
+        let listed = client
+            .get(format!("{base}/v1/customers?id={id}"))
+            .basic_auth(ADMIN.0, Some(ADMIN.1))
+            .send()
+            .await
+            .ok()
+            .and_then(|r| r.headers().get("x-total-count").and_then(|v| v.to_str().ok()?.parse::<u64>().ok()));
+        if listed != Some(1) {
+            seen.unseen.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn list_series(client: &reqwest::Client, url: &str, seconds: u64, rounds: usize) -> Series {
+    let mut series = Series::new();
+    for _ in 0..rounds {
+        let (client, url) = (client.clone(), url.to_string());
+        series.add(
+            load(CONCURRENCY, Duration::from_secs(seconds), move |_, _| {
+                let req = client.get(&url).basic_auth(ADMIN.0, Some(ADMIN.1));
+                Box::pin(expect_status(req, 200)) as BoxFut
+            })
+            .await,
+        );
+    }
+    series
+}
+
+pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, writes_per_second: u64) {
+    let suffix = stoney_slapd::DEFAULT_SUFFIX.to_string();
+    let mut start_rows = String::new();
+    let mut query_rows = String::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut under_writes = String::new();
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    for &customers in sizes {
+        eprintln!("generating {customers} customers");
+        let ldif = generate(customers, &suffix);
+        let t = Instant::now();
+        let slapd = tokio::task::spawn_blocking(move || {
+            Slapd::start(SlapdOptions { demo_data: true, extra_ldif: vec![ldif], ..Default::default() })
+        })
+        .await
+        .unwrap()
+        .expect("slapd");
+        let built = t.elapsed().as_secs_f64();
+        // Twice: the first after slapadd reads a cold database.
+        let (cold, entries) = raw_fetch(&slapd).await;
+        let (raw, _) = raw_fetch(&slapd).await;
+        eprintln!("{customers}: raw paged fetch {cold:.1} s cold, {raw:.1} s warm");
+        eprintln!("{customers}: slapadd {built:.1} s, raw paged fetch of {entries} entries {raw:.1} s");
+        let t = Instant::now();
+        let gw = start_gateway(&slapd).await;
+        let ready = t.elapsed().as_secs_f64();
+        let (peak_loaded, rss_loaded) = memory_mib(gw.child.id());
+        eprintln!("{customers}: gateway ready in {ready:.1} s at {rss_loaded} MiB");
+        let client = reqwest::Client::builder().pool_max_idle_per_host(32).build().unwrap();
+        let total: u64 = client
+            .get(format!("{}/v1/customers?per_page=1", gw.base))
+            .basic_auth(ADMIN.0, Some(ADMIN.1))
+            .send()
+            .await
+            .expect("list")
+            .headers()["x-total-count"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let qs = queries(total);
+        if names.is_empty() {
+            names = qs.iter().map(|q| q.0.clone()).collect();
+        }
+        let mut cells = Vec::new();
+        for (name, q) in &qs {
+            let s = list_series(&client, &format!("{}/v1/customers?{q}", gw.base), seconds, rounds).await;
+            eprintln!("{customers} {name}: p50 {:.1} ms, p99 {:.1} ms", s.all.pct(0.5), s.all.pct(0.99));
+            cells.push(format!("{:.1} / {:.1}{}", s.all.pct(0.5), s.all.pct(0.99), errors(s.all.errors)));
+        }
+        let (peak, rss) = memory_mib(gw.child.id());
+        let _ = writeln!(
+            start_rows,
+            "| {customers} | {entries} | {built:.1} | {raw:.1} | {ready:.1} | {:.2} | {rss_loaded} | {peak_loaded} | {rss} | {peak} |",
+            ready / raw
+        );
+        let _ = writeln!(query_rows, "| {customers} | {} |", cells.join(" | "));
+
+        if customers == largest && writes_per_second > 0 {
+            let stop = Instant::now() + Duration::from_secs(seconds * rounds as u64 * 3 + 2);
+            let seen = Arc::new(Written::default());
+            // Several writers, so that a slow answer does not lower the rate.
+            let w: Vec<_> = (0..WRITERS)
+                .map(|_| {
+                    let rate = writes_per_second.div_ceil(WRITERS);
+                    tokio::spawn(writer(client.clone(), gw.base.clone(), rate, stop, seen.clone()))
+                })
+                .collect();
+            let mut rows = String::new();
+            for (name, q) in qs.iter().filter(|(n, _)| {
+                n.starts_with("page 1,") || n.starts_with("q=müll") || n.starts_with("last page, sort=customerName")
+            }) {
+                let s = list_series(&client, &format!("{}/v1/customers?{q}", gw.base), seconds, rounds).await;
+                eprintln!(
+                    "{customers} under writes, {name}: p50 {:.1} ms, p99 {:.1} ms",
+                    s.all.pct(0.5),
+                    s.all.pct(0.99)
+                );
+                let _ = writeln!(
+                    rows,
+                    "| {name} | {:.1} | {:.1} | {:.0} | {} |",
+                    s.all.pct(0.5),
+                    s.all.pct(0.99),
+                    s.median_rate(),
+                    s.all.errors
+                );
+            }
+            for w in w {
+                let _ = w.await;
+            }
+            let (writes, failed, unseen) = (
+                seen.writes.load(Ordering::Relaxed),
+                seen.failed.load(Ordering::Relaxed),
+                seen.unseen.load(Ordering::Relaxed),
+            );
+            let _ = write!(
+                under_writes,
+                "### Lists under writes at {customers} customers\n\n\
+                 {WRITERS} writers create, patch and delete customers in turn at {writes_per_second} writes/s in all \
+                 through the gateway (each create followed by a list `?id=` that must show it) while the lists run at concurrency \
+                 {CONCURRENCY}: {writes} writes, {failed} failed, {unseen} creates missing from the very next list.\n\n\
+                 | query | p50 ms | p99 ms | req/s | errors |\n|---|---|---|---|---|\n{rows}\n"
+            );
+        }
+        drop(gw);
+        drop(slapd);
+    }
+    let header: String = names.iter().map(|n| format!(" {n} |")).collect();
+    let rule: String = names.iter().map(|_| "---|").collect();
+    let body = format!(
+        "## Size curve (`stoney-bench scale`)\n\n\
+         {date}; {machine}. slapd, gateway and load generator share the machine. For each size: the demo data and \
+         that many generated customers (each with a billing address, every fourth with a shipping address, \
+         9,000 distinct postal codes); pages of {PER_PAGE}.\n\n\
+         **Cold start.** `raw fetch` is one paged subtree search (pages of 1000) for every entry below the base \
+         with the attributes the gateway's synchronisation asks for, on one connection, the second of two runs (the \
+         first after slapadd reads a cold database); `ready` is the time from \
+         the gateway's start to `/ready` (its index loaded by the sync refresh of the same entries). Memory is the \
+         gateway's resident set (MiB) after the load and after all query runs, with its peak.\n\n\
+         | customers | entries | slapadd s | raw fetch s | ready s | ready / raw | RSS loaded | peak loaded | RSS after | peak after |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n{start_rows}\n\
+         **Lists**, p50 / p99 in ms at concurrency {CONCURRENCY}, {rounds} rounds of {seconds} s each (errors in brackets):\n\n\
+         | customers |{header}\n|---|{rule}\n{query_rows}\n{under_writes}",
+        date = now(),
+        machine = machine(),
+    );
+    println!("{body}");
+    write_section(out, "scale", &body);
+}
+
+fn errors(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n})")
+    }
+}

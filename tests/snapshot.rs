@@ -1,0 +1,207 @@
+//! The index snapshot (`index.snapshot_file`): a gateway that stops saves its indexes
+//! with the synchronisation's cookie, and the next start loads them and resumes from
+//! that cookie, exact at once (what changed while it was down comes with the resume); a
+//! snapshot that does not fit the directory is discarded and the indexes load from it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use reqwest::Method;
+use serde_json::Value;
+use stoney_gateway::config::Settings;
+use stoney_gateway::mapping::resources::CUSTOMERS;
+use stoney_slapd::{Slapd, SlapdOptions};
+
+fn with_snapshot(slapd: &Slapd, file: &Path) -> Settings {
+    let mut s = settings_for(slapd);
+    s.index.snapshot_file = file.display().to_string();
+    // Only the one written at the stop.
+    s.index.snapshot_interval_secs = 3600;
+    s
+}
+
+async fn stop(gw: Gateway) {
+    let _ = gw.stop.send(());
+    gw.served.await.expect("the server task").expect("served");
+}
+
+async fn list(gw: &Gateway, query: &str) -> (u64, Vec<Value>) {
+    let res = gw
+        .client
+        .request(Method::GET, format!("{}/v1/customers?{query}", gw.base))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let total = res.headers()["x-total-count"].to_str().unwrap().parse().unwrap();
+    (total, res.json().await.unwrap())
+}
+
+async fn create(gw: &Gateway, name: &str) -> u64 {
+    let res = gw
+        .client
+        .request(Method::POST, format!("{}/v1/customers", gw.base))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .json(&company(name))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    res.json::<Value>().await.unwrap()["id"].as_u64().unwrap()
+}
+
+fn dn_of(slapd: &Slapd, id: u64) -> String {
+    let out = ldapsearch_on(slapd, &slapd.suffix, &format!("(&(objectClass=sstCustomer)(uid={id}))"), &["dn"]);
+    out.lines().find_map(|l| l.strip_prefix("dn: ")).expect("the customer's DN").to_string()
+}
+
+fn restored(gw: &Gateway) -> bool {
+    gw.state.service(&CUSTOMERS).index().restored()
+}
+
+fn snapshot_path() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("index.snapshot");
+    (dir, file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_gateway_resumes_from_its_snapshot_with_what_changed_meanwhile() {
+    let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
+        .await
+        .unwrap()
+        .unwrap();
+    let (_dir, file) = snapshot_path();
+    let gw = start_gateway(with_snapshot(&slapd, &file)).await;
+    assert!(!restored(&gw), "nothing to restore at the first start");
+    let gone = create(&gw, "Gone AG").await;
+    let renamed = create(&gw, "Renamed AG").await;
+    let kept = create(&gw, "Kept AG").await;
+    let (before, _) = list(&gw, "per_page=1").await;
+    stop(gw).await;
+    assert!(file.exists(), "the stop wrote a snapshot");
+
+    // While the gateway is down, an admin deletes one, renames one and adds one.
+    let (gone_dn, renamed_dn) = (dn_of(&slapd, gone), dn_of(&slapd, renamed));
+    let added_dn = gone_dn.replace(&format!("uid={gone},"), "uid=6999123,");
+    let out = ldapmodify_on(
+        &slapd,
+        &format!(
+            "dn: ou=address,{gone_dn}\nchangetype: delete\n\ndn: {gone_dn}\nchangetype: delete\n\n\
+             dn: {renamed_dn}\nchangetype: modify\nreplace: o\no: Offline Renamed AG\n\n\
+             dn: {added_dn}\nchangetype: add\nobjectClass: top\nobjectClass: sstCustomer\nobjectClass: sstRelationship\n\
+             uid: 6999123\nsstIsCompany: TRUE\nsstIsActive: TRUE\nsstBelongsToResellerUID: 4000001\no: Added Offline AG\n"
+        ),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let gw = start_gateway(with_snapshot(&slapd, &file)).await;
+    assert!(restored(&gw), "the indexes came from the snapshot");
+    // Exact as soon as it is ready.
+    assert_eq!(list(&gw, "per_page=1").await.0, before, "one gone, one added");
+    assert_eq!(list(&gw, &format!("id={gone}")).await.0, 0);
+    let (n, items) = list(&gw, "customerName=*Offline*&sort=customerName").await;
+    assert_eq!(n, 2);
+    let ids: Vec<u64> = items.iter().map(|i| i["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [6999123, renamed]);
+    assert_eq!(list(&gw, &format!("id={kept}")).await.1[0]["customerName"], "Kept AG");
+    // And it goes on following the directory.
+    let later = create(&gw, "After Restart AG").await;
+    assert_eq!(list(&gw, &format!("id={later}")).await.0, 1);
+    assert!(gw.state.resources().iter().all(|r| r.index().restored()), "every resource's index came back");
+    stop(gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_another_directory_or_a_damaged_one_is_discarded() {
+    let start = || async {
+        tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let (one, other) = (start().await, start().await);
+    let (_dir, file) = snapshot_path();
+    let gw = start_gateway(with_snapshot(&one, &file)).await;
+    let only_there = create(&gw, "Only On One AG").await;
+    stop(gw).await;
+    assert!(file.exists());
+    let saved = std::fs::read(&file).unwrap();
+
+    // The same base and layout, but another directory: its content is not the saved one.
+    let gw = start_gateway(with_snapshot(&other, &file)).await;
+    assert!(!restored(&gw), "a snapshot of another directory is not used");
+    assert_eq!(list(&gw, &format!("id={only_there}")).await.0, 0);
+    let (n, _) = list(&gw, "per_page=1").await;
+    stop(gw).await;
+
+    // Damaged: cut short, or bytes changed in the middle.
+    for damaged in [saved[..saved.len() / 2].to_vec(), {
+        let mut d = saved.clone();
+        let mid = d.len() / 3;
+        for b in &mut d[mid..mid + 64] {
+            *b = !*b;
+        }
+        d
+    }] {
+        std::fs::write(&file, &damaged).unwrap();
+        let gw = start_gateway(with_snapshot(&one, &file)).await;
+        assert!(!restored(&gw), "a damaged snapshot is not used");
+        assert_eq!(list(&gw, &format!("id={only_there}")).await.0, 1);
+        assert_eq!(list(&gw, "per_page=1").await.0, n + 1);
+        stop(gw).await;
+    }
+}
+
+/// The directory's database put back from a backup taken before the snapshot (slapcat
+/// of the stopped server, then slapadd: the same entries and entryUUIDs, an older
+/// state): the saved cookie is ahead of the directory, so the snapshot is not used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_ahead_of_a_directory_put_back_from_a_backup_is_not_served() {
+    let mut slapd =
+        tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
+            .await
+            .unwrap()
+            .unwrap();
+    let tool = |s: &Slapd, name: &str| {
+        let mut cmd = std::process::Command::new(stoney_slapd::server_tool(name).unwrap());
+        cmd.arg("-F").arg(s.dir.join("slapd.d")).args(["-b", &s.suffix]);
+        cmd
+    };
+    let (_dir, file) = snapshot_path();
+    // A write, then the backup of the stopped server (which wrote its contextCSN).
+    let gw = start_gateway(settings_for(&slapd)).await;
+    let in_backup = create(&gw, "In Backup AG").await;
+    stop(gw).await;
+    slapd.stop();
+    let backup = tool(&slapd, "slapcat").args(["-o", "ldif-wrap=no"]).output().expect("slapcat runs");
+    assert!(backup.status.success(), "slapcat: {backup:?}");
+    assert!(String::from_utf8_lossy(&backup.stdout).contains("contextCSN"), "the backup says how far it is");
+    slapd.restart().expect("slapd starts again");
+
+    let gw = start_gateway(with_snapshot(&slapd, &file)).await;
+    let after_backup = [create(&gw, "After Backup AG").await, create(&gw, "Also After AG").await];
+    let (with_them, _) = list(&gw, "per_page=1").await;
+    stop(gw).await;
+    assert!(file.exists());
+
+    slapd.stop();
+    for f in std::fs::read_dir(slapd.dir.join("db")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let out = with_input(tool(&slapd, "slapadd").arg("-q"), &String::from_utf8(backup.stdout).unwrap());
+    assert!(out.status.success(), "slapadd: {out:?}");
+    slapd.restart().expect("slapd starts again");
+
+    let gw = start_gateway(with_snapshot(&slapd, &file)).await;
+    assert!(!restored(&gw), "a snapshot ahead of the directory is not used");
+    for id in after_backup {
+        assert_eq!(list(&gw, &format!("id={id}")).await.0, 0, "customer {id} is not in the directory");
+    }
+    assert_eq!(list(&gw, &format!("id={in_backup}")).await.0, 1);
+    assert_eq!(list(&gw, "per_page=1").await.0, with_them - 2);
+    stop(gw).await;
+}
