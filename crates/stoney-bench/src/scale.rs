@@ -158,6 +158,7 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
     let mut query_rows = String::new();
     let mut names: Vec<String> = Vec::new();
     let mut under_writes = String::new();
+    let mut restart = String::new();
     let largest = sizes.iter().copied().max().unwrap_or(0);
     for &customers in sizes {
         eprintln!("generating {customers} customers");
@@ -175,8 +176,13 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
         let (raw, _) = raw_fetch(&slapd).await;
         eprintln!("{customers}: raw paged fetch {cold:.1} s cold, {raw:.1} s warm");
         eprintln!("{customers}: slapadd {built:.1} s, raw paged fetch of {entries} entries {raw:.1} s");
+        // Saved only when the gateway stops (SIGTERM), for the restart at the largest size.
+        let snapshots = tempfile::tempdir().expect("a temporary directory");
+        let snapshot = snapshots.path().join("index.snapshot").display().to_string();
+        let envs =
+            [("STONEY__INDEX__SNAPSHOT_FILE", snapshot.as_str()), ("STONEY__INDEX__SNAPSHOT_INTERVAL_SECS", "86400")];
         let t = Instant::now();
-        let gw = start_gateway(&slapd).await;
+        let mut gw = start_gateway_with(&slapd, &slapd.url, &envs).await;
         let ready = t.elapsed().as_secs_f64();
         let (peak_loaded, rss_loaded) = memory_mib(gw.child.id());
         eprintln!("{customers}: gateway ready in {ready:.1} s at {rss_loaded} MiB");
@@ -242,6 +248,40 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
             for w in w {
                 let _ = w.await;
             }
+            // A restart from the snapshot the stop writes.
+            let count = |gw_base: String, client: reqwest::Client| async move {
+                client
+                    .get(format!("{gw_base}/v1/customers?per_page=1"))
+                    .basic_auth(ADMIN.0, Some(ADMIN.1))
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|r| r.headers().get("x-total-count")?.to_str().ok()?.parse::<u64>().ok())
+            };
+            let before = count(gw.base.clone(), client.clone()).await;
+            let t = Instant::now();
+            // SAFETY: kill only sends a signal to the gateway's process.
+            unsafe { libc::kill(gw.child.id() as i32, libc::SIGTERM) };
+            let _ = gw.child.wait();
+            let stopped = t.elapsed().as_secs_f64();
+            let bytes = std::fs::metadata(&snapshot).map(|m| m.len()).unwrap_or(0);
+            let t = Instant::now();
+            gw = start_gateway_with(&slapd, &slapd.url, &envs).await;
+            let again = t.elapsed().as_secs_f64();
+            let (peak_again, rss_again) = memory_mib(gw.child.id());
+            let after = count(gw.base.clone(), client.clone()).await;
+            eprintln!("{customers}: stop with snapshot {stopped:.1} s ({bytes} bytes), restart ready in {again:.1} s at {rss_again} MiB, {before:?} -> {after:?}");
+            let _ = write!(
+                restart,
+                "### Restart from the snapshot at {customers} customers\n\n\
+                 The gateway stopped on SIGTERM in {stopped:.1} s, writing its snapshot ({mib:.0} MiB); started \
+                 again on it, it was ready in **{again:.1} s** (a cold start: {ready:.1} s), at {rss_again} MiB \
+                 resident (peak {peak_again} MiB). The list counted {before} customers before the stop and {after} \
+                 after the restart.\n\n",
+                mib = bytes as f64 / (1024.0 * 1024.0),
+                before = before.map_or("?".into(), |n| n.to_string()),
+                after = after.map_or("?".into(), |n| n.to_string()),
+            );
             let (writes, failed, unseen) = (
                 seen.writes.load(Ordering::Relaxed),
                 seen.failed.load(Ordering::Relaxed),
@@ -274,7 +314,7 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
          | customers | entries | slapadd s | raw fetch s | ready s | ready / raw | RSS loaded | peak loaded | RSS after | peak after |\n\
          |---|---|---|---|---|---|---|---|---|---|\n{start_rows}\n\
          **Lists**, p50 / p99 in ms at concurrency {CONCURRENCY}, {rounds} rounds of {seconds} s each (errors in brackets):\n\n\
-         | customers |{header}\n|---|{rule}\n{query_rows}\n{under_writes}",
+         | customers |{header}\n|---|{rule}\n{query_rows}\n{under_writes}{restart}",
         date = now(),
         machine = machine(),
     );
