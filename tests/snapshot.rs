@@ -83,6 +83,8 @@ async fn a_restarted_gateway_resumes_from_its_snapshot_with_what_changed_meanwhi
     let (before, _) = list(&gw, "per_page=1").await;
     stop(gw).await;
     assert!(file.exists(), "the stop wrote a snapshot");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the snapshot is for the gateway's user only");
 
     // While the gateway is down, an admin deletes one, renames one and adds one.
     let (gone_dn, renamed_dn) = (dn_of(&slapd, gone), dn_of(&slapd, renamed));
@@ -203,5 +205,34 @@ async fn a_snapshot_ahead_of_a_directory_put_back_from_a_backup_is_not_served() 
     }
     assert_eq!(list(&gw, &format!("id={in_backup}")).await.0, 1);
     assert_eq!(list(&gw, "per_page=1").await.0, with_them - 2);
+    stop(gw).await;
+}
+
+/// Nothing changed while the gateway was down: the resume brings no new cookie, and the
+/// lists are fresh at once with the snapshot's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_nothing_changed_meanwhile_lists_at_once() {
+    let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
+        .await
+        .unwrap()
+        .unwrap();
+    let (_dir, file) = snapshot_path();
+    let gw = start_gateway(with_snapshot(&slapd, &file)).await;
+    let id = create(&gw, "Before The Stop AG").await;
+    let (before, _) = list(&gw, "per_page=1").await;
+    stop(gw).await;
+
+    let gw = start_gateway(with_snapshot(&slapd, &file)).await;
+    assert!(restored(&gw));
+    let res = gw
+        .client
+        .get(format!("{}/v1/customers?per_page=1", gw.base))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the first list after the restart");
+    assert_eq!(res.headers()["x-total-count"].to_str().unwrap(), before.to_string());
+    assert_eq!(list(&gw, &format!("id={id}")).await.0, 1);
     stop(gw).await;
 }

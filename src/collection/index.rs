@@ -769,18 +769,20 @@ impl CollectionIndex {
         if let Ok(mut state) = self.state.write() {
             *state = State::new(self.def);
         }
+        self.progress.send_modify(|p| *p = Progress::default());
         self.restored.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Takes what `save` wrote from the front of `bytes`, if it holds together; the rest
-    /// of `bytes` after it. The index counts as loaded once the synchronisation's next
-    /// refresh is over.
-    pub(crate) fn restore<'a>(&self, bytes: &'a [u8]) -> Result<&'a [u8], String> {
+    /// of `bytes` after it. It holds every change up to `at`, the snapshot's cookie (a
+    /// resume that brings nothing new sends no other). The index counts as loaded once
+    /// the synchronisation's next refresh is over.
+    pub(crate) fn restore<'a>(&self, bytes: &'a [u8], at: &Csns) -> Result<&'a [u8], String> {
         let (mut state, rest): (State, &[u8]) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
         state.def = self.def;
         state.soundness().map_err(|e| format!("{}: {e}", self.def.name))?;
         *self.state.write().map_err(|_| "the index is poisoned".to_string())? = state;
-        self.progress.send_modify(|p| *p = Progress::default());
+        self.progress.send_modify(|p| *p = Progress { loaded: false, csns: at.clone() });
         self.restored.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(rest)
     }

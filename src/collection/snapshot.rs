@@ -22,6 +22,8 @@ use crate::mapping::table::{self, Part};
 pub struct Fanout {
     indexes: Vec<Arc<CollectionIndex>>,
     gate: Mutex<Gate>,
+    /// One snapshot written at a time (the periodic one and the one at the stop).
+    saving: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -34,7 +36,7 @@ struct Gate {
 
 impl Fanout {
     pub fn new(indexes: Vec<Arc<CollectionIndex>>) -> Fanout {
-        Fanout { indexes, gate: Mutex::default() }
+        Fanout { indexes, gate: Mutex::default(), saving: Mutex::default() }
     }
 
     fn gate(&self) -> MutexGuard<'_, Gate> {
@@ -105,8 +107,14 @@ fn shape(indexes: &[Arc<CollectionIndex>]) -> Vec<String> {
 /// Writes the indexes to `path` (by way of a temporary file beside it, renamed once it
 /// is complete); the bytes written, or `None` while the indexes are not loaded.
 pub fn save(path: &Path, fanout: &Fanout, base: &str, directory: &str) -> Result<Option<u64>, String> {
+    let _one = fanout.saving.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = path.with_extension("tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // It holds what the directory holds: for the gateway's user only.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     let mut out = Summed { inner: BufWriter::with_capacity(1 << 20, file), sum: Sum::default() };
     let written = (|| {
         // Between two events: the indexes and the cookie agree.
@@ -184,8 +192,9 @@ pub fn load(path: &Path, fanout: &Fanout, base: &str, directory: &str, at: &Csns
     if header.base != base {
         return Err(format!("written for the base {:?}", header.base));
     }
+    let resumed_at = Csns::from_cookie(&header.cookie);
     for index in &fanout.indexes {
-        rest = index.restore(rest).inspect_err(|_| fanout.indexes.iter().for_each(|i| i.clear()))?;
+        rest = index.restore(rest, &resumed_at).inspect_err(|_| fanout.indexes.iter().for_each(|i| i.clear()))?;
     }
     if !rest.is_empty() {
         fanout.indexes.iter().for_each(|i| i.clear());

@@ -85,6 +85,8 @@ struct Written {
     writes: AtomicU64,
     failed: AtomicU64,
     unseen: AtomicU64,
+    /// Each write's latency in microseconds.
+    micros: std::sync::Mutex<Vec<u32>>,
 }
 
 /// Creates, patches and deletes customers at `per_second` until `stop`, each create
@@ -109,7 +111,10 @@ async fn writer(client: reqwest::Client, base: String, per_second: u64, stop: In
             _ => client.post(format!("{base}/v1/customers")).json(&create_body(i)),
         };
         seen.writes.fetch_add(1, Ordering::Relaxed);
-        let res = match req.basic_auth(ADMIN.0, Some(ADMIN.1)).send().await {
+        let t = Instant::now();
+        let sent = req.basic_auth(ADMIN.0, Some(ADMIN.1)).send().await;
+        seen.micros.lock().unwrap().push(t.elapsed().as_micros() as u32);
+        let res = match sent {
             Ok(r) if r.status().is_success() => r,
             _ => {
                 seen.failed.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +140,77 @@ async fn writer(client: reqwest::Client, base: String, per_second: u64, stop: In
             seen.unseen.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The raw-LDAP baseline of the writer: the same creates (a customer entry and its
+/// billing entry in one transaction-free pair of adds), renames and deletes, one after
+/// another on one connection as the gateway's account, for `seconds`; writes per second
+/// and the latencies (µs) of each.
+async fn raw_writes(slapd: &Slapd, seconds: u64) -> (f64, Vec<u32>) {
+    let mut ldap = bind(slapd).await;
+    let container = stoney_gateway::mapping::resources::CUSTOMERS.container_dn(&slapd.suffix, 4000001);
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let (mut micros, mut made, mut i) = (Vec::new(), Vec::<String>::new(), 0u64);
+    let start = Instant::now();
+    while Instant::now() < stop {
+        i += 1;
+        let t = Instant::now();
+        match (i % 3, made.last().cloned()) {
+            (1, Some(dn)) => {
+                let name = format!("Raw {i} patched AG");
+                let _ = ldap
+                    .modify(&dn, vec![ldap3::Mod::Replace("o", std::collections::HashSet::from([name.as_str()]))])
+                    .await;
+            }
+            (2, Some(_)) => {
+                let dn = made.remove(0);
+                let _ = ldap.delete(&format!("ou=address,{dn}")).await;
+                let _ = ldap.delete(&dn).await;
+            }
+            _ => {
+                let uid = (7_900_000 + i).to_string();
+                let dn = format!("uid={uid},{container}");
+                let root = vec![
+                    ("objectClass", std::collections::HashSet::from(["top", "sstCustomer", "sstRelationship"])),
+                    ("uid", std::collections::HashSet::from([uid.as_str()])),
+                    ("sstIsCompany", std::collections::HashSet::from(["TRUE"])),
+                    ("sstIsActive", std::collections::HashSet::from(["TRUE"])),
+                    ("sstBelongsToResellerUID", std::collections::HashSet::from(["4000001"])),
+                    ("o", std::collections::HashSet::from(["Raw AG"])),
+                ];
+                let billing = vec![
+                    ("objectClass", std::collections::HashSet::from(["top", "organizationalUnit", "sstAddress"])),
+                    ("ou", std::collections::HashSet::from(["address"])),
+                    ("sstGender", std::collections::HashSet::from(["f"])),
+                    ("givenName", std::collections::HashSet::from(["Zoë"])),
+                    ("sn", std::collections::HashSet::from(["Müller"])),
+                    ("postalAddress", std::collections::HashSet::from(["Hauptgasse 1"])),
+                    ("c", std::collections::HashSet::from(["CH"])),
+                    ("postalCode", std::collections::HashSet::from(["3011"])),
+                    ("l", std::collections::HashSet::from(["Bern"])),
+                    ("preferredLanguage", std::collections::HashSet::from(["de-CH"])),
+                    ("mail", std::collections::HashSet::from(["zoe@example.com"])),
+                ];
+                let ok = ldap.add(&dn, root).await.is_ok_and(|r| r.rc == 0)
+                    && ldap.add(&format!("ou=address,{dn}"), billing).await.is_ok_and(|r| r.rc == 0);
+                if ok {
+                    made.push(dn);
+                }
+            }
+        }
+        micros.push(t.elapsed().as_micros() as u32);
+    }
+    let rate = micros.len() as f64 / start.elapsed().as_secs_f64();
+    let _ = ldap.unbind().await;
+    (rate, micros)
+}
+
+fn pct(v: &mut [u32], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_unstable();
+    v[((v.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
 }
 
 async fn list_series(client: &reqwest::Client, url: &str, seconds: u64, rounds: usize) -> Series {
@@ -217,7 +293,8 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
         let _ = writeln!(query_rows, "| {customers} | {} |", cells.join(" | "));
 
         if customers == largest && writes_per_second > 0 {
-            let stop = Instant::now() + Duration::from_secs(seconds * rounds as u64 * 3 + 2);
+            let writing = Duration::from_secs(seconds * rounds as u64 * 3 + 2);
+            let stop = Instant::now() + writing;
             let seen = Arc::new(Written::default());
             // Several writers, so that a slow answer does not lower the rate.
             let w: Vec<_> = (0..WRITERS)
@@ -282,6 +359,11 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
                 before = before.map_or("?".into(), |n| n.to_string()),
                 after = after.map_or("?".into(), |n| n.to_string()),
             );
+            let mut w_micros = std::mem::take(&mut *seen.micros.lock().unwrap());
+            let (w50, w99) = (pct(&mut w_micros, 0.5), pct(&mut w_micros, 0.99));
+            let (raw_rate, mut raw_micros) = raw_writes(&slapd, seconds * 2).await;
+            let (r50, r99) = (pct(&mut raw_micros, 0.5), pct(&mut raw_micros, 0.99));
+            eprintln!("{customers}: gateway writes p50 {w50:.1} ms p99 {w99:.1} ms; raw LDAP writes {raw_rate:.0}/s, p50 {r50:.1} ms p99 {r99:.1} ms");
             let (writes, failed, unseen) = (
                 seen.writes.load(Ordering::Relaxed),
                 seen.failed.load(Ordering::Relaxed),
@@ -292,8 +374,13 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
                 "### Lists under writes at {customers} customers\n\n\
                  {WRITERS} writers create, patch and delete customers in turn at {writes_per_second} writes/s in all \
                  through the gateway (each create followed by a list `?id=` that must show it) while the lists run at concurrency \
-                 {CONCURRENCY}: {writes} writes, {failed} failed, {unseen} creates missing from the very next list.\n\n\
-                 | query | p50 ms | p99 ms | req/s | errors |\n|---|---|---|---|---|\n{rows}\n"
+                 {CONCURRENCY}: {writes} writes in {secs} s ({rate:.0}/s reached), {failed} failed, {unseen} creates \
+                 missing from the very next list; a write took {w50:.1} ms (p50) / {w99:.1} ms (p99). The same writes \
+                 as raw LDAP (the adds, modify and deletes of the entries, one after another on one connection, while \
+                 nothing else runs): {raw_rate:.0}/s, {r50:.1} ms (p50) / {r99:.1} ms (p99).\n\n\
+                 | query | p50 ms | p99 ms | req/s | errors |\n|---|---|---|---|---|\n{rows}\n",
+                secs = writing.as_secs(),
+                rate = writes as f64 / writing.as_secs_f64(),
             );
         }
         drop(gw);
