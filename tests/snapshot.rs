@@ -14,6 +14,13 @@ use stoney_gateway::config::Settings;
 use stoney_gateway::mapping::resources::CUSTOMERS;
 use stoney_slapd::{Slapd, SlapdOptions};
 
+async fn demo_directory() -> Slapd {
+    tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
+        .await
+        .unwrap()
+        .expect("slapd starts")
+}
+
 fn with_snapshot(slapd: &Slapd, file: &Path) -> Settings {
     let mut s = settings_for(slapd);
     s.index.snapshot_file = file.display().to_string();
@@ -70,10 +77,7 @@ fn snapshot_path() -> (tempfile::TempDir, PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_gateway_resumes_from_its_snapshot_with_what_changed_meanwhile() {
-    let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
-        .await
-        .unwrap()
-        .unwrap();
+    let slapd = demo_directory().await;
     let (_dir, file) = snapshot_path();
     let gw = start_gateway(with_snapshot(&slapd, &file)).await;
     assert!(!restored(&gw), "nothing to restore at the first start");
@@ -119,13 +123,7 @@ async fn a_restarted_gateway_resumes_from_its_snapshot_with_what_changed_meanwhi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_of_another_directory_or_a_damaged_one_is_discarded() {
-    let start = || async {
-        tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
-            .await
-            .unwrap()
-            .unwrap()
-    };
-    let (one, other) = (start().await, start().await);
+    let (one, other) = (demo_directory().await, demo_directory().await);
     let (_dir, file) = snapshot_path();
     let gw = start_gateway(with_snapshot(&one, &file)).await;
     let only_there = create(&gw, "Only On One AG").await;
@@ -163,11 +161,7 @@ async fn a_snapshot_of_another_directory_or_a_damaged_one_is_discarded() {
 /// state): the saved cookie is ahead of the directory, so the snapshot is not used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_ahead_of_a_directory_put_back_from_a_backup_is_not_served() {
-    let mut slapd =
-        tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
-            .await
-            .unwrap()
-            .unwrap();
+    let mut slapd = demo_directory().await;
     let tool = |s: &Slapd, name: &str| {
         let mut cmd = std::process::Command::new(stoney_slapd::server_tool(name).unwrap());
         cmd.arg("-F").arg(s.dir.join("slapd.d")).args(["-b", &s.suffix]);
@@ -212,10 +206,7 @@ async fn a_snapshot_ahead_of_a_directory_put_back_from_a_backup_is_not_served() 
 /// lists are fresh at once with the snapshot's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_with_nothing_changed_meanwhile_lists_at_once() {
-    let slapd = tokio::task::spawn_blocking(|| Slapd::start(SlapdOptions { demo_data: true, ..Default::default() }))
-        .await
-        .unwrap()
-        .unwrap();
+    let slapd = demo_directory().await;
     let (_dir, file) = snapshot_path();
     let gw = start_gateway(with_snapshot(&slapd, &file)).await;
     let id = create(&gw, "Before The Stop AG").await;

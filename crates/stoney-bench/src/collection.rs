@@ -249,10 +249,11 @@ pub(crate) async fn settle(slapd: &Slapd) {
     }
 }
 
-pub async fn collection(out: &Path, customers: u64, seconds: u64, rounds: usize) {
-    let suffix = stoney_slapd::DEFAULT_SUFFIX.to_string();
+/// A private slapd with the demo data and `customers` generated ones (`generate`), and
+/// how long slapadd took.
+pub(crate) async fn generated_directory(customers: u64) -> (Slapd, Duration) {
     eprintln!("generating {customers} customers");
-    let ldif = generate(customers, &suffix);
+    let ldif = generate(customers, stoney_slapd::DEFAULT_SUFFIX);
     let t = Instant::now();
     let slapd = tokio::task::spawn_blocking(move || {
         Slapd::start(SlapdOptions { demo_data: true, extra_ldif: vec![ldif], ..Default::default() })
@@ -260,7 +261,12 @@ pub async fn collection(out: &Path, customers: u64, seconds: u64, rounds: usize)
     .await
     .unwrap()
     .expect("slapd");
-    let loaded_in = t.elapsed();
+    (slapd, t.elapsed())
+}
+
+pub async fn collection(out: &Path, customers: u64, seconds: u64, rounds: usize) {
+    let suffix = stoney_slapd::DEFAULT_SUFFIX.to_string();
+    let (slapd, loaded_in) = generated_directory(customers).await;
     eprintln!("slapd loaded in {loaded_in:?}");
     let t = Instant::now();
     let gw = start_gateway(&slapd).await;

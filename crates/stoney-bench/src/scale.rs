@@ -14,9 +14,9 @@ use ldap3::Scope;
 use serde_json::json;
 use stoney_gateway::mapping::resources::ALL;
 use stoney_gateway::mapping::table;
-use stoney_slapd::{Slapd, SlapdOptions};
+use stoney_slapd::Slapd;
 
-use crate::collection::generate;
+use crate::collection::generated_directory;
 use crate::common::*;
 
 const PER_PAGE: u64 = 30;
@@ -229,7 +229,6 @@ async fn list_series(client: &reqwest::Client, url: &str, seconds: u64, rounds: 
 }
 
 pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, writes_per_second: u64) {
-    let suffix = stoney_slapd::DEFAULT_SUFFIX.to_string();
     let mut start_rows = String::new();
     let mut query_rows = String::new();
     let mut names: Vec<String> = Vec::new();
@@ -237,16 +236,8 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
     let mut restart = String::new();
     let largest = sizes.iter().copied().max().unwrap_or(0);
     for &customers in sizes {
-        eprintln!("generating {customers} customers");
-        let ldif = generate(customers, &suffix);
-        let t = Instant::now();
-        let slapd = tokio::task::spawn_blocking(move || {
-            Slapd::start(SlapdOptions { demo_data: true, extra_ldif: vec![ldif], ..Default::default() })
-        })
-        .await
-        .unwrap()
-        .expect("slapd");
-        let built = t.elapsed().as_secs_f64();
+        let (slapd, built) = generated_directory(customers).await;
+        let built = built.as_secs_f64();
         // Twice: the first after slapadd reads a cold database.
         let (cold, entries) = raw_fetch(&slapd).await;
         let (raw, _) = raw_fetch(&slapd).await;
