@@ -321,12 +321,12 @@ pub async fn serve(
 async fn directory_identity(directory: &Directory, base: &str) -> Option<(String, Csns)> {
     let mut pause = Duration::from_millis(100);
     loop {
-        match directory.search(base, ldap3::Scope::Base, "(objectClass=*)", &["entryUUID", "contextCSN"]).await {
-            Ok(found) => {
-                let e = found.first()?;
-                let csns = Csns::from_values(e.values("contextCSN").iter().map(String::as_str));
-                return e.first("entryUUID").map(|id| (id.to_string(), csns));
-            }
+        let found = match directory.search(base, ldap3::Scope::Base, "(objectClass=*)", &["entryUUID"]).await {
+            Ok(found) => directory.context_csn().await.map(|csns| (found, csns)),
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok((found, csns)) => return found.first()?.first("entryUUID").map(|id| (id.to_string(), csns)),
             Err(e) => tracing::debug!(error = %e, "the directory does not answer yet"),
         }
         tokio::time::sleep(pause).await;

@@ -958,16 +958,15 @@ impl CollectionIndex {
         let mut total = 0u64;
         let mut window: Vec<u32> = Vec::new();
         let mut hits: Vec<u32> = Vec::new();
-        // A reseller's whole collection: its size is counted in the small array; the
-        // matches of posting lists are counted in their bits. Then the walk ends with
-        // the page.
+        // The matches of posting lists are counted in their bits, those of one
+        // dictionary filter in its counts, a reseller's whole collection in the small
+        // array. Then the walk ends with the page.
         let known_total = match (scope, &matched) {
             (_, Some(bits)) => Some(bits.iter().map(|w| u64::from(w.count_ones())).sum()),
-            _ if matcher.counted().is_some() => matcher.counted(),
             (Scope::Reseller(r), None) if !matcher.looks_into_records() => {
                 Some(state.resellers.iter().filter(|t| **t == *r).count() as u64)
             }
-            _ => None,
+            _ => matcher.counted(),
         };
         // When everything is listed, a page's position in the walk is its offset: the
         // walk begins there.

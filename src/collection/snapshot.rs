@@ -183,7 +183,8 @@ pub fn load(path: &Path, fanout: &Fanout, base: &str, directory: &str, at: &Csns
     if header.directory != directory {
         return Err("written for another directory".into());
     }
-    if !at.covers(&Csns::from_cookie(&header.cookie)) {
+    let resumed_at = Csns::from_cookie(&header.cookie);
+    if !at.covers(&resumed_at) {
         return Err("ahead of the directory (was it put back from a backup?)".into());
     }
     if header.shape != shape(&fanout.indexes) {
@@ -192,7 +193,6 @@ pub fn load(path: &Path, fanout: &Fanout, base: &str, directory: &str, at: &Csns
     if header.base != base {
         return Err(format!("written for the base {:?}", header.base));
     }
-    let resumed_at = Csns::from_cookie(&header.cookie);
     for index in &fanout.indexes {
         rest = index.restore(rest, &resumed_at).inspect_err(|_| fanout.indexes.iter().for_each(|i| i.clear()))?;
     }
