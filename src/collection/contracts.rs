@@ -29,11 +29,10 @@ struct State {
     gen: u32,
     /// Loading from nothing: what arrives is the content, not changes.
     loading: bool,
-    /// The indexes came from a snapshot and this holds nothing yet: the check after the
-    /// resume brings the content.
-    from_check: bool,
-    /// Entries the session changed or deleted while `from_check`: newer than the check.
-    since_restore: std::collections::HashSet<Uuid>,
+    /// While the indexes came from a snapshot and this holds nothing yet (the check
+    /// after the resume brings the content): the entries the session changed or deleted
+    /// since, which are newer than what the check reads of them.
+    restoring: Option<std::collections::HashSet<Uuid>>,
 }
 
 pub struct ContractWatch {
@@ -51,8 +50,7 @@ impl ContractWatch {
     /// contracts: they come with the check that follows the resume.
     pub fn restored(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.from_check = true;
-        state.since_restore.clear();
+        state.restoring = Some(Default::default());
     }
 
     /// A contract entry's subject and state: its customer and reseller come from its DN
@@ -87,9 +85,10 @@ impl SyncSink for ContractWatch {
     fn apply(&self, event: SyncEvent) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let gen = state.gen;
-        if let (true, SyncEvent::Entry { uuid, .. } | SyncEvent::Delete { uuid }) = (state.from_check, &event) {
-            let uuid = *uuid;
-            state.since_restore.insert(uuid);
+        if let (Some(newer), SyncEvent::Entry { uuid, .. } | SyncEvent::Delete { uuid }) =
+            (&mut state.restoring, &event)
+        {
+            newer.insert(*uuid);
         }
         match event {
             SyncEvent::RefreshBegin { reload } => {
@@ -97,8 +96,7 @@ impl SyncSink for ContractWatch {
                 if reload {
                     state.known.clear();
                     state.loading = true;
-                    state.from_check = false;
-                    state.since_restore = Default::default();
+                    state.restoring = None;
                 }
             }
             SyncEvent::Entry { uuid, entry } => {
@@ -153,15 +151,12 @@ impl SyncSink for ContractWatch {
             // A check after a resume corrects the collection indexes; the contracts' events
             // follow the session's own changes only. After a restore it brings the
             // contracts, as a load would (the session's changes meanwhile win).
-            SyncEvent::Checked { uuid, entry } if state.from_check && !state.since_restore.contains(&uuid) => {
+            SyncEvent::Checked { uuid, entry } if state.restoring.as_ref().is_some_and(|n| !n.contains(&uuid)) => {
                 if let Some((subject, snapshot)) = self.read(&entry) {
                     state.known.insert(uuid, Known { subject, snapshot, gen });
                 }
             }
-            SyncEvent::CheckEnd => {
-                state.from_check = false;
-                state.since_restore = Default::default();
-            }
+            SyncEvent::CheckEnd => state.restoring = None,
             SyncEvent::CheckBegin | SyncEvent::Checked { .. } => {}
         }
     }
