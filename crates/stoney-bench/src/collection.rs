@@ -275,17 +275,7 @@ pub async fn collection(out: &Path, customers: u64, seconds: u64, rounds: usize)
     eprintln!("gateway ready in {ready_in:?}, {rss_loaded} MiB");
 
     let client = reqwest::Client::builder().pool_max_idle_per_host(32).build().unwrap();
-    let total: u64 = client
-        .get(format!("{}/v1/customers?per_page=1", gw.base))
-        .basic_auth("admin@stoney-cloud.org", Some("admin-secret"))
-        .send()
-        .await
-        .expect("list")
-        .headers()["x-total-count"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let total = total_count(&client, &format!("{}/v1/customers?per_page=1", gw.base)).await.expect("a list");
     let base = RESELLERS.container_dn(&suffix, 0);
     let slapd = Arc::new(slapd);
     let d = Duration::from_secs(seconds);

@@ -291,3 +291,10 @@ pub async fn expect_status(req: reqwest::RequestBuilder, want: u16) -> Result<()
     res.bytes().await.map_err(|e| e.to_string())?;
     Ok(())
 }
+
+/// The `X-Total-Count` of a list, asked as the provider admin (`None` without an answer
+/// that has one).
+pub async fn total_count(client: &reqwest::Client, url: &str) -> Option<u64> {
+    let res = client.get(url).basic_auth("admin@stoney-cloud.org", Some("admin-secret")).send().await.ok()?;
+    res.headers().get("x-total-count")?.to_str().ok()?.parse().ok()
+}

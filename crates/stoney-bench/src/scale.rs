@@ -129,13 +129,7 @@ async fn writer(client: reqwest::Client, base: String, per_second: u64, stop: In
             continue;
         };
         made.push(id);
-        let listed = client
-            .get(format!("{base}/v1/customers?id={id}"))
-            .basic_auth(ADMIN.0, Some(ADMIN.1))
-            .send()
-            .await
-            .ok()
-            .and_then(|r| r.headers().get("x-total-count").and_then(|v| v.to_str().ok()?.parse::<u64>().ok()));
+        let listed = total_count(&client, &format!("{base}/v1/customers?id={id}")).await;
         if listed != Some(1) {
             seen.unseen.fetch_add(1, Ordering::Relaxed);
         }
@@ -254,17 +248,7 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
         let (peak_loaded, rss_loaded) = memory_mib(gw.child.id());
         eprintln!("{customers}: gateway ready in {ready:.1} s at {rss_loaded} MiB");
         let client = reqwest::Client::builder().pool_max_idle_per_host(32).build().unwrap();
-        let total: u64 = client
-            .get(format!("{}/v1/customers?per_page=1", gw.base))
-            .basic_auth(ADMIN.0, Some(ADMIN.1))
-            .send()
-            .await
-            .expect("list")
-            .headers()["x-total-count"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let total = total_count(&client, &format!("{}/v1/customers?per_page=1", gw.base)).await.expect("a list");
         let qs = queries(total);
         if names.is_empty() {
             names = qs.iter().map(|q| q.0.clone()).collect();
@@ -317,16 +301,8 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
                 let _ = w.await;
             }
             // A restart from the snapshot the stop writes.
-            let count = |gw_base: String, client: reqwest::Client| async move {
-                client
-                    .get(format!("{gw_base}/v1/customers?per_page=1"))
-                    .basic_auth(ADMIN.0, Some(ADMIN.1))
-                    .send()
-                    .await
-                    .ok()
-                    .and_then(|r| r.headers().get("x-total-count")?.to_str().ok()?.parse::<u64>().ok())
-            };
-            let before = count(gw.base.clone(), client.clone()).await;
+            let all = |base: &str| format!("{base}/v1/customers?per_page=1");
+            let before = total_count(&client, &all(&gw.base)).await;
             let t = Instant::now();
             // SAFETY: kill only sends a signal to the gateway's process.
             unsafe { libc::kill(gw.child.id() as i32, libc::SIGTERM) };
@@ -337,7 +313,7 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
             gw = start_gateway_with(&slapd, &slapd.url, &envs).await;
             let again = t.elapsed().as_secs_f64();
             let (peak_again, rss_again) = memory_mib(gw.child.id());
-            let after = count(gw.base.clone(), client.clone()).await;
+            let after = total_count(&client, &all(&gw.base)).await;
             eprintln!("{customers}: stop with snapshot {stopped:.1} s ({bytes} bytes), restart ready in {again:.1} s at {rss_again} MiB, {before:?} -> {after:?}");
             let _ = write!(
                 restart,
