@@ -10,10 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use roaring::RoaringBitmap;
+
 use serde_json::Value;
 use tokio::sync::{watch, Notify};
 
-use super::lookup::{self, Grams, Postings};
+use super::lookup::{self, Grams, Postings, Recent, Texts};
 use super::order::Order;
 use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
 use crate::directory::Entry;
@@ -35,8 +37,6 @@ struct Record {
     owner: Owner,
     row: Row,
     uuids: [Option<Uuid>; 3],
-    /// What `q=` searches.
-    text: Box<str>,
 }
 
 impl Record {
@@ -81,8 +81,19 @@ struct State {
     /// One per filter column (`def.columns().filter`): its values dictionary-encoded,
     /// while it has few distinct values.
     dicts: Vec<Option<Dict>>,
+    /// What `q=` searches, per slot.
+    texts: Texts,
     /// The records whose search text holds each trigram (`q=`).
     grams: Grams,
+    /// The listed records, and those of each tenant (`resellers`): a scope's records
+    /// without a pass. Derived from the records (`rebuild_scopes`).
+    #[serde(skip)]
+    listed: RoaringBitmap,
+    #[serde(skip)]
+    tenants: HashMap<u64, RoaringBitmap>,
+    /// The matches of recent terms of `q` that needed a check.
+    #[serde(skip)]
+    recent: Recent,
     /// For each filter column marked `lookup`: the records of each of its values.
     values: Vec<Option<Postings>>,
     /// Generation of the current refresh, for the sweep after a present phase.
@@ -99,6 +110,9 @@ struct State {
 fn unset_def() -> &'static ResourceDef {
     &crate::mapping::resources::CUSTOMERS
 }
+
+/// What a snapshot's structures are (`snapshot`): one of another layout is not read.
+pub(crate) const LAYOUT: &str = "index layout 2: character trigrams, texts in chunks of slots";
 
 /// Above this many distinct values a column is not kept dictionary-encoded; filters on
 /// it look into the records instead.
@@ -213,7 +227,11 @@ impl State {
             by_uuid: HashMap::new(),
             orders: vec![Order::default(); query::sort_columns(def).len()],
             dicts: def.columns().filter.iter().map(|c| dictionary_column(*c).then(Dict::default)).collect(),
+            texts: Texts::default(),
             grams: Grams::default(),
+            listed: RoaringBitmap::new(),
+            tenants: HashMap::new(),
+            recent: Recent::default(),
             values: def.columns().filter.iter().map(|c| c.field.lookup.then(Postings::default)).collect(),
             gen: 0,
             bulk: false,
@@ -287,7 +305,7 @@ impl State {
 
     /// The posting keys of a record: its search text's trigrams, and the keys of its
     /// values in each lookup column.
-    fn keys_of(&self, slot: u32) -> (Vec<u32>, Vec<(usize, u64)>) {
+    fn keys_of(&self, slot: u32) -> (Vec<lookup::Gram>, Vec<(usize, u64)>) {
         let rec = self.rec(slot);
         let mut values = Vec::new();
         for (c, col) in self.def.columns().filter.iter().enumerate() {
@@ -297,7 +315,7 @@ impl State {
                 }
             }
         }
-        (lookup::trigrams(&rec.text), values)
+        (lookup::trigrams(self.texts.get(slot)), values)
     }
 
     /// Takes a record out of the posting lists (before it changes or goes). During a
@@ -342,18 +360,64 @@ impl State {
     fn modify(&mut self, slot: u32, part: Part, f: impl FnOnce(&mut Record)) {
         self.unlist(slot);
         self.unindex(slot);
+        let was = (self.rec(slot).listed(), self.resellers[slot as usize]);
         let rec = self.records[slot as usize].as_mut().expect("a live slot");
-        let was_listed = rec.listed();
         f(rec);
         // The dictionaries hold listed customers only: one that becomes listed or stops
         // being listed is encoded whole.
-        let part = (rec.listed() == was_listed).then_some(part);
-        rec.text = rec.row.search_text(self.def, rec.id);
-        self.resellers[slot as usize] = rec.owner.tenant.unwrap_or(0);
+        let part = (rec.listed() == was.0).then_some(part);
+        let text = rec.row.search_text(self.def, rec.id);
+        let now = (rec.listed(), rec.owner.tenant.unwrap_or(0));
+        self.texts.set(slot, &text);
+        self.recent.recheck(slot, now.0.then_some(&*text));
+        self.resellers[slot as usize] = now.1;
         self.customers[slot as usize] = rec.owner.customer.unwrap_or(0);
+        self.rescope(slot, was, now);
         self.index(slot);
         self.list(slot);
         self.encode(slot, part);
+    }
+
+    /// Moves a slot between the scope bitmaps: from where it was (listed or not, of which
+    /// tenant) to where it is.
+    fn rescope(&mut self, slot: u32, was: (bool, u64), now: (bool, u64)) {
+        if was == now {
+            return;
+        }
+        if was.0 {
+            self.listed.remove(slot);
+            if let Some(b) = self.tenants.get_mut(&was.1) {
+                b.remove(slot);
+                if b.is_empty() {
+                    self.tenants.remove(&was.1);
+                }
+            }
+        }
+        if now.0 {
+            self.listed.insert(slot);
+            self.tenants.entry(now.1).or_default().insert(slot);
+        }
+    }
+
+    /// The scope bitmaps from the records (after a snapshot is read).
+    fn rebuild_scopes(&mut self) {
+        self.listed = RoaringBitmap::new();
+        self.tenants = HashMap::new();
+        for slot in 0..self.records.len() as u32 {
+            if self.records[slot as usize].as_ref().is_some_and(Record::listed) {
+                self.rescope(slot, (false, 0), (true, self.resellers[slot as usize]));
+            }
+        }
+    }
+
+    /// The listed records of a scope, where bitmaps hold them: all, or a tenant's.
+    fn scope_slots(&self, scope: &Scope) -> Option<&RoaringBitmap> {
+        static NONE: std::sync::LazyLock<RoaringBitmap> = std::sync::LazyLock::new(RoaringBitmap::new);
+        match scope {
+            Scope::Provider => Some(&self.listed),
+            Scope::Reseller(r) => Some(self.tenants.get(r).unwrap_or(&NONE)),
+            Scope::Customer { .. } => None,
+        }
     }
 
     /// Brings the dictionaries up to date for a slot: the columns of `part` (and the
@@ -382,7 +446,7 @@ impl State {
             return slot;
         }
         let owner = Owner::default();
-        let rec = Record { id, reseller, owner, row: Row::default(), uuids: [None; 3], text: "".into() };
+        let rec = Record { id, reseller, owner, row: Row::default(), uuids: [None; 3] };
         let slot = match self.free.pop() {
             Some(s) => {
                 self.records[s as usize] = Some(rec);
@@ -422,6 +486,9 @@ impl State {
                 self.by_uuid.remove(u);
             }
             self.forget_slot(rec.id, slot);
+            self.rescope(slot, (rec.listed(), self.resellers[slot as usize]), (false, 0));
+            self.texts.set(slot, "");
+            self.recent.recheck(slot, None);
             self.resellers[slot as usize] = 0;
             self.customers[slot as usize] = 0;
             self.free.push(slot);
@@ -535,6 +602,7 @@ impl State {
             }
         }
         self.grams.shrink();
+        self.texts.shrink();
         for p in self.values.iter_mut().flatten() {
             p.shrink();
         }
@@ -586,9 +654,11 @@ impl State {
             .collect();
     }
 
-    /// The only records that can match a query, where posting lists tell: those holding
-    /// the value of each exact filter on a lookup column and every trigram of `q`.
-    fn candidates(&self, q: &ListQuery) -> Option<Vec<u32>> {
+    /// The only records that can match a query, where bitmaps and posting lists tell:
+    /// those of the scope that hold the value of each exact filter on a lookup column
+    /// and every trigram of `q`; and whether all of them match (nothing is left to
+    /// check: no filter, and `q` of one trigram or none).
+    fn candidates(&self, scope: &Scope, q: &ListQuery) -> Option<(RoaringBitmap, bool)> {
         let mut lists: Vec<&[u32]> = Vec::new();
         for f in &q.filters {
             let row::Pattern::Equals(v) = &f.pattern else { continue };
@@ -597,14 +667,52 @@ impl State {
                 lists.push(p.get(lookup::value_key(v)));
             }
         }
-        let grams = q.q.as_deref().map(lookup::trigrams).filter(|g| !g.is_empty());
-        let with_grams = grams.map(|g| self.grams.all_of(&g));
-        match (lists.is_empty(), with_grams) {
-            (true, None) => None,
-            (true, Some(b)) => Some(b.iter().collect()),
-            (false, None) => Some(lookup::intersect(lists)),
-            (false, Some(b)) => Some(lookup::intersect(lists).into_iter().filter(|s| b.contains(*s)).collect()),
+        let mut found = (!lists.is_empty())
+            .then(|| RoaringBitmap::from_sorted_iter(lookup::intersect(lists)).expect("posting lists ascend"));
+        let scoped = self.scope_slots(scope);
+        // Whether q is decided by the bitmap: a term of one trigram, a recent one, or one
+        // whose check over every listed record is that of the scope or costs not much
+        // more than it (then it becomes a recent one).
+        let mut q_decided = true;
+        if let Some(term) = q.q.as_deref() {
+            let grams = lookup::trigrams(term);
+            if grams.is_empty() {
+                q_decided = false;
+            } else {
+                let with = match (lookup::whole_gram(term), self.recent.get(term)) {
+                    (Some(_), _) => self.grams.all_of(&grams),
+                    (None, Some(known)) => known,
+                    (None, None) => {
+                        let with = self.grams.all_of(&grams);
+                        let wide = |s: &RoaringBitmap| {
+                            *scope == Scope::Provider || with.intersection_len(s) > DIRECT_MAX as u64
+                        };
+                        if scoped.is_some_and(wide) {
+                            let finder = memchr::memmem::Finder::new(term);
+                            let holds = |s: &u32| finder.find(self.texts.get(*s).as_bytes()).is_some();
+                            let known = RoaringBitmap::from_sorted_iter((with & &self.listed).iter().filter(holds))
+                                .expect("bitmaps ascend");
+                            self.recent.put(term, known.clone());
+                            known
+                        } else {
+                            q_decided = false;
+                            with
+                        }
+                    }
+                };
+                found = Some(match found {
+                    Some(f) => f & with,
+                    None => with,
+                });
+            }
         }
+        let found = match (found, scoped) {
+            (Some(f), Some(s)) => f & s,
+            (None, Some(s)) if *scope != Scope::Provider => s.clone(),
+            (f, _) => f?,
+        };
+        let exact = scoped.is_some() && q.filters.is_empty() && q_decided;
+        Some((found, exact))
     }
 
     /// The ids of the entries a sweep would forget.
@@ -673,6 +781,9 @@ impl State {
             if !ok {
                 return Err("a dictionary names values it does not hold");
             }
+        }
+        if !self.texts.is_sound() {
+            return Err("a search text lies outside its chunk");
         }
         if !self.grams.is_sound(n) || !self.values.iter().flatten().all(|p| p.is_sound(n)) {
             return Err("a posting list names a slot that is not there");
@@ -780,6 +891,7 @@ impl CollectionIndex {
     pub(crate) fn restore<'a>(&self, bytes: &'a [u8], at: &Csns) -> Result<&'a [u8], String> {
         let (mut state, rest): (State, &[u8]) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
         state.def = self.def;
+        state.rebuild_scopes();
         state.soundness().map_err(|e| format!("{}: {e}", self.def.name))?;
         *self.state.write().map_err(|_| "the index is poisoned".to_string())? = state;
         self.progress.send_modify(|p| *p = Progress { loaded: false, csns: at.clone() });
@@ -882,25 +994,26 @@ impl CollectionIndex {
         let missing_from = order.partition_point(|s| state.rec(s).key(primary).is_some());
 
         let mut scratch = String::new();
-        // Where posting lists narrow the query down (an exact filter on a lookup column,
-        // the trigrams of q), only their records are tested; else, where filters and q
-        // look into the records, all of them in slot order first (the records lie in
-        // memory roughly in that order). Then the sort order is walked.
-        let candidates = state.candidates(q);
+        // Where bitmaps and posting lists narrow the query down (a reseller's scope, an
+        // exact filter on a lookup column, the trigrams of q), only their records are
+        // tested, or none when they are the answer; else, where filters and q look into
+        // the records, all of them. Then the sort order is walked.
+        let (candidates, exact) = match state.candidates(scope, q) {
+            Some((c, exact)) => (Some(c), exact),
+            None => (None, false),
+        };
+        let listed = |s: u32| state.records.get(s as usize).is_some_and(|r| r.as_ref().is_some_and(Record::listed));
+        // A scope's bitmap holds listed records only.
+        let scoped = state.scope_slots(scope).is_some();
+        let check =
+            |s: u32, scratch: &mut String| exact || ((scoped || listed(s)) && matcher.matches(&state, s, scratch));
         // Few of them: sorted as they are, without walking the order.
-        if let Some(slots) = candidates.as_ref().filter(|c| c.len() <= DIRECT_MAX) {
+        if let Some(slots) = candidates.as_ref().filter(|c| c.len() <= DIRECT_MAX as u64) {
             let keys: Vec<(Column, bool)> = match q.sort.is_empty() {
                 true => vec![(primary, false)],
                 false => q.sort.iter().map(|s| (s.column, s.descending)).collect(),
             };
-            let hits: Vec<u32> = slots
-                .iter()
-                .copied()
-                .filter(|&s| {
-                    state.records.get(s as usize).is_some_and(|r| r.as_ref().is_some_and(Record::listed))
-                        && matcher.matches(&state, s, &mut scratch)
-                })
-                .collect();
+            let hits: Vec<u32> = slots.iter().filter(|&s| check(s, &mut scratch)).collect();
             let sorted = state.sorted_by(&hits, &keys);
             let total = sorted.len() as u64;
             let lo = (offset.min(total)) as usize;
@@ -914,44 +1027,28 @@ impl CollectionIndex {
                 .collect();
             return Ok(Page { total, items, position });
         }
-        // Without a count, the candidates are checked only as the walk meets them.
-        let unchecked: Option<Vec<u64>> = if q.count {
-            None
-        } else {
-            candidates.as_ref().map(|slots| {
-                let mut bits = vec![0u64; state.records.len().div_ceil(64)];
-                for &slot in slots {
-                    bits[slot as usize / 64] |= 1 << (slot % 64);
-                }
-                bits
-            })
-        };
-        let matched: Option<Vec<u64>> = if !q.count {
-            None
-        } else if let Some(slots) = candidates {
-            let mut bits = vec![0u64; state.records.len().div_ceil(64)];
-            for slot in slots {
-                let listed = state.records.get(slot as usize).is_some_and(|r| r.as_ref().is_some_and(Record::listed));
-                if listed && matcher.matches(&state, slot, &mut scratch) {
-                    bits[slot as usize / 64] |= 1 << (slot % 64);
-                }
+        // With a count, the matches are found first (in slot order: the records lie in
+        // memory roughly in that order); without, candidates are checked only as the
+        // walk meets them.
+        let (matched, unchecked) = match (q.count, candidates) {
+            (true, Some(slots)) if exact => (Some(slots), None),
+            (true, Some(slots)) => {
+                let hits = slots.iter().filter(|&s| check(s, &mut scratch));
+                (Some(RoaringBitmap::from_sorted_iter(hits).expect("bitmaps ascend")), None)
             }
-            Some(bits)
-        } else {
-            (matcher.needs_records() && n > 1).then(|| {
-                let mut bits = vec![0u64; state.records.len().div_ceil(64)];
-                for (slot, rec) in state.records.iter().enumerate() {
-                    if rec.as_ref().is_some_and(Record::listed) && matcher.matches(&state, slot as u32, &mut scratch) {
-                        bits[slot / 64] |= 1 << (slot % 64);
-                    }
-                }
-                bits
-            })
+            (true, None) => {
+                let pass = (matcher.needs_records() && n > 1).then(|| {
+                    let hits = (0..state.records.len() as u32)
+                        .filter(|&s| listed(s) && matcher.matches(&state, s, &mut scratch));
+                    RoaringBitmap::from_sorted_iter(hits).expect("slots ascend")
+                });
+                (pass, None)
+            }
+            (false, c) => (None, c),
         };
-        let bit = |bits: &[u64], s: u32| bits[s as usize / 64] & (1 << (s % 64)) != 0;
         let hit = |s: u32, scratch: &mut String| match (&matched, &unchecked) {
-            (Some(bits), _) => bit(bits, s),
-            (None, Some(bits)) => bit(bits, s) && matcher.matches(&state, s, scratch),
+            (Some(bits), _) => bits.contains(s),
+            (None, Some(bits)) => bits.contains(s) && (exact || matcher.matches(&state, s, scratch)),
             (None, None) => matcher.matches(&state, s, scratch),
         };
 
@@ -962,10 +1059,8 @@ impl CollectionIndex {
         // dictionary filter in its counts, a reseller's whole collection in the small
         // array. Then the walk ends with the page.
         let known_total = match (scope, &matched) {
-            (_, Some(bits)) => Some(bits.iter().map(|w| u64::from(w.count_ones())).sum()),
-            (Scope::Reseller(r), None) if !matcher.looks_into_records() => {
-                Some(state.resellers.iter().filter(|t| **t == *r).count() as u64)
-            }
+            (_, Some(bits)) => Some(bits.len()),
+            (Scope::Reseller(_), None) if !matcher.looks_into_records() => state.scope_slots(scope).map(|s| s.len()),
             _ => matcher.counted(),
         };
         // When everything is listed, a page's position in the walk is its offset: the
@@ -1031,6 +1126,8 @@ struct Matcher<'a> {
     scope: Scope,
     checks: Vec<Check<'a>>,
     q: Option<&'a str>,
+    /// `q`'s searcher, built once for every record it looks into.
+    finder: Option<memchr::memmem::Finder<'a>>,
 }
 
 impl<'a> Matcher<'a> {
@@ -1059,7 +1156,8 @@ impl<'a> Matcher<'a> {
                 }
             })
             .collect();
-        Matcher { scope: *scope, checks, q: q.q.as_deref() }
+        let finder = q.q.as_deref().map(memchr::memmem::Finder::new);
+        Matcher { scope: *scope, checks, q: q.q.as_deref(), finder }
     }
 
     /// Whether every listed customer matches (then a pass need not look at them).
@@ -1114,13 +1212,20 @@ impl<'a> Matcher<'a> {
                 Check::Record { .. } => record_checks = true,
             }
         }
-        if !record_checks && self.q.is_none() && !matches!(self.scope, Scope::Customer { .. }) {
-            return true;
+        // The record itself only where a check reads it (q reads the texts apart).
+        if record_checks || matches!(self.scope, Scope::Customer { .. }) {
+            let rec = state.rec(slot);
+            if !self.scope.sees(rec.owner()) {
+                return false;
+            }
+            if record_checks && !self.record_checks(rec, scratch) {
+                return false;
+            }
         }
-        let rec = state.rec(slot);
-        if !self.scope.sees(rec.owner()) {
-            return false;
-        }
+        self.finder.as_ref().is_none_or(|f| f.find(state.texts.get(slot).as_bytes()).is_some())
+    }
+
+    fn record_checks(&self, rec: &Record, scratch: &mut String) -> bool {
         for check in &self.checks {
             if let Check::Record { col, slot, pattern } = check {
                 let ok = match slot {
@@ -1139,7 +1244,7 @@ impl<'a> Matcher<'a> {
                 }
             }
         }
-        self.q.is_none_or(|q| rec.text.contains(q))
+        true
     }
 }
 

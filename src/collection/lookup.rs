@@ -1,11 +1,15 @@
 //! Posting lists that answer a query without a pass over every record: which records
 //! hold a value of a column (exact filters on columns of many values, such as a person's
-//! mail or customer), and which records' search text holds a trigram (`q=`: only records
-//! holding every trigram of the term can contain it; they are then checked).
+//! mail or customer), and which records' search text holds a trigram of characters
+//! (`q=`: only records holding every trigram of the term can contain it; a term of three
+//! characters is one trigram, whose records are exactly those that contain it, longer
+//! ones are then checked).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
 
+use memchr::memmem;
 use roaring::RoaringBitmap;
 
 /// The records (slots) whose search text holds each trigram, as compressed bitmaps: a
@@ -13,15 +17,18 @@ use roaring::RoaringBitmap;
 /// a rare one two bytes per record that holds it, and a change is O(log n).
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct Grams {
-    map: HashMap<u32, RoaringBitmap>,
+    map: HashMap<Gram, RoaringBitmap>,
 }
 
+/// Three characters, 21 bits each.
+pub type Gram = u64;
+
 impl Grams {
-    pub fn add(&mut self, gram: u32, slot: u32) {
+    pub fn add(&mut self, gram: Gram, slot: u32) {
         self.map.entry(gram).or_default().insert(slot);
     }
 
-    pub fn remove(&mut self, gram: u32, slot: u32) {
+    pub fn remove(&mut self, gram: Gram, slot: u32) {
         if let Some(b) = self.map.get_mut(&gram) {
             b.remove(slot);
             if b.is_empty() {
@@ -31,7 +38,7 @@ impl Grams {
     }
 
     /// The records holding every one of `grams` (none for a gram no record holds).
-    pub fn all_of(&self, grams: &[u32]) -> RoaringBitmap {
+    pub fn all_of(&self, grams: &[Gram]) -> RoaringBitmap {
         let mut lists: Vec<&RoaringBitmap> = Vec::with_capacity(grams.len());
         for g in grams {
             match self.map.get(g) {
@@ -62,6 +69,115 @@ impl Grams {
             b.optimize();
         }
         self.map.shrink_to_fit();
+    }
+}
+
+/// The matches of the last few `q=` terms that need a check (more than one trigram), in
+/// every listed record, kept exact as records change: paging through a search, or the
+/// same search by many, checks its candidates once.
+#[derive(Default)]
+pub struct Recent {
+    terms: Mutex<VecDeque<(memmem::Finder<'static>, RoaringBitmap)>>,
+}
+
+const RECENT: usize = 16;
+
+impl Recent {
+    pub fn get(&self, term: &str) -> Option<RoaringBitmap> {
+        let mut terms = self.terms.lock().unwrap_or_else(|p| p.into_inner());
+        let i = terms.iter().position(|(f, _)| f.needle() == term.as_bytes())?;
+        let hit = terms.remove(i)?;
+        let bits = hit.1.clone();
+        terms.push_front(hit);
+        Some(bits)
+    }
+
+    pub fn put(&self, term: &str, bits: RoaringBitmap) {
+        let mut terms = self.terms.lock().unwrap_or_else(|p| p.into_inner());
+        terms.retain(|(f, _)| f.needle() != term.as_bytes());
+        terms.push_front((memmem::Finder::new(term).into_owned(), bits));
+        terms.truncate(RECENT);
+    }
+
+    /// A record's text changed, or it stopped being listed (`None`).
+    pub fn recheck(&mut self, slot: u32, listed_text: Option<&str>) {
+        let terms = self.terms.get_mut().unwrap_or_else(|p| p.into_inner());
+        for (finder, bits) in terms.iter_mut() {
+            match listed_text {
+                Some(t) if finder.find(t.as_bytes()).is_some() => bits.insert(slot),
+                _ => bits.remove(slot),
+            };
+        }
+    }
+}
+
+/// The search texts of the records, kept together in chunks of slots, so that a pass
+/// over candidates in slot order reads memory in order, with no allocation per record.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+pub struct Texts {
+    chunks: Vec<TextChunk>,
+}
+
+const TEXT_CHUNK: usize = 1024;
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct TextChunk {
+    bytes: String,
+    /// Start and length in `bytes` of each slot's text.
+    spans: Vec<(u32, u32)>,
+    /// Bytes no span points at any more.
+    waste: usize,
+}
+
+impl Texts {
+    pub fn get(&self, slot: u32) -> &str {
+        let (c, i) = (slot as usize / TEXT_CHUNK, slot as usize % TEXT_CHUNK);
+        match self.chunks.get(c).and_then(|c| c.spans.get(i).map(|s| (c, s))) {
+            Some((c, &(at, len))) => &c.bytes[at as usize..(at + len) as usize],
+            None => "",
+        }
+    }
+
+    pub fn set(&mut self, slot: u32, text: &str) {
+        let (c, i) = (slot as usize / TEXT_CHUNK, slot as usize % TEXT_CHUNK);
+        if self.chunks.len() <= c {
+            self.chunks.resize_with(c + 1, TextChunk::default);
+        }
+        let chunk = &mut self.chunks[c];
+        if chunk.spans.len() <= i {
+            chunk.spans.resize(i + 1, (0, 0));
+        }
+        chunk.waste += chunk.spans[i].1 as usize;
+        chunk.spans[i] = (0, 0);
+        // Rewritten without what is no longer used once that is a quarter.
+        if chunk.waste > 4096 && chunk.waste * 4 > chunk.bytes.len() {
+            let mut bytes = String::with_capacity(chunk.bytes.len() - chunk.waste + text.len());
+            for span in chunk.spans.iter_mut() {
+                let start = bytes.len() as u32;
+                bytes.push_str(&chunk.bytes[span.0 as usize..(span.0 + span.1) as usize]);
+                *span = (start, span.1);
+            }
+            chunk.bytes = bytes;
+            chunk.waste = 0;
+        }
+        chunk.spans[i] = (chunk.bytes.len() as u32, text.len() as u32);
+        chunk.bytes.push_str(text);
+    }
+
+    /// Whether every span lies within its chunk, on character boundaries (as read from a
+    /// snapshot).
+    pub fn is_sound(&self) -> bool {
+        self.chunks.iter().all(|c| {
+            c.spans.len() <= TEXT_CHUNK
+                && c.spans.iter().all(|&(at, len)| c.bytes.get(at as usize..(at as usize + len as usize)).is_some())
+        })
+    }
+
+    /// Gives back what the chunks grew beyond their need (after a load).
+    pub fn shrink(&mut self) {
+        for c in &mut self.chunks {
+            c.bytes.shrink_to_fit();
+        }
     }
 }
 
@@ -163,18 +279,26 @@ pub fn value_key(folded: &str) -> u64 {
     h.finish()
 }
 
-/// The distinct byte trigrams of a search text, without those that span a value
-/// separator (NUL): a substring of one value has only trigrams of that value.
-pub fn trigrams(text: &str) -> Vec<u32> {
-    let b = text.as_bytes();
-    let mut out: Vec<u32> = b
-        .windows(3)
-        .filter(|w| !w.contains(&0))
-        .map(|w| (u32::from(w[0]) << 16) | (u32::from(w[1]) << 8) | u32::from(w[2]))
-        .collect();
+/// The distinct trigrams of characters of a search text, without those that span a
+/// value separator (NUL): a substring of one value has only trigrams of that value.
+pub fn trigrams(text: &str) -> Vec<Gram> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out: Vec<Gram> = chars.windows(3).filter(|w| !w.contains(&'\0')).map(gram).collect();
     out.sort_unstable();
     out.dedup();
     out
+}
+
+fn gram(w: &[char]) -> Gram {
+    (u64::from(w[0]) << 42) | (u64::from(w[1]) << 21) | u64::from(w[2])
+}
+
+/// The one trigram of a term of three characters (none NUL): the records holding it are
+/// exactly those whose search text contains the term.
+pub fn whole_gram(term: &str) -> Option<Gram> {
+    let mut chars = term.chars();
+    let w = [chars.next()?, chars.next()?, chars.next()?];
+    (chars.next().is_none() && !w.contains(&'\0')).then(|| gram(&w))
 }
 
 /// The records in every list (each ascending), ascending.
@@ -251,6 +375,59 @@ mod tests {
         let t = trigrams("abcd\0xyz\0");
         assert_eq!(t.len(), 3, "abc, bcd, xyz: {t:?}");
         assert!(trigrams("ab\0cd").is_empty());
+    }
+
+    #[test]
+    fn a_term_of_three_characters_is_one_trigram_whatever_its_bytes() {
+        assert_eq!(trigrams("mül"), [whole_gram("mül").unwrap()]);
+        assert_eq!(trigrams("müll").len(), 2);
+        assert_eq!(trigrams("€€€€"), trigrams("€€€"));
+        assert_eq!(whole_gram("müll"), None);
+        assert_eq!(whole_gram("mü"), None);
+        assert_eq!(whole_gram("a\0b"), None, "a separator is in no trigram");
+        assert_ne!(whole_gram("abc"), whole_gram("acb"));
+    }
+
+    #[test]
+    fn texts_keep_each_slots_text_through_changes_and_compaction() {
+        let mut t = Texts::default();
+        let mut model = std::collections::HashMap::new();
+        let mut x: u32 = 7;
+        for step in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let slot = x % 3000;
+            let text = "äb".repeat((step % 40) as usize) + &step.to_string();
+            t.set(slot, &text);
+            model.insert(slot, text);
+        }
+        assert!(t.is_sound());
+        for slot in 0..3100u32 {
+            assert_eq!(t.get(slot), model.get(&slot).map_or("", String::as_str), "slot {slot}");
+        }
+        let held: usize = t.chunks.iter().map(|c| c.bytes.len()).sum();
+        let live: usize = model.values().map(String::len).sum();
+        assert!(held < live * 2, "compaction keeps waste bounded: {held} bytes for {live}");
+    }
+
+    #[test]
+    fn recent_terms_follow_changes_and_keep_the_newest() {
+        let r = Recent::default();
+        r.put("müll", [1, 5].into_iter().collect());
+        let mut r = r;
+        r.recheck(7, Some("ammüller"));
+        r.recheck(5, Some("keller"));
+        r.recheck(1, None);
+        assert_eq!(r.get("müll").unwrap().iter().collect::<Vec<u32>>(), [7]);
+        assert!(r.get("kell").is_none());
+        for i in 0..RECENT {
+            r.put(&format!("term{i}"), RoaringBitmap::new());
+        }
+        assert!(r.get("müll").is_none(), "the oldest goes first");
+        assert!(r.get("term0").is_some());
+        r.put("term1", [3].into_iter().collect());
+        assert_eq!(r.get("term1").unwrap().len(), 1, "put again replaces");
     }
 
     #[test]

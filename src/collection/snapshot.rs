@@ -74,15 +74,16 @@ struct Header {
     /// The entryUUID of the base entry: replicas share it, another directory (even one
     /// with the same base and content) has its own.
     directory: String,
-    /// The gateway's version and, per index, its resource's columns and the attributes
-    /// kept of each entry: a snapshot of another mapping is of no use.
+    /// The gateway's version, the layout of the index's structures and, per index, its
+    /// resource's columns and the attributes kept of each entry: a snapshot of another
+    /// mapping is of no use.
     shape: Vec<String>,
     base: String,
     cookie: Vec<u8>,
 }
 
 fn shape(indexes: &[Arc<CollectionIndex>]) -> Vec<String> {
-    let mut out = vec![format!("stoney-gateway {}", env!("CARGO_PKG_VERSION"))];
+    let mut out = vec![format!("stoney-gateway {}", env!("CARGO_PKG_VERSION")), super::index::LAYOUT.to_string()];
     for index in indexes {
         let def = index.def();
         let cols = def.columns();
