@@ -20,7 +20,7 @@ pub mod rc {
     pub const TIME_LIMIT_EXCEEDED: u32 = 3;
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DirError {
     /// No directory server could be reached, or the connection broke.
     #[error("directory unavailable: {0}")]

@@ -10,6 +10,7 @@ pub mod layout;
 pub mod ops;
 pub mod pool;
 pub mod reconcile;
+pub mod shared;
 pub mod sync;
 
 pub use entry::Entry;

@@ -16,6 +16,7 @@ use super::error::rc;
 const POST_READ_OID: &str = "1.3.6.1.1.13.2";
 use super::csn::Csns;
 use super::pool::{raise_counter, Claim, LdapManager, Pool};
+use super::shared::SharedRead;
 use super::{DirError, Entry};
 
 /// One write. DNs and values are final: the caller has escaped what needed escaping.
@@ -80,6 +81,8 @@ pub struct Directory {
     /// `ldap.ack = "all"`: a write returns once every server that answers holds it, or
     /// after this long.
     ack_all: Option<Duration>,
+    /// The `contextCSN` reads of concurrent lists, shared (see `shared`).
+    context_csns: Arc<SharedRead<Csns, DirError>>,
 }
 
 type Conn = Object<LdapManager>;
@@ -152,6 +155,7 @@ impl Directory {
             id_gap: 0,
             highest_ids: Default::default(),
             ack_all: None,
+            context_csns: Default::default(),
         }
     }
 
@@ -478,7 +482,13 @@ impl Directory {
 
     /// The `contextCSN` of the base entry: the newest change the directory has committed
     /// (one CSN per server id). Empty when the directory keeps none (no syncprov).
+    /// A read sent after the call began, shared with the calls of other lists that
+    /// began while the one before it was under way.
     pub async fn context_csn(&self) -> Result<Csns, DirError> {
+        self.context_csns.get(|| self.read_context_csn()).await
+    }
+
+    async fn read_context_csn(&self) -> Result<Csns, DirError> {
         let found = self.search(&self.base_dn, Scope::Base, "(objectClass=*)", &["contextCSN"]).await?;
         Ok(Csns::from_values(found.iter().flat_map(|e| e.values("contextCSN")).map(String::as_str)))
     }

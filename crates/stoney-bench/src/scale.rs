@@ -23,6 +23,8 @@ const PER_PAGE: u64 = 30;
 const CONCURRENCY: usize = 8;
 const WRITERS: u64 = 4;
 const ADMIN: (&str, &str) = ("admin@stoney-cloud.org", "admin-secret");
+/// In a query, replaced by another term of four digits in each request.
+const NEW_TERM: &str = "{new}";
 
 /// The queries of the curve: those of the collection benchmark, `q=` with terms of 3, 4
 /// and 8 characters, and a filter on a field of many distinct values.
@@ -41,6 +43,9 @@ fn queries(total: u64) -> Vec<(String, String)> {
     for (term, encoded) in [("mül", "m%C3%BCl"), ("müll", "m%C3%BCll"), ("zimmerma", "zimmerma")] {
         out.push((format!("q={term}"), format!("q={encoded}&per_page={PER_PAGE}")));
     }
+    // A term no request asked before (four digits, of ids, postal codes and phone
+    // numbers): its candidates are checked, where a term asked again is not.
+    out.push(("q=(new 4 digits)".into(), format!("q={NEW_TERM}&per_page={PER_PAGE}")));
     out.push(("postalCode=3011".into(), format!("postalCode=3011&per_page={PER_PAGE}")));
     out
 }
@@ -212,8 +217,10 @@ async fn list_series(client: &reqwest::Client, url: &str, seconds: u64, rounds: 
     for _ in 0..rounds {
         let (client, url) = (client.clone(), url.to_string());
         series.add(
-            load(CONCURRENCY, Duration::from_secs(seconds), move |_, _| {
-                let req = client.get(&url).basic_auth(ADMIN.0, Some(ADMIN.1));
+            load(CONCURRENCY, Duration::from_secs(seconds), move |w, i| {
+                // Every worker and request its own term, spread over all 10,000.
+                let term = format!("{:04}", (w as u64 * 1249 + i * 7919) % 10_000);
+                let req = client.get(url.replace(NEW_TERM, &term)).basic_auth(ADMIN.0, Some(ADMIN.1));
                 Box::pin(expect_status(req, 200)) as BoxFut
             })
             .await,
@@ -228,6 +235,7 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
     let mut names: Vec<String> = Vec::new();
     let mut under_writes = String::new();
     let mut restart = String::new();
+    let mut freshness = String::new();
     let largest = sizes.iter().copied().max().unwrap_or(0);
     for &customers in sizes {
         let (slapd, built) = generated_directory(customers).await;
@@ -258,6 +266,21 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
             let s = list_series(&client, &format!("{}/v1/customers?{q}", gw.base), seconds, rounds).await;
             eprintln!("{customers} {name}: p50 {:.1} ms, p99 {:.1} ms", s.all.pct(0.5), s.all.pct(0.99));
             cells.push(format!("{:.1} / {:.1}{}", s.all.pct(0.5), s.all.pct(0.99), errors(s.all.errors)));
+        }
+        if customers == largest {
+            let s = context_csn_reads(&slapd, seconds).await;
+            let _ = write!(
+                freshness,
+                "### The freshness check at {customers} customers\n\n\
+                 Before it answers, every list reads the directory's `contextCSN` (one base search) and waits until \
+                 the index holds it. The same read alone, raw LDAP at concurrency {CONCURRENCY} on one connection \
+                 each: {:.2} ms (p50) / {:.2} ms (p99), {:.0} reads/s. Lists that arrive while one such read is under \
+                 way share the next one, sent after all of them arrived: a list still holds every write committed \
+                 before it, and slapd serves one of these reads at a time per gateway.\n\n",
+                s.pct(0.5),
+                s.pct(0.99),
+                s.rate(),
+            );
         }
         let (peak, rss) = memory_mib(gw.child.id());
         let _ = writeln!(
@@ -368,12 +391,40 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
          | customers | entries | slapadd s | raw fetch s | ready s | ready / raw | RSS loaded | peak loaded | RSS after | peak after |\n\
          |---|---|---|---|---|---|---|---|---|---|\n{start_rows}\n\
          **Lists**, p50 / p99 in ms at concurrency {CONCURRENCY}, {rounds} rounds of {seconds} s each (errors in brackets):\n\n\
-         | customers |{header}\n|---|{rule}\n{query_rows}\n{under_writes}{restart}",
+         | customers |{header}\n|---|{rule}\n{query_rows}\n{freshness}{under_writes}{restart}",
         date = now(),
         machine = machine(),
     );
     println!("{body}");
     write_section(out, "scale", &body);
+}
+
+/// Base reads of the `contextCSN` at concurrency `CONCURRENCY`, each worker on its own
+/// connection.
+async fn context_csn_reads(slapd: &Slapd, seconds: u64) -> Stats {
+    let mut conns = Vec::new();
+    for _ in 0..CONCURRENCY {
+        conns.push(Arc::new(tokio::sync::Mutex::new(bind(slapd).await)));
+    }
+    let base = stoney_slapd::DEFAULT_SUFFIX.to_string();
+    let conns = Arc::new(conns);
+    load(CONCURRENCY, Duration::from_secs(seconds), move |w, _| {
+        let (conns, base) = (conns.clone(), base.clone());
+        Box::pin(async move {
+            let mut ldap = conns[w].lock().await;
+            let (found, _) = ldap
+                .search(&base, ldap3::Scope::Base, "(objectClass=*)", vec!["contextCSN"])
+                .await
+                .map_err(|e| e.to_string())?
+                .success()
+                .map_err(|e| e.to_string())?;
+            if found.is_empty() {
+                return Err("no base entry".to_string());
+            }
+            Ok(())
+        }) as BoxFut
+    })
+    .await
 }
 
 fn errors(n: u64) -> String {
