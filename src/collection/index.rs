@@ -111,6 +111,9 @@ fn unset_def() -> &'static ResourceDef {
     &crate::mapping::resources::CUSTOMERS
 }
 
+/// Where a record sits in an order: its key there, its id and reseller.
+type Placed = (Option<SortKey>, u64, u64);
+
 /// What a snapshot's structures are (`snapshot`): one of another layout is not read.
 pub(crate) const LAYOUT: &str = "index layout 2: character trigrams, texts in chunks of slots";
 
@@ -275,31 +278,47 @@ impl State {
             return;
         }
         for c in 0..self.orders.len() {
-            let rec = self.rec(slot);
-            if let Ok(i) = self.position(c, &rec.key(self.column(c)), rec.id, rec.reseller) {
-                self.orders[c].remove(i);
-                if i < self.orders[c].len() {
-                    let same = self.same_at(c, i);
-                    self.orders[c].set_same(i, same);
-                }
+            let place = self.place_in(c, slot);
+            self.take_out(c, slot, &place);
+        }
+    }
+
+    /// A listed record's place in order `c`: its key, id and reseller.
+    fn place_in(&self, c: usize, slot: u32) -> Placed {
+        let rec = self.rec(slot);
+        (rec.key(self.column(c)), rec.id, rec.reseller)
+    }
+
+    /// Takes `slot` out of order `c`, where it sits at `place` (which its record may no
+    /// longer say: the record is compared at `place`).
+    fn take_out(&mut self, c: usize, slot: u32, place: &Placed) {
+        let col = self.column(c);
+        let found = self.orders[c].search(|s| {
+            if s == slot {
+                return Ordering::Equal;
+            }
+            let r = self.rec(s);
+            cmp_keyed((&r.key(col), r.id, r.reseller), (&place.0, place.1, place.2))
+        });
+        if let Ok(i) = found {
+            self.orders[c].remove(i);
+            if i < self.orders[c].len() {
+                let same = self.same_at(c, i);
+                self.orders[c].set_same(i, same);
             }
         }
     }
 
-    fn list(&mut self, slot: u32) {
-        if self.bulk || !self.rec(slot).listed() {
-            return;
-        }
-        for c in 0..self.orders.len() {
-            let rec = self.rec(slot);
-            let i = self.position(c, &rec.key(self.column(c)), rec.id, rec.reseller).unwrap_or_else(|i| i);
-            self.orders[c].insert(i, slot, false);
-            let same = self.same_at(c, i);
-            self.orders[c].set_same(i, same);
-            if i + 1 < self.orders[c].len() {
-                let same = self.same_at(c, i + 1);
-                self.orders[c].set_same(i + 1, same);
-            }
+    /// Puts a listed record into order `c` at its place.
+    fn put_in(&mut self, c: usize, slot: u32) {
+        let rec = self.rec(slot);
+        let i = self.position(c, &rec.key(self.column(c)), rec.id, rec.reseller).unwrap_or_else(|i| i);
+        self.orders[c].insert(i, slot, false);
+        let same = self.same_at(c, i);
+        self.orders[c].set_same(i, same);
+        if i + 1 < self.orders[c].len() {
+            let same = self.same_at(c, i + 1);
+            self.orders[c].set_same(i + 1, same);
         }
     }
 
@@ -358,7 +377,10 @@ impl State {
     /// Changes a part of a record, keeping the orders, dictionaries and posting lists
     /// right.
     fn modify(&mut self, slot: u32, part: Part, f: impl FnOnce(&mut Record)) {
-        self.unlist(slot);
+        // Each order moves the record only if its place there changes.
+        let places: Vec<Option<Placed>> = (0..self.orders.len())
+            .map(|c| (!self.bulk && self.rec(slot).listed()).then(|| self.place_in(c, slot)))
+            .collect();
         self.unindex(slot);
         let was = (self.rec(slot).listed(), self.resellers[slot as usize]);
         let rec = self.records[slot as usize].as_mut().expect("a live slot");
@@ -374,7 +396,20 @@ impl State {
         self.customers[slot as usize] = rec.owner.customer.unwrap_or(0);
         self.rescope(slot, was, now);
         self.index(slot);
-        self.list(slot);
+        if !self.bulk {
+            for (c, old) in places.iter().enumerate() {
+                let new = now.0.then(|| self.place_in(c, slot));
+                if *old == new {
+                    continue;
+                }
+                if let Some(old) = old {
+                    self.take_out(c, slot, old);
+                }
+                if new.is_some() {
+                    self.put_in(c, slot);
+                }
+            }
+        }
         self.encode(slot, part);
     }
 
@@ -397,6 +432,56 @@ impl State {
             self.listed.insert(slot);
             self.tenants.entry(now.1).or_default().insert(slot);
         }
+    }
+
+    /// About how many bytes each structure takes (the heap's own overhead per allocation
+    /// left out), for the log line of a load.
+    fn footprint(&self) -> Vec<(&'static str, usize)> {
+        use lookup::map_bytes;
+        let parts: usize = self
+            .records
+            .iter()
+            .flatten()
+            .map(|r| {
+                [&r.row.root, &r.row.billing, &r.row.shipping]
+                    .iter()
+                    .flat_map(|p| p.as_ref())
+                    .map(|p| p.bytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        let dicts: usize = self
+            .dicts
+            .iter()
+            .flatten()
+            .map(|d| {
+                d.ids.capacity() * std::mem::size_of::<DictId>()
+                    + d.values.capacity() * 16
+                    // Each value twice: in `values` and as a key of `lookup`.
+                    + 2 * d.values.iter().map(|v| v.len()).sum::<usize>()
+                    + map_bytes(&d.lookup)
+                    + d.refs.capacity() * 4
+            })
+            .sum();
+        let scopes = self.listed.serialized_size()
+            + map_bytes(&self.tenants)
+            + self.tenants.values().map(|b| b.serialized_size()).sum::<usize>();
+        vec![
+            ("records", self.records.capacity() * std::mem::size_of::<Option<Record>>()),
+            ("values", parts),
+            (
+                "ids",
+                map_bytes(&self.by_id)
+                    + map_bytes(&self.by_uuid)
+                    + (self.resellers.capacity() + self.customers.capacity()) * 8,
+            ),
+            ("orders", self.orders.iter().map(Order::bytes).sum()),
+            ("dictionaries", dicts),
+            ("texts", self.texts.bytes()),
+            ("trigrams", self.grams.bytes()),
+            ("value lists", self.values.iter().flatten().map(Postings::bytes).sum()),
+            ("scopes", scopes),
+        ]
     }
 
     /// The scope bitmaps from the records (after a snapshot is read).
@@ -1351,9 +1436,13 @@ impl SyncSink for CollectionIndex {
                     state.rebuild_postings();
                 }
                 let n = state.orders.first().map_or(0, Order::len);
+                let footprint = state.footprint();
                 drop(state);
                 release_free_memory();
-                tracing::info!(resource = self.def.name, elements = n, "collection index loaded");
+                let mib = |b: usize| (b as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0;
+                let total = mib(footprint.iter().map(|(_, b)| b).sum());
+                let parts: Vec<String> = footprint.iter().map(|(k, b)| format!("{k} {}", mib(*b))).collect();
+                tracing::info!(resource = self.def.name, elements = n, mib = total, parts = %parts.join(", "), "collection index loaded");
                 self.progress.send_modify(|p| p.loaded = true);
             }
             SyncEvent::Cookie(csns, _) => {

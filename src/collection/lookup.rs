@@ -63,6 +63,11 @@ impl Grams {
         self.map.values().all(|b| b.max().is_none_or(|m| (m as usize) < records))
     }
 
+    /// About how many bytes the bitmaps and their map take.
+    pub fn bytes(&self) -> usize {
+        map_bytes(&self.map) + self.map.values().map(|b| b.serialized_size()).sum::<usize>()
+    }
+
     /// Gives back what the bitmaps grew beyond their need (after a load).
     pub fn shrink(&mut self) {
         for b in self.map.values_mut() {
@@ -173,6 +178,12 @@ impl Texts {
         })
     }
 
+    /// About how many bytes the texts take.
+    pub fn bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.bytes.capacity() + c.spans.capacity() * 8).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<TextChunk>()
+    }
+
     /// Gives back what the chunks grew beyond their need (after a load).
     pub fn shrink(&mut self) {
         for c in &mut self.chunks {
@@ -252,6 +263,19 @@ impl Postings {
     }
 
     /// The records of a key, ascending.
+    /// About how many bytes the lists and their map take.
+    pub fn bytes(&self) -> usize {
+        let many: usize = self
+            .map
+            .values()
+            .map(|p| match p {
+                Posting::One(_) => 0,
+                Posting::Many(v) => v.capacity() * 4,
+            })
+            .sum();
+        map_bytes(&self.map) + many
+    }
+
     pub fn get(&self, key: u64) -> &[u32] {
         match self.map.get(&key) {
             None => &[],
@@ -299,6 +323,13 @@ pub fn whole_gram(term: &str) -> Option<Gram> {
     let mut chars = term.chars();
     let w = [chars.next()?, chars.next()?, chars.next()?];
     (chars.next().is_none() && !w.contains(&'\0')).then(|| gram(&w))
+}
+
+/// About how many bytes a hash map's table takes (a control byte per bucket; buckets a
+/// power of two above the capacity).
+pub fn map_bytes<K, V>(map: &HashMap<K, V>) -> usize {
+    let buckets = (map.capacity() * 8 / 7).next_power_of_two();
+    buckets * (std::mem::size_of::<(K, V)>() + 1)
 }
 
 /// The records in every list (each ascending), ascending.

@@ -22,6 +22,12 @@ pub struct Order {
 }
 
 impl Order {
+    /// About how many bytes the chunks take.
+    pub fn bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.slots.capacity() * 4 + c.same.capacity()).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<Chunk>()
+    }
+
     /// An order of slots already sorted, with their `same` flags.
     pub fn from_sorted(slots: Vec<u32>, same: Vec<bool>) -> Order {
         assert_eq!(slots.len(), same.len());

@@ -113,6 +113,11 @@ pub struct PartValues {
 }
 
 impl PartValues {
+    /// The bytes its values take.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
     /// Takes what the mapping knows of an entry, each value in its JSON reading (postal
     /// addresses with line breaks, booleans as `true`/`false`); other attributes are
     /// dropped, and so is what would take the values past 64 KiB.
