@@ -291,7 +291,8 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
         let _ = writeln!(query_rows, "| {customers} | {} |", cells.join(" | "));
 
         if customers == largest && writes_per_second > 0 {
-            let writing = Duration::from_secs(seconds * rounds as u64 * 3 + 2);
+            // Long enough for every query run below.
+            let writing = Duration::from_secs(seconds * rounds as u64 * 4 + 5);
             let stop = Instant::now() + writing;
             let seen = Arc::new(Written::default());
             // Several writers, so that a slow answer does not lower the rate.
