@@ -1140,9 +1140,9 @@ impl CollectionIndex {
         let mut total = 0u64;
         let mut window: Vec<u32> = Vec::new();
         let mut hits: Vec<u32> = Vec::new();
-        // The matches of posting lists are counted in their bits, those of one
-        // dictionary filter in its counts, a reseller's whole collection in the small
-        // array. Then the walk ends with the page.
+        // The matches found first are counted in their bitmap, those of one dictionary
+        // filter in its counts, a reseller's whole collection in its scope's bitmap. Then
+        // the walk ends with the page.
         let known_total = match (scope, &matched) {
             (_, Some(bits)) => Some(bits.len()),
             (Scope::Reseller(_), None) if !matcher.looks_into_records() => state.scope_slots(scope).map(|s| s.len()),
@@ -1430,20 +1430,28 @@ impl SyncSink for CollectionIndex {
                     }
                     self.recorded(&mut state, ids, State::sweep);
                 }
-                if state.bulk {
+                let from_nothing = state.bulk;
+                if from_nothing {
                     state.bulk = false;
                     state.rebuild_orders();
                     state.rebuild_postings();
                 }
                 let n = state.orders.first().map_or(0, Order::len);
-                let footprint = state.footprint();
                 drop(state);
                 release_free_memory();
-                let mib = |b: usize| (b as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0;
-                let total = mib(footprint.iter().map(|(_, b)| b).sum());
-                let parts: Vec<String> = footprint.iter().map(|(k, b)| format!("{k} {}", mib(*b))).collect();
-                tracing::info!(resource = self.def.name, elements = n, mib = total, parts = %parts.join(", "), "collection index loaded");
                 self.progress.send_modify(|p| p.loaded = true);
+                // What each structure takes, after a load from nothing only (a pass over
+                // every record, under the read lock).
+                let footprint = self.state.read().ok().filter(|_| from_nothing).map(|s| s.footprint());
+                match footprint {
+                    Some(footprint) => {
+                        let mib = |b: usize| (b as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0;
+                        let total = mib(footprint.iter().map(|(_, b)| b).sum());
+                        let parts: Vec<String> = footprint.iter().map(|(k, b)| format!("{k} {}", mib(*b))).collect();
+                        tracing::info!(resource = self.def.name, elements = n, mib = total, parts = %parts.join(", "), "collection index loaded");
+                    }
+                    None => tracing::info!(resource = self.def.name, elements = n, "collection index loaded"),
+                }
             }
             SyncEvent::Cookie(csns, _) => {
                 drop(state);
