@@ -279,6 +279,13 @@ fn bulk_ldif(suffix: &str, bulk: u64) -> String {
 }
 
 async fn replicated_gateway_with(bulk: u64) -> (Vec<Slapd>, common::Gateway) {
+    replicated_gateway_tweaked(bulk, |_| ()).await
+}
+
+async fn replicated_gateway_tweaked(
+    bulk: u64,
+    tweak: impl FnOnce(&mut stoney_gateway::config::Settings),
+) -> (Vec<Slapd>, common::Gateway) {
     let servers = tokio::task::spawn_blocking(move || {
         let extra = if bulk > 0 { vec![bulk_ldif(stoney_slapd::DEFAULT_SUFFIX, bulk)] } else { vec![] };
         Slapd::start_replicated(2, SlapdOptions { demo_data: true, extra_ldif: extra, ..Default::default() })
@@ -292,6 +299,7 @@ async fn replicated_gateway_with(bulk: u64) -> (Vec<Slapd>, common::Gateway) {
     settings.ldap.urls = vec![servers[0].url.clone(), servers[1].url.clone()];
     settings.ldap.failback_interval_ms = 200;
     settings.ldap.failback_after_ms = 2000;
+    tweak(&mut settings);
     let gw = common::start_gateway(settings).await;
     assert_eq!(gw.state.directory.current_server(), 0);
     (servers, gw)
@@ -670,6 +678,58 @@ async fn after_a_resume_the_index_holds_what_the_server_holds() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let _ = gw.stop.send(());
+}
+
+/// slapd's cookies name the server that gave them (`sid=`), and a provider sends a
+/// consumer nothing of what the server a cookie names made, as it would to that server
+/// itself. The index resumes on another server than its cookie's after every failover
+/// and fail-back, and it is no server: what the other server makes and replicates must
+/// still reach it. Here the index fails over to the second server; the first comes back
+/// and an admin adds a customer there by LDAP, which the second receives by
+/// replication; a list (still on the second server) shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_the_index_gets_what_the_other_server_replicates() {
+    let (mut servers, gw) = replicated_gateway_tweaked(0, |s| s.ldap.failback_after_ms = 3_600_000).await;
+    tokio::task::block_in_place(|| servers[0].kill());
+    eventually(15, "the index's synchronisation goes to the second server", || gw.state.sync.server() == 1).await;
+    tokio::task::block_in_place(|| servers[0].restart()).expect("the first server comes back");
+    let ldif: String = bulk_ldif(&servers[0].suffix, 1)
+        .replace("5100000", "5188888")
+        .lines()
+        .flat_map(|l| {
+            let add = l.starts_with("dn: ").then_some("changetype: add");
+            std::iter::once(l).chain(add)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let out = ldapmodify(&servers[0], &ldif);
+    assert!(out.status.success(), "{out:?}");
+    eventually(20, "the second server got the customer by replication", || {
+        customers(&servers[1]).0.contains_key(&5_188_888)
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = gw
+            .client
+            .get(format!("{}/v1/customers?customerName=Bulk%200%20AG", gw.base))
+            .basic_auth(common::ADMIN.0, Some(common::ADMIN.1))
+            .send()
+            .await
+            .unwrap();
+        let total = res.headers().get("x-total-count").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = res.text().await.unwrap_or_default();
+        if body.contains("5188888") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a list on the second server holds the customer it got from the first: {total:?} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(gw.state.sync.server(), 1, "the index was on the second server all along");
     let _ = gw.stop.send(());
 }
 

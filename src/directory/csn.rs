@@ -31,6 +31,24 @@ impl Csns {
         Csns::from_values(list.split(';'))
     }
 
+    /// A cookie as a consumer that is no server sends it back: without the `sid=` field.
+    /// slapd writes its own server id there, and a provider sends a consumer whose
+    /// cookie names a server none of the changes that server made, taking it for that
+    /// server (replication does not send a server its own changes back). A consumer that
+    /// resumes on another server than its cookie's would miss every change the first
+    /// server makes and the second receives by replication, while the CSNs the second
+    /// sends still say it is up to date.
+    pub fn consumer_cookie(cookie: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(cookie.len());
+        for part in cookie.split(|b| *b == b',').filter(|p| !p.trim_ascii_start().starts_with(b"sid=")) {
+            if !out.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(part);
+        }
+        out
+    }
+
     /// Takes the newer CSN of each server id.
     pub fn merge(&mut self, other: &Csns) {
         for (sid, csn) in &other.0 {

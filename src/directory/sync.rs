@@ -191,7 +191,11 @@ impl SyncConsumer {
         // holds (an interrupted check is owed again by the next session's cookie).
         let mut check_owed = cookie.is_some();
         let mut check: Option<std::pin::Pin<Box<dyn std::future::Future<Output = CheckResult> + Send + '_>>> = None;
-        let req = SyncRequest { mode: RefreshMode::RefreshAndPersist, cookie: cookie.clone(), reload_hint: false };
+        let req = SyncRequest {
+            mode: RefreshMode::RefreshAndPersist,
+            cookie: cookie.as_deref().map(Csns::consumer_cookie),
+            reload_hint: false,
+        };
         let attrs: Vec<&str> = self.attrs.iter().map(String::as_str).collect();
         // No operation timeout: the search lasts as long as the session.
         let mut stream = ldap
@@ -390,5 +394,15 @@ mod tests {
         assert!(!two.covers(&Csns::from_values(["20261124184612.000000Z#000000#001#000000"])));
         assert!(two.covers(&Csns::default()));
         assert!(!Csns::default().covers(&two));
+    }
+
+    #[test]
+    fn a_cookie_goes_back_without_the_server_id_of_the_server_that_gave_it() {
+        let csns = "csn=20261124184611.000000Z#000000#001#000000;20261124184615.000000Z#000000#002#000000";
+        let given = format!("rid=001,sid=002,{csns}");
+        assert_eq!(Csns::consumer_cookie(given.as_bytes()), format!("rid=001,{csns}").into_bytes());
+        assert_eq!(Csns::consumer_cookie(format!("sid=001,{csns}").as_bytes()), csns.as_bytes());
+        assert_eq!(Csns::consumer_cookie(csns.as_bytes()), csns.as_bytes());
+        assert_eq!(Csns::from_cookie(&Csns::consumer_cookie(given.as_bytes())), Csns::from_cookie(given.as_bytes()));
     }
 }
