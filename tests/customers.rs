@@ -189,6 +189,71 @@ async fn leftovers_in_the_trash_are_swept_at_start() {
     assert_eq!(left.lines().filter(|l| l.starts_with("dn: ")).count(), 1, "{left}");
 }
 
+/// A create whose answer was lost can leave part of its entries (a peer handed the
+/// customer entry of a transaction its server never committed): what is there under the
+/// id is looked at, and a customer without its billing entry is removed; a whole one,
+/// or nothing, is left as it is.
+#[tokio::test]
+async fn what_an_unanswered_create_left_in_part_is_removed_and_a_whole_one_kept() {
+    use stoney_gateway::service::resources::Settled;
+    let app = spawn_app().await;
+    let customers = app.state.service(&stoney_gateway::mapping::resources::CUSTOMERS);
+    let dn = |uid: u64| format!("uid={uid},ou=customers,uid=4000002,ou=reseller,{}", app.suffix());
+    let root = |uid: u64| {
+        format!(
+            "dn: {}\nchangetype: add\nobjectClass: top\nobjectClass: sstCustomer\nobjectClass: sstRelationship\n\
+             uid: {uid}\nsstIsCompany: TRUE\nsstIsActive: TRUE\nsstBelongsToResellerUID: 4000002\no: Halb AG\n\n",
+            dn(uid)
+        )
+    };
+    let billing = |uid: u64| {
+        format!(
+            "dn: ou=address,{}\nchangetype: add\nobjectClass: top\nobjectClass: organizationalUnit\n\
+             objectClass: sstAddress\nou: address\nsstGender: f\ngivenName: Ada\nsn: Admin\n\
+             postalAddress: Handweg 1\npostalCode: 3000\nl: Bern\nc: CH\npreferredLanguage: de-CH\nmail: ada@example.com\n\n",
+            dn(uid)
+        )
+    };
+    let entries = |uid: u64| vec![dn(uid), format!("ou=address,{}", dn(uid))];
+    let now = [std::time::Duration::ZERO];
+    let held = |uid: u64| {
+        app.ldapsearch(&dn(uid), "(objectClass=*)", &["1.1"]).lines().filter(|l| l.starts_with("dn: ")).count()
+    };
+
+    // Only the customer entry: removed, with nothing left in the trash.
+    assert!(app.ldapmodify(&root(5_177_001)).status.success());
+    assert_eq!(customers.settle_unanswered(&dn(5_177_001), &entries(5_177_001), &now).await, Settled::Removed);
+    assert_eq!(held(5_177_001), 0);
+    let trash = app.ldapsearch(&format!("ou=trash,ou=administration,{}", app.suffix()), "(objectClass=*)", &["1.1"]);
+    assert_eq!(trash.lines().filter(|l| l.starts_with("dn: ")).count(), 1, "trash purged: {trash}");
+    // Both entries: the create happened; kept.
+    assert!(app.ldapmodify(&format!("{}{}", root(5_177_002), billing(5_177_002))).status.success());
+    assert_eq!(customers.settle_unanswered(&dn(5_177_002), &entries(5_177_002), &now).await, Settled::Whole);
+    assert_eq!(held(5_177_002), 2);
+    // Nothing at any look.
+    let twice = [std::time::Duration::ZERO, std::time::Duration::from_millis(50)];
+    assert_eq!(customers.settle_unanswered(&dn(5_177_003), &entries(5_177_003), &twice).await, Settled::Nothing);
+    // Nothing at the first look, in part at the second (replication brought it late).
+    let late = {
+        let ldif = root(5_177_004);
+        let (url, root_dn, pw) = (app.slapd.url.clone(), app.slapd.root_dn.clone(), app.slapd.root_password.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::task::spawn_blocking(move || {
+                let mut cmd = std::process::Command::new("ldapmodify");
+                cmd.args(["-x", "-H", &url, "-D", &root_dn, "-w", &pw]);
+                with_input(&mut cmd, &ldif).status.success()
+            })
+            .await
+            .unwrap()
+        })
+    };
+    let looks = [std::time::Duration::ZERO, std::time::Duration::from_secs(2)];
+    assert_eq!(customers.settle_unanswered(&dn(5_177_004), &entries(5_177_004), &looks).await, Settled::Removed);
+    assert!(late.await.unwrap());
+    assert_eq!(held(5_177_004), 0);
+}
+
 /// A delete cut short by a fault leaves its subtree in the trash; the gateway sweeps it
 /// periodically, not only when it starts.
 #[tokio::test]

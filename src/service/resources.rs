@@ -29,6 +29,24 @@ const WRITE_ATTEMPTS: usize = 5;
 /// hand already have.
 const ID_ATTEMPTS: usize = 20;
 
+/// When what a create whose answer was lost left in the directory is looked at (after
+/// the failure, one after the other).
+const SETTLE_AFTER: [Duration; 4] =
+    [Duration::from_secs(1), Duration::from_secs(3), Duration::from_secs(10), Duration::from_secs(30)];
+
+/// What a create whose answer was lost turned out to have done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Every entry it wrote is there: it happened.
+    Whole,
+    /// None of them was there, at any look.
+    Nothing,
+    /// Some were there and not others; what was there is removed.
+    Removed,
+    /// Some were there and not others, and were changed since the look: left as they are.
+    Changed,
+}
+
 /// How an update is given.
 pub enum Update<'a> {
     Replace(&'a Value),
@@ -332,6 +350,14 @@ impl Resources {
                     ops.push(Op::Add { dn: ResourceDef::child_dn(&dn, part), attrs }.into());
                 }
             }
+            let added: Vec<String> = ops
+                .iter()
+                .skip(usize::from(!has_container))
+                .filter_map(|g| match &g.op {
+                    Op::Add { dn, .. } => Some(dn.clone()),
+                    _ => None,
+                })
+                .collect();
             // Unique values are only written in transactions (see `apply_atomic`).
             let written = if self.unique_given(&desired).next().is_some() {
                 self.dir.apply_atomic(ops).await
@@ -379,10 +405,68 @@ impl Resources {
                 {
                     tracing::warn!(id, "the counter handed out an id an entry already has; taking the next one");
                 }
-                Err(e) => return Err(self.conflict(e, &desired)),
+                Err(e) => {
+                    if matches!(e, DirError::Unavailable(_) | DirError::Timeout | DirError::Other(_)) {
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            me.settle_unanswered(&dn, &added, &SETTLE_AFTER).await;
+                        });
+                    }
+                    return Err(self.conflict(e, &desired));
+                }
             }
         }
         Err(ServiceError::Conflict("no free id found; the id counter is behind the directory's entries".into()))
+    }
+
+    /// A create whose answer was lost (the connection broke, or the server did not
+    /// answer in time) may have happened whole, not at all, or in part: slapd hands a
+    /// transaction's operations to its replication consumers before the commit, so a
+    /// server killed in the middle of one can leave its peer with the element's first
+    /// entry and not the others (a customer without its billing address). The id came
+    /// from the counter for this create alone, so what the directory holds under `dn`
+    /// is looked at after each of `after`, until it is whole or in part; in part, it is
+    /// moved to the trash (if unchanged since the look) and purged. `entries` are the
+    /// DNs the create wrote, `dn` first.
+    pub async fn settle_unanswered(&self, dn: &str, entries: &[String], after: &[Duration]) -> Settled {
+        for wait in after {
+            tokio::time::sleep(*wait).await;
+            let Ok(found) = self.dir.search(dn, LdapScope::Subtree, "(objectClass=*)", &["entryCSN"]).await else {
+                continue;
+            };
+            let Some(root) = found.iter().find(|e| e.dn.eq_ignore_ascii_case(dn)) else {
+                // Nothing yet; replication may still bring what a peer was handed.
+                continue;
+            };
+            let held = |d: &String| found.iter().any(|e| e.dn.eq_ignore_ascii_case(d));
+            if entries.iter().all(held) {
+                return Settled::Whole;
+            }
+            let (mut op, trashed) = self.to_trash(dn);
+            op.assertion = root.first("entryCSN").map(|csn| format!("(entryCSN={})", filter_value(csn)));
+            match self.dir.apply(vec![op]).await {
+                Ok(()) => {
+                    tracing::warn!(
+                        resource = self.def.name,
+                        dn,
+                        "a create whose answer was lost left only part of its entries; removed"
+                    );
+                    self.purge(&[trashed]).await;
+                    return Settled::Removed;
+                }
+                Err(e) if e.rc() == Some(rc::ASSERTION_FAILED) => {
+                    tracing::warn!(
+                        resource = self.def.name,
+                        dn,
+                        "a create whose answer was lost left only part of its entries, which changed since; left as they are"
+                    );
+                    return Settled::Changed;
+                }
+                // Not reachable now, or gone meanwhile: the next look tells.
+                Err(_) => continue,
+            }
+        }
+        Settled::Nothing
     }
 
     /// The customers, resellers and people with this uid.
