@@ -13,6 +13,7 @@ RUN cargo build --release --locked -p stoney-gateway -p stoney-slapd
 # /var/cache/stoney-openldap/current.
 FROM debian:bookworm AS openldap
 COPY scripts/build-openldap /usr/local/bin/build-openldap
+COPY scripts/openldap-patches /usr/local/bin/openldap-patches
 RUN apt-get update && bash /usr/local/bin/build-openldap
 
 FROM debian:bookworm-slim
