@@ -148,6 +148,11 @@ struct Dict {
 
 impl Dict {
     fn set(&mut self, slot: usize, value: Option<String>) {
+        // The array reaches only as far as the last slot with a value: most filter
+        // columns are empty for most elements, and one empty everywhere holds nothing.
+        if value.is_none() && self.ids.len() <= slot {
+            return;
+        }
         if self.ids.len() <= slot {
             self.ids.resize(slot + 1, 0);
         }
@@ -194,6 +199,9 @@ impl Dict {
     /// Marks a slot whose entry holds several values: filters look into its record.
     fn set_many(&mut self, slot: usize) {
         self.set(slot, None);
+        if self.ids.len() <= slot {
+            self.ids.resize(slot + 1, 0);
+        }
         self.ids[slot] = MANY;
         self.many += 1;
     }
@@ -1508,6 +1516,20 @@ mod tests {
         let q = query::parse(&CUSTOMERS, Some(raw), PageLimits { default_per_page: 30, max_per_page: 100 }).unwrap();
         let page = index.query(&scope, &q, "http://gw").unwrap();
         (page.total, page.items.iter().map(|i| i["id"].as_u64().unwrap()).collect())
+    }
+
+    #[test]
+    fn a_dictionary_holds_slots_only_as_far_as_its_last_value() {
+        let mut d = Dict::default();
+        d.set(5000, None);
+        assert!(d.ids.is_empty(), "a column without values holds no array");
+        d.set(10, Some("Bern".into()));
+        d.set(20, None);
+        assert_eq!(d.ids.len(), 11);
+        d.set_many(30);
+        assert_eq!((d.ids.len(), d.ids[30], d.many), (31, MANY, 1));
+        d.set(30, None);
+        assert_eq!((d.ids[30], d.many, d.ids[10]), (0, 0, 1));
     }
 
     #[test]
