@@ -39,8 +39,11 @@ const SETTLE_AFTER: [Duration; 4] =
 pub enum Settled {
     /// Every entry it wrote is there: it happened.
     Whole,
-    /// None of them was there, at any look.
+    /// None of them was there, at the last look.
     Nothing,
+    /// Some were there and not others, at the last look only (it may still be on its
+    /// way): left as they are.
+    InPart,
     /// Some were there and not others; what was there is removed.
     Removed,
     /// Some were there and not others, and were changed since the look: left as they are.
@@ -425,10 +428,13 @@ impl Resources {
     /// server killed in the middle of one can leave its peer with the element's first
     /// entry and not the others (a customer without its billing address). The id came
     /// from the counter for this create alone, so what the directory holds under `dn`
-    /// is looked at after each of `after`, until it is whole or in part; in part, it is
-    /// moved to the trash (if unchanged since the look) and purged. `entries` are the
-    /// DNs the create wrote, `dn` first.
+    /// is looked at after each of `after`, until it is whole or in part. In part at two
+    /// looks in a row (replication hands over a whole transaction's entries within
+    /// milliseconds, so a look between two of them does not count), it is moved to the
+    /// trash (if unchanged since the look) and purged. `entries` are the DNs the create
+    /// wrote, `dn` first.
     pub async fn settle_unanswered(&self, dn: &str, entries: &[String], after: &[Duration]) -> Settled {
+        let mut in_part_before = false;
         for wait in after {
             tokio::time::sleep(*wait).await;
             let Ok(found) = self.dir.search(dn, LdapScope::Subtree, "(objectClass=*)", &["entryCSN"]).await else {
@@ -436,11 +442,15 @@ impl Resources {
             };
             let Some(root) = found.iter().find(|e| e.dn.eq_ignore_ascii_case(dn)) else {
                 // Nothing yet; replication may still bring what a peer was handed.
+                in_part_before = false;
                 continue;
             };
             let held = |d: &String| found.iter().any(|e| e.dn.eq_ignore_ascii_case(d));
             if entries.iter().all(held) {
                 return Settled::Whole;
+            }
+            if !std::mem::replace(&mut in_part_before, true) {
+                continue;
             }
             let (mut op, trashed) = self.to_trash(dn);
             op.assertion = root.first("entryCSN").map(|csn| format!("(entryCSN={})", filter_value(csn)));
@@ -466,7 +476,16 @@ impl Resources {
                 Err(_) => continue,
             }
         }
-        Settled::Nothing
+        if in_part_before {
+            tracing::warn!(
+                resource = self.def.name,
+                dn,
+                "a create whose answer was lost left only part of its entries at the last look; left as they are"
+            );
+            Settled::InPart
+        } else {
+            Settled::Nothing
+        }
     }
 
     /// The customers, resellers and people with this uid.
