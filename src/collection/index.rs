@@ -317,10 +317,9 @@ impl State {
         }
     }
 
-    /// Puts a listed record into order `c` at its place.
-    fn put_in(&mut self, c: usize, slot: u32) {
-        let rec = self.rec(slot);
-        let i = self.position(c, &rec.key(self.column(c)), rec.id, rec.reseller).unwrap_or_else(|i| i);
+    /// Puts a listed record into order `c` at `place`, its place there.
+    fn put_in(&mut self, c: usize, slot: u32, place: &Placed) {
+        let i = self.position(c, &place.0, place.1, place.2).unwrap_or_else(|i| i);
         self.orders[c].insert(i, slot, false);
         let same = self.same_at(c, i);
         self.orders[c].set_same(i, same);
@@ -413,8 +412,8 @@ impl State {
                 if let Some(old) = old {
                     self.take_out(c, slot, old);
                 }
-                if new.is_some() {
-                    self.put_in(c, slot);
+                if let Some(new) = &new {
+                    self.put_in(c, slot, new);
                 }
             }
         }

@@ -262,7 +262,6 @@ impl Postings {
         })
     }
 
-    /// The records of a key, ascending.
     /// About how many bytes the lists and their map take.
     pub fn bytes(&self) -> usize {
         let many: usize = self
@@ -276,6 +275,7 @@ impl Postings {
         map_bytes(&self.map) + many
     }
 
+    /// The records of a key, ascending.
     pub fn get(&self, key: u64) -> &[u32] {
         match self.map.get(&key) {
             None => &[],
