@@ -223,23 +223,20 @@ async fn what_an_unanswered_create_left_in_part_is_removed_and_a_whole_one_kept(
 
     // Only the customer entry: removed, with nothing left in the trash.
     assert!(app.ldapmodify(&root(5_177_001)).status.success());
-    assert_eq!(customers.settle_unanswered(&dn(5_177_001), &entries(5_177_001), &now).await, Settled::Removed);
+    assert_eq!(customers.settle_unanswered(&entries(5_177_001), &now).await, Settled::Removed);
     assert_eq!(held(5_177_001), 0);
     let trash = app.ldapsearch(&format!("ou=trash,ou=administration,{}", app.suffix()), "(objectClass=*)", &["1.1"]);
     assert_eq!(trash.lines().filter(|l| l.starts_with("dn: ")).count(), 1, "trash purged: {trash}");
     // Both entries: the create happened; kept.
     assert!(app.ldapmodify(&format!("{}{}", root(5_177_002), billing(5_177_002))).status.success());
-    assert_eq!(customers.settle_unanswered(&dn(5_177_002), &entries(5_177_002), &now).await, Settled::Whole);
+    assert_eq!(customers.settle_unanswered(&entries(5_177_002), &now).await, Settled::Whole);
     assert_eq!(held(5_177_002), 2);
     // Nothing at any look.
     let twice = [std::time::Duration::ZERO, std::time::Duration::from_millis(50)];
-    assert_eq!(customers.settle_unanswered(&dn(5_177_003), &entries(5_177_003), &twice).await, Settled::Nothing);
+    assert_eq!(customers.settle_unanswered(&entries(5_177_003), &twice).await, Settled::Nothing);
     // In part at the last look only: it may still be on its way; left.
     assert!(app.ldapmodify(&root(5_177_005)).status.success());
-    assert_eq!(
-        customers.settle_unanswered(&dn(5_177_005), &entries(5_177_005), &[std::time::Duration::ZERO]).await,
-        Settled::InPart
-    );
+    assert_eq!(customers.settle_unanswered(&entries(5_177_005), &[std::time::Duration::ZERO]).await, Settled::InPart);
     assert_eq!(held(5_177_005), 1);
     // Nothing at the first look, in part at the next two (replication brought it late).
     let late = {
@@ -257,7 +254,7 @@ async fn what_an_unanswered_create_left_in_part_is_removed_and_a_whole_one_kept(
         })
     };
     let looks = [std::time::Duration::ZERO, std::time::Duration::from_secs(2), std::time::Duration::from_millis(20)];
-    assert_eq!(customers.settle_unanswered(&dn(5_177_004), &entries(5_177_004), &looks).await, Settled::Removed);
+    assert_eq!(customers.settle_unanswered(&entries(5_177_004), &looks).await, Settled::Removed);
     assert!(late.await.unwrap());
     assert_eq!(held(5_177_004), 0);
 }

@@ -412,7 +412,7 @@ impl Resources {
                     if matches!(e, DirError::Unavailable(_) | DirError::Timeout | DirError::Other(_)) {
                         let me = self.clone();
                         tokio::spawn(async move {
-                            me.settle_unanswered(&dn, &added, &SETTLE_AFTER).await;
+                            me.settle_unanswered(&added, &SETTLE_AFTER).await;
                         });
                     }
                     return Err(self.conflict(e, &desired));
@@ -427,13 +427,15 @@ impl Resources {
     /// transaction's operations to its replication consumers before the commit, so a
     /// server killed in the middle of one can leave its peer with the element's first
     /// entry and not the others (a customer without its billing address). The id came
-    /// from the counter for this create alone, so what the directory holds under `dn`
-    /// is looked at after each of `after`, until it is whole or in part. In part at two
+    /// from the counter for this create alone, so what the directory holds under the
+    /// element's own entry is looked at after each of `after`, until it is whole or in
+    /// part. In part at two
     /// looks in a row (replication hands over a whole transaction's entries within
     /// milliseconds, so a look between two of them does not count), it is moved to the
     /// trash (if unchanged since the look) and purged. `entries` are the DNs the create
-    /// wrote, `dn` first.
-    pub async fn settle_unanswered(&self, dn: &str, entries: &[String], after: &[Duration]) -> Settled {
+    /// wrote, the element's own first.
+    pub async fn settle_unanswered(&self, entries: &[String], after: &[Duration]) -> Settled {
+        let Some(dn) = entries.first().map(String::as_str) else { return Settled::Nothing };
         let mut in_part_before = false;
         for wait in after {
             tokio::time::sleep(*wait).await;
