@@ -15,6 +15,7 @@ use roaring::RoaringBitmap;
 use serde_json::Value;
 use tokio::sync::{watch, Notify};
 
+use super::handles::Handles;
 use super::lookup::{self, Grams, Postings, Recent, Texts};
 use super::order::Order;
 use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
@@ -32,9 +33,6 @@ struct Record {
     id: u64,
     /// The reseller of the DN.
     reseller: u64,
-    /// Whom it belongs to (see `document::owner`): a customer on its way to another
-    /// reseller belongs to none.
-    owner: Owner,
     row: Row,
     uuids: [Option<Uuid>; 3],
 }
@@ -43,10 +41,6 @@ impl Record {
     /// Listed once its customer entry is known.
     fn listed(&self) -> bool {
         self.row.root.is_some()
-    }
-
-    fn owner(&self) -> Owner {
-        self.owner
     }
 
     /// The sort key of a column (computed: keys are needed where orders change and for
@@ -62,19 +56,27 @@ struct State {
     #[serde(skip, default = "unset_def")]
     def: &'static ResourceDef,
     records: Vec<Option<Record>>,
-    /// The tenant of each slot (0: none), apart from the records so that a pass that
-    /// only checks the scope stays in a small array.
+    /// Whom each slot belongs to (see `document::owner`; a customer on its way to
+    /// another reseller belongs to none), apart from the records so that a pass that only
+    /// checks the scope stays in a small array: its tenant (0: none; no id is 0, so an
+    /// owner named 0 is none too) ...
     resellers: Vec<u64>,
-    /// The customer whose users see each slot (0: none), likewise.
+    /// ... and the customer whose users see it (0: none).
     customers: Vec<u64>,
     free: Vec<u32>,
     /// The slot of each id; ids held by more than one customer (written so by hand, in
-    /// different resellers' subtrees) have their other slots in `shared_ids`.
-    by_id: HashMap<u64, u32>,
+    /// different resellers' subtrees) have their other slots in `shared_ids`. Both are
+    /// derived from the records (`rebuild_keys`).
+    #[serde(skip)]
+    by_id: Handles,
+    #[serde(skip)]
     shared_ids: HashMap<u64, Vec<u32>>,
     /// Customer entries the gateway does not serve (a uid with leading zeros, say).
     unserved: std::collections::HashSet<Uuid>,
-    by_uuid: HashMap<Uuid, (u32, Part, u32)>,
+    /// The slot and part of each entry (`handle`), by its entryUUID, which the record
+    /// holds. Derived from the records.
+    #[serde(skip)]
+    by_uuid: Handles,
     /// One per sort column (`query::sort_columns(def)`): the listed customers ascending
     /// by its key (missing keys last), ties by id.
     orders: Vec<Order>,
@@ -96,8 +98,10 @@ struct State {
     recent: Recent,
     /// For each filter column marked `lookup`: the records of each of its values.
     values: Vec<Option<Postings>>,
-    /// Generation of the current refresh, for the sweep after a present phase.
-    gen: u32,
+    /// The entries (`handle`) seen since the current refresh or check began, for the
+    /// sweep after a present phase or a check.
+    #[serde(skip)]
+    seen: RoaringBitmap,
     /// Loading from nothing: orders are built once at the end of the refresh.
     #[serde(skip)]
     bulk: bool,
@@ -111,11 +115,34 @@ fn unset_def() -> &'static ResourceDef {
     &crate::mapping::resources::CUSTOMERS
 }
 
+/// An entry of a record in `by_uuid` and `seen`: its slot and part.
+fn handle(slot: u32, part: Part) -> u32 {
+    (slot << 2) | part_index(part) as u32
+}
+
+fn unhandle(h: u32) -> (u32, Part) {
+    let part = match h & 3 {
+        0 => Part::Root,
+        1 => Part::Billing,
+        _ => Part::Shipping,
+    };
+    (h >> 2, part)
+}
+
+/// The entryUUID a record holds for an entry (`handle`).
+fn uuid_at(records: &[Option<Record>], h: u32) -> Option<Uuid> {
+    records.get((h >> 2) as usize)?.as_ref()?.uuids.get((h & 3) as usize).copied().flatten()
+}
+
+fn id_at(records: &[Option<Record>], slot: u32) -> Option<u64> {
+    records.get(slot as usize)?.as_ref().map(|r| r.id)
+}
+
 /// Where a record sits in an order: its key there, its id and reseller.
 type Placed = (Option<SortKey>, u64, u64);
 
 /// What a snapshot's structures are (`snapshot`): one of another layout is not read.
-pub(crate) const LAYOUT: &str = "index layout 2: character trigrams, texts in chunks of slots";
+pub(crate) const LAYOUT: &str = "index layout 4: character trigrams, texts in chunks of slots, keys from records, owners apart";
 
 /// Above this many distinct values a column is not kept dictionary-encoded; filters on
 /// it look into the records instead.
@@ -232,10 +259,10 @@ impl State {
             resellers: Vec::new(),
             customers: Vec::new(),
             free: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: Handles::default(),
             shared_ids: HashMap::new(),
             unserved: Default::default(),
-            by_uuid: HashMap::new(),
+            by_uuid: Handles::default(),
             orders: vec![Order::default(); query::sort_columns(def).len()],
             dicts: def.columns().filter.iter().map(|c| dictionary_column(*c).then(Dict::default)).collect(),
             texts: Texts::default(),
@@ -244,7 +271,7 @@ impl State {
             tenants: HashMap::new(),
             recent: Recent::default(),
             values: def.columns().filter.iter().map(|c| c.field.lookup.then(Postings::default)).collect(),
-            gen: 0,
+            seen: RoaringBitmap::new(),
             bulk: false,
             checking: None,
         }
@@ -253,6 +280,17 @@ impl State {
     /// The sort column of order `c`.
     fn column(&self, c: usize) -> Column {
         query::sort_columns(self.def)[c]
+    }
+
+    fn owner(&self, slot: u32) -> Owner {
+        let held = |v: u64| (v != 0).then_some(v);
+        Owner { tenant: held(self.resellers[slot as usize]), customer: held(self.customers[slot as usize]) }
+    }
+
+    /// Whether a slot's owner is `owner` (see `resellers`).
+    fn owned_by(&self, slot: u32, owner: Owner) -> bool {
+        (self.resellers[slot as usize], self.customers[slot as usize])
+            == (owner.tenant.unwrap_or(0), owner.customer.unwrap_or(0))
     }
 
     fn rec(&self, slot: u32) -> &Record {
@@ -270,7 +308,50 @@ impl State {
 
     /// Every slot of an id (more than one only for ids shared by hand).
     fn slots_of(&self, id: u64) -> impl Iterator<Item = u32> + '_ {
-        self.by_id.get(&id).copied().into_iter().chain(self.shared_ids.get(&id).into_iter().flatten().copied())
+        let first = self.by_id.get(&id, |s| id_at(&self.records, s));
+        first.into_iter().chain(self.shared_ids.get(&id).into_iter().flatten().copied())
+    }
+
+    /// The slot and part of an entry the records hold.
+    fn entry_of(&self, uuid: &Uuid) -> Option<(u32, Part)> {
+        self.by_uuid.get(uuid, |h| uuid_at(&self.records, h)).map(unhandle)
+    }
+
+    /// Finds the entry `uuid` at `slot` and `part`, which its record holds now, and
+    /// counts it as seen.
+    fn put_entry(&mut self, uuid: &Uuid, slot: u32, part: Part) {
+        let h = handle(slot, part);
+        self.by_uuid.insert(uuid, h, |h| uuid_at(&self.records, h));
+        self.seen.insert(h);
+    }
+
+    /// Forgets where an entry is (while its record still holds it).
+    fn forget_entry(&mut self, uuid: &Uuid) -> Option<(u32, Part)> {
+        self.by_uuid.remove(uuid, |h| uuid_at(&self.records, h)).map(unhandle)
+    }
+
+    /// The id and entryUUID tables from the records (after a snapshot is read).
+    fn rebuild_keys(&mut self) -> Result<(), &'static str> {
+        self.by_id = Handles::default();
+        self.by_uuid = Handles::default();
+        self.shared_ids = HashMap::new();
+        for slot in 0..self.records.len() as u32 {
+            let Some(rec) = self.records[slot as usize].as_ref() else { continue };
+            let (id, uuids) = (rec.id, rec.uuids);
+            if self.by_id.get(&id, |s| id_at(&self.records, s)).is_some() {
+                self.shared_ids.entry(id).or_default().push(slot);
+            } else {
+                self.by_id.insert(&id, slot, |s| id_at(&self.records, s));
+            }
+            for (pi, u) in uuids.iter().enumerate() {
+                let Some(u) = u else { continue };
+                if self.entry_of(u).is_some() {
+                    return Err("an entryUUID is held by two records");
+                }
+                self.by_uuid.insert(u, (slot << 2) | pi as u32, |h| uuid_at(&self.records, h));
+            }
+        }
+        Ok(())
     }
 
     fn same_at(&self, c: usize, i: usize) -> bool {
@@ -381,26 +462,27 @@ impl State {
         }
     }
 
-    /// Changes a part of a record, keeping the orders, dictionaries and posting lists
-    /// right.
-    fn modify(&mut self, slot: u32, part: Part, f: impl FnOnce(&mut Record)) {
+    /// Changes a part of a record (and its owner, if given), keeping the orders,
+    /// dictionaries and posting lists right.
+    fn modify(&mut self, slot: u32, part: Part, owner: Option<Owner>, f: impl FnOnce(&mut Record)) {
         // Each order moves the record only if its place there changes.
         let places: Vec<Option<Placed>> = (0..self.orders.len())
             .map(|c| (!self.bulk && self.rec(slot).listed()).then(|| self.place_in(c, slot)))
             .collect();
         self.unindex(slot);
         let was = (self.rec(slot).listed(), self.resellers[slot as usize]);
+        let owner = owner.unwrap_or_else(|| self.owner(slot));
         let rec = self.records[slot as usize].as_mut().expect("a live slot");
         f(rec);
         // The dictionaries hold listed customers only: one that becomes listed or stops
         // being listed is encoded whole.
         let part = (rec.listed() == was.0).then_some(part);
         let text = rec.row.search_text(self.def, rec.id);
-        let now = (rec.listed(), rec.owner.tenant.unwrap_or(0));
+        let now = (rec.listed(), owner.tenant.unwrap_or(0));
         self.texts.set(slot, &text);
         self.recent.recheck(slot, now.0.then_some(&*text));
         self.resellers[slot as usize] = now.1;
-        self.customers[slot as usize] = rec.owner.customer.unwrap_or(0);
+        self.customers[slot as usize] = owner.customer.unwrap_or(0);
         self.rescope(slot, was, now);
         self.index(slot);
         if !self.bulk {
@@ -478,8 +560,9 @@ impl State {
             ("values", parts),
             (
                 "ids",
-                map_bytes(&self.by_id)
-                    + map_bytes(&self.by_uuid)
+                self.by_id.bytes()
+                    + self.by_uuid.bytes()
+                    + map_bytes(&self.shared_ids)
                     + (self.resellers.capacity() + self.customers.capacity()) * 8,
             ),
             ("orders", self.orders.iter().map(Order::bytes).sum()),
@@ -537,8 +620,7 @@ impl State {
         if let Some(slot) = self.slots_of(id).find(|&s| self.rec(s).reseller == reseller) {
             return slot;
         }
-        let owner = Owner::default();
-        let rec = Record { id, reseller, owner, row: Row::default(), uuids: [None; 3] };
+        let rec = Record { id, reseller, row: Row::default(), uuids: [None; 3] };
         let slot = match self.free.pop() {
             Some(s) => {
                 self.records[s as usize] = Some(rec);
@@ -553,18 +635,11 @@ impl State {
                 (self.records.len() - 1) as u32
             }
         };
-        match self.by_id.entry(id) {
-            std::collections::hash_map::Entry::Occupied(_) => {
-                tracing::warn!(
-                    id,
-                    reseller,
-                    "two customers have the same id; the provider's requests for it answer 409"
-                );
-                self.shared_ids.entry(id).or_default().push(slot);
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(slot);
-            }
+        if self.by_id.get(&id, |s| id_at(&self.records, s)).is_some() {
+            tracing::warn!(id, reseller, "two customers have the same id; the provider's requests for it answer 409");
+            self.shared_ids.entry(id).or_default().push(slot);
+        } else {
+            self.by_id.insert(&id, slot, |s| id_at(&self.records, s));
         }
         slot
     }
@@ -572,13 +647,16 @@ impl State {
     fn drop_record(&mut self, slot: u32) {
         self.unlist(slot);
         self.unindex(slot);
-        if let Some(rec) = self.records[slot as usize].take() {
-            self.encode(slot, None);
-            for u in rec.uuids.iter().flatten() {
-                self.by_uuid.remove(u);
+        if let Some(rec) = self.records[slot as usize].as_ref() {
+            let (id, uuids, listed) = (rec.id, rec.uuids, rec.listed());
+            // The tables find their keys in the record: out of them before it goes.
+            for u in uuids.iter().flatten() {
+                self.forget_entry(u);
             }
-            self.forget_slot(rec.id, slot);
-            self.rescope(slot, (rec.listed(), self.resellers[slot as usize]), (false, 0));
+            self.forget_slot(id, slot);
+            self.records[slot as usize] = None;
+            self.encode(slot, None);
+            self.rescope(slot, (listed, self.resellers[slot as usize]), (false, 0));
             self.texts.set(slot, "");
             self.recent.recheck(slot, None);
             self.resellers[slot as usize] = 0;
@@ -589,12 +667,12 @@ impl State {
 
     fn forget_slot(&mut self, id: u64, slot: u32) {
         let Some(others) = self.shared_ids.get_mut(&id) else {
-            self.by_id.remove(&id);
+            self.by_id.remove(&id, |s| id_at(&self.records, s));
             return;
         };
-        if self.by_id.get(&id) == Some(&slot) {
+        if self.by_id.get(&id, |s| id_at(&self.records, s)) == Some(slot) {
             let next = others.pop().expect("shared ids have other slots");
-            self.by_id.insert(id, next);
+            self.by_id.insert(&id, next, |s| id_at(&self.records, s));
         } else {
             others.retain(|&s| s != slot);
         }
@@ -607,12 +685,12 @@ impl State {
     /// entry (its children went with it).
     fn detach(&mut self, uuid: &Uuid) {
         self.unserved.remove(uuid);
-        let Some((slot, part, _)) = self.by_uuid.remove(uuid) else { return };
+        let Some((slot, part)) = self.forget_entry(uuid) else { return };
         if part == Part::Root {
             self.drop_record(slot);
             return;
         }
-        self.modify(slot, part, |rec| {
+        self.modify(slot, part, None, |rec| {
             *rec.row.part_mut(part) = None;
             rec.uuids[part_index(part)] = None;
         });
@@ -645,7 +723,7 @@ impl State {
         // A known entry keeps its record while it stays the same part of the same id:
         // a move to another reseller renames the customer and its children together.
         let mut known = None;
-        if let Some(&(slot, part, _)) = self.by_uuid.get(&uuid) {
+        if let Some((slot, part)) = self.entry_of(&uuid) {
             let here = (self.rec(slot).id, part);
             if target.map(|(id, _, p)| (id, p)) != Some(here) {
                 self.detach(&uuid);
@@ -657,28 +735,27 @@ impl State {
         let slot = known.unwrap_or_else(|| self.slot_for(id, reseller));
         let pi = part_index(part);
         if let Some(old) = self.rec(slot).uuids[pi].filter(|old| *old != uuid) {
-            self.by_uuid.remove(&old);
+            self.forget_entry(&old);
         }
         let values = PartValues::from_entry(def, part, entry);
         // The same entry again (a check, a refresh): nothing to reorder or reindex.
         let rec = self.rec(slot);
+        let owner = (part == Part::Root).then(|| document::owner(def, rec.id, reseller, entry));
         let unchanged = rec.uuids[pi] == Some(uuid)
             && rec.row.part(part) == Some(&values)
-            && (part != Part::Root
-                || (rec.reseller == reseller && rec.owner == document::owner(def, rec.id, reseller, entry)));
+            && owner.is_none_or(|o| rec.reseller == reseller && self.owned_by(slot, o));
         if unchanged {
-            self.by_uuid.insert(uuid, (slot, part, self.gen));
+            self.put_entry(&uuid, slot, part);
             return;
         }
-        self.modify(slot, part, |rec| {
+        self.modify(slot, part, owner, |rec| {
             *rec.row.part_mut(part) = Some(values);
             rec.uuids[pi] = Some(uuid);
             if part == Part::Root {
                 rec.reseller = reseller;
-                rec.owner = document::owner(def, rec.id, reseller, entry);
             }
         });
-        self.by_uuid.insert(uuid, (slot, part, self.gen));
+        self.put_entry(&uuid, slot, part);
     }
 
     /// The posting lists of every record, at the end of a load (slots ascending, so
@@ -809,9 +886,8 @@ impl State {
 
     /// The ids of the entries a sweep would forget.
     fn unswept(&self) -> Vec<u64> {
-        let gen = self.gen;
         let mut ids: Vec<u64> =
-            self.by_uuid.values().filter(|(_, _, g)| *g != gen).map(|(slot, _, _)| self.rec(*slot).id).collect();
+            self.by_uuid.iter().filter(|h| !self.seen.contains(*h)).map(|h| self.rec(h >> 2).id).collect();
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -819,8 +895,9 @@ impl State {
 
     /// An element as the change feed compares it (none while it is not listed).
     fn snapshot(&self, id: u64, public_url: &str) -> Option<Snapshot> {
-        let rec = self.slots_of(id).map(|s| self.rec(s)).find(|r| r.listed())?;
-        Some(Snapshot { owner: rec.owner, doc: row::element(self.def, rec.id, rec.reseller, &rec.row, public_url) })
+        let slot = self.slots_of(id).find(|&s| self.rec(s).listed())?;
+        let rec = self.rec(slot);
+        Some(Snapshot { owner: self.owner(slot), doc: row::element(self.def, rec.id, rec.reseller, &rec.row, public_url) })
     }
 
     /// Whether a state read from a snapshot holds together, so that no later change or
@@ -853,18 +930,6 @@ impl State {
         if self.free.iter().any(|&s| live(s) || s as usize >= n) {
             return Err("a free slot is in use");
         }
-        let id_of = |s: u32| self.records.get(s as usize).and_then(|r| r.as_ref()).map(|r| r.id);
-        if self.by_id.iter().any(|(id, s)| id_of(*s) != Some(*id))
-            || self.shared_ids.iter().any(|(id, slots)| slots.iter().any(|s| id_of(*s) != Some(*id)))
-        {
-            return Err("an id points at another record");
-        }
-        for (uuid, (slot, part, _)) in &self.by_uuid {
-            let rec = self.records.get(*slot as usize).and_then(|r| r.as_ref());
-            if rec.is_none_or(|r| r.uuids[part_index(*part)] != Some(*uuid)) {
-                return Err("an entryUUID points at another record");
-            }
-        }
         for d in self.dicts.iter().flatten() {
             let ok = d.ids.len() <= n
                 && d.refs.len() == d.values.len()
@@ -884,8 +949,8 @@ impl State {
     }
 
     fn sweep(&mut self) {
-        let gen = self.gen;
-        let gone: Vec<Uuid> = self.by_uuid.iter().filter(|(_, (_, _, g))| *g != gen).map(|(u, _)| *u).collect();
+        let gone: Vec<Uuid> =
+            self.by_uuid.iter().filter(|h| !self.seen.contains(*h)).filter_map(|h| uuid_at(&self.records, h)).collect();
         for u in gone {
             self.detach(&u);
         }
@@ -984,6 +1049,7 @@ impl CollectionIndex {
         let (mut state, rest): (State, &[u8]) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
         state.def = self.def;
         state.rebuild_scopes();
+        state.rebuild_keys().map_err(|e| format!("{}: {e}", self.def.name))?;
         state.soundness().map_err(|e| format!("{}: {e}", self.def.name))?;
         *self.state.write().map_err(|_| "the index is poisoned".to_string())? = state;
         self.progress.send_modify(|p| *p = Progress { loaded: false, csns: at.clone() });
@@ -1029,7 +1095,7 @@ impl CollectionIndex {
     /// The id of the element an entry (by its entryUUID) belongs to, if it is indexed.
     pub fn id_of(&self, uuid: &Uuid) -> Option<u64> {
         let state = self.state.read().ok()?;
-        let &(slot, _, _) = state.by_uuid.get(uuid)?;
+        let (slot, _) = state.entry_of(uuid)?;
         state.records.get(slot as usize)?.as_ref().map(|r| r.id)
     }
 
@@ -1307,7 +1373,7 @@ impl<'a> Matcher<'a> {
         // The record itself only where a check reads it (q reads the texts apart).
         if record_checks || matches!(self.scope, Scope::Customer { .. }) {
             let rec = state.rec(slot);
-            if !self.scope.sees(rec.owner()) {
+            if !self.scope.sees(state.owner(slot)) {
                 return false;
             }
             if record_checks && !self.record_checks(rec, scratch) {
@@ -1344,7 +1410,7 @@ impl CollectionIndex {
     /// The elements an entry's change may change: the one it belonged to and the one its
     /// DN gives it to.
     fn touched(&self, state: &State, uuid: &Uuid, dn: Option<&str>) -> Vec<u64> {
-        let mut ids: Vec<u64> = state.by_uuid.get(uuid).map(|(slot, _, _)| state.rec(*slot).id).into_iter().collect();
+        let mut ids: Vec<u64> = state.entry_of(uuid).map(|(slot, _)| state.rec(slot).id).into_iter().collect();
         if let Some(p) = dn.and_then(|dn| self.def.place(dn, &self.base)) {
             if !ids.contains(&p.id) {
                 ids.push(p.id);
@@ -1373,13 +1439,12 @@ impl SyncSink for CollectionIndex {
         let Ok(mut state) = self.state.write() else { return };
         match event {
             SyncEvent::RefreshBegin { reload } => {
-                state.gen = state.gen.wrapping_add(1);
+                state.seen = RoaringBitmap::new();
                 // A check that a new session interrupted is void.
                 state.checking = None;
                 if reload {
                     self.restored.store(false, std::sync::atomic::Ordering::Relaxed);
-                    let gen = state.gen;
-                    *state = State { gen, bulk: true, ..State::new(self.def) };
+                    *state = State { bulk: true, ..State::new(self.def) };
                     self.progress.send_modify(|p| p.loaded = false);
                     // What changed while the index reloads cannot be told.
                     if let Some(feed) = self.feed.get() {
@@ -1402,7 +1467,7 @@ impl SyncSink for CollectionIndex {
                 self.recorded(&mut state, ids, |s| s.detach(&uuid));
             }
             SyncEvent::CheckBegin => {
-                state.gen = state.gen.wrapping_add(1);
+                state.seen = RoaringBitmap::new();
                 state.checking = Some(Default::default());
             }
             SyncEvent::Checked { uuid, entry } => {
@@ -1419,13 +1484,13 @@ impl SyncSink for CollectionIndex {
                         tracing::info!(resource = self.def.name, count = ids.len(), first = ?&ids[..ids.len().min(10)], "a check against the directory dropped elements it no longer holds");
                     }
                     self.recorded(&mut state, ids, State::sweep);
+                    state.seen = RoaringBitmap::new();
                 }
             }
             SyncEvent::Present(uuids) => {
-                let gen = state.gen;
                 for u in uuids {
-                    if let Some(e) = state.by_uuid.get_mut(&u) {
-                        e.2 = gen;
+                    if let Some((slot, part)) = state.entry_of(&u) {
+                        state.seen.insert(handle(slot, part));
                     }
                 }
             }
@@ -1437,6 +1502,7 @@ impl SyncSink for CollectionIndex {
                     }
                     self.recorded(&mut state, ids, State::sweep);
                 }
+                state.seen = RoaringBitmap::new();
                 let from_nothing = state.bulk;
                 if from_nothing {
                     state.bulk = false;

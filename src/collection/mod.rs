@@ -4,6 +4,7 @@
 
 pub mod contracts;
 pub mod index;
+mod handles;
 mod lookup;
 mod order;
 pub mod snapshot;

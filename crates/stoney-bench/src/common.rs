@@ -135,7 +135,8 @@ pub async fn start_gateway(slapd: &Slapd) -> Gateway {
 
 /// A gateway on the servers `urls` (comma-separated) with more environment variables.
 pub async fn start_gateway_with(slapd: &Slapd, urls: &str, envs: &[(&str, &str)]) -> Gateway {
-    start_gateway_to(slapd, urls, envs, Stdio::null(), Stdio::inherit()).await
+    let out = if std::env::var_os("STONEY_BENCH_GATEWAY_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
+    start_gateway_to(slapd, urls, envs, out, Stdio::inherit()).await
 }
 
 /// The same, logging into `log`, with the account and base of `slapd` (any server of a
@@ -180,7 +181,9 @@ async fn start_gateway_to(
         .env("STONEY__LDAP__BIND_DN", &slapd.gateway_dn)
         .env("STONEY__LDAP__BIND_PASSWORD", &slapd.gateway_password)
         .env("STONEY__LDAP__BASE_DN", &slapd.suffix)
-        .env("STONEY__LOG__LEVEL", "warn")
+        // `STONEY_BENCH_GATEWAY_LOG=info` shows what the gateway logs (its index's
+        // footprint after a load, say) where it has no log file of its own.
+        .env("STONEY__LOG__LEVEL", std::env::var("STONEY_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(stdout)
         .stderr(stderr);
     cmd.envs(envs.iter().copied());
