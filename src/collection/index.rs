@@ -40,7 +40,7 @@ struct Record {
 impl Record {
     /// Listed once its customer entry is known.
     fn listed(&self) -> bool {
-        self.row.root.is_some()
+        self.row.has(Part::Root)
     }
 
     /// The sort key of a column (computed: keys are needed where orders change and for
@@ -142,7 +142,7 @@ fn id_at(records: &[Option<Record>], slot: u32) -> Option<u64> {
 type Placed = (Option<SortKey>, u64, u64);
 
 /// What a snapshot's structures are (`snapshot`): one of another layout is not read.
-pub(crate) const LAYOUT: &str = "index layout 4: character trigrams, texts in chunks of slots, keys from records, owners apart";
+pub(crate) const LAYOUT: &str = "index layout 5: character trigrams, texts in chunks of slots, keys from records, owners apart, rows in one allocation with slot bits and lengths";
 
 /// Above this many distinct values a column is not kept dictionary-encoded; filters on
 /// it look into the records instead.
@@ -531,13 +531,7 @@ impl State {
             .records
             .iter()
             .flatten()
-            .map(|r| {
-                [&r.row.root, &r.row.billing, &r.row.shipping]
-                    .iter()
-                    .flat_map(|p| p.as_ref())
-                    .map(|p| p.bytes())
-                    .sum::<usize>()
-            })
+            .map(|r| r.row.bytes())
             .sum();
         let dicts: usize = self
             .dicts
@@ -691,7 +685,7 @@ impl State {
             return;
         }
         self.modify(slot, part, None, |rec| {
-            *rec.row.part_mut(part) = None;
+            rec.row.set(part, None);
             rec.uuids[part_index(part)] = None;
         });
         if self.rec(slot).uuids.iter().all(Option::is_none) {
@@ -742,14 +736,14 @@ impl State {
         let rec = self.rec(slot);
         let owner = (part == Part::Root).then(|| document::owner(def, rec.id, reseller, entry));
         let unchanged = rec.uuids[pi] == Some(uuid)
-            && rec.row.part(part) == Some(&values)
+            && rec.row.part(part) == Some(values.view())
             && owner.is_none_or(|o| rec.reseller == reseller && self.owned_by(slot, o));
         if unchanged {
             self.put_entry(&uuid, slot, part);
             return;
         }
         self.modify(slot, part, owner, |rec| {
-            *rec.row.part_mut(part) = Some(values);
+            rec.row.set(part, Some(&values));
             rec.uuids[pi] = Some(uuid);
             if part == Part::Root {
                 rec.reseller = reseller;

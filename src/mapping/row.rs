@@ -101,30 +101,24 @@ fn layout(def: &'static ResourceDef, part: Part) -> &'static [(&'static str, Opt
     &def.columns().layouts[part_index(part)]
 }
 
-/// The values of one entry, in the order of its part's layout, in one allocation: the
-/// end offsets of the slots (u16, little-endian), then the slots' UTF-8 bytes. A slot
-/// holds every value of its attribute, in the directory's order, apart by NUL (which no
-/// value the gateway writes and no query contains): JSON and sorting take the first,
-/// filters and `q=` any. One allocation is one cache miss when a list looks at many
-/// customers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The values of one entry, in the order of its part's layout: a bit for each slot that
+/// holds values, the byte length of each such slot (LEB128), then the slots' UTF-8
+/// bytes. A slot holds every value of its attribute, in the directory's order, apart by
+/// NUL (which no value the gateway writes and no query contains): JSON and sorting take
+/// the first, filters and `q=` any. Most slots of most entries are empty and cost a bit.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartValues {
     data: Box<[u8]>,
 }
 
 impl PartValues {
-    /// The bytes its values take.
-    pub fn bytes(&self) -> usize {
-        self.data.len()
-    }
-
     /// Takes what the mapping knows of an entry, each value in its JSON reading (postal
     /// addresses with line breaks, booleans as `true`/`false`); other attributes are
     /// dropped, and so is what would take the values past 64 KiB.
     pub fn from_entry(def: &'static ResourceDef, part: Part, entry: &Entry) -> PartValues {
         let slots = layout(def, part);
         let mut text = String::new();
-        let mut ends = Vec::with_capacity(slots.len());
+        let mut lens = Vec::with_capacity(slots.len());
         for (attr, kind) in slots {
             let before = text.len();
             for raw in entry.values(attr) {
@@ -147,43 +141,100 @@ impl PartValues {
             if text.len() > u16::MAX as usize {
                 text.truncate(before);
             }
-            ends.push(text.len() as u16);
+            lens.push(text.len() - before);
         }
-        let mut data = Vec::with_capacity(ends.len() * 2 + text.len());
-        for e in ends {
-            data.extend_from_slice(&e.to_le_bytes());
+        let mut data = vec![0u8; slots.len().div_ceil(8)];
+        for (i, &len) in lens.iter().enumerate() {
+            if len > 0 {
+                data[i / 8] |= 1 << (i % 8);
+                let mut n = len;
+                while n >= 0x80 {
+                    data.push((n as u8) | 0x80);
+                    n >>= 7;
+                }
+                data.push(n as u8);
+            }
         }
         data.extend_from_slice(text.as_bytes());
         PartValues { data: data.into() }
     }
 
+    pub fn view(&self) -> Values<'_> {
+        Values { data: &self.data }
+    }
+
     /// The (first) value of an attribute (canonical name) when the entry has one.
     pub fn get(&self, def: &'static ResourceDef, part: Part, attr: &str) -> Option<&str> {
-        self.at(def, part, slot_of(def, part, attr)?)
+        self.view().get(def, part, attr)
     }
 
     /// Every value of an attribute.
     pub fn all(&self, def: &'static ResourceDef, part: Part, attr: &str) -> impl Iterator<Item = &str> {
+        self.view().all(def, part, attr)
+    }
+}
+
+/// The values of one entry where a [`Row`] keeps them (see [`PartValues`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Values<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Values<'a> {
+    /// The (first) value of an attribute (canonical name) when the entry has one.
+    pub fn get(self, def: &'static ResourceDef, part: Part, attr: &str) -> Option<&'a str> {
+        self.at(def, part, slot_of(def, part, attr)?)
+    }
+
+    /// Every value of an attribute.
+    pub fn all(self, def: &'static ResourceDef, part: Part, attr: &str) -> impl Iterator<Item = &'a str> {
         slot_of(def, part, attr).and_then(|i| self.slot(def, part, i)).into_iter().flat_map(|s| s.split(SEPARATOR))
     }
 
-    fn end(&self, i: usize) -> usize {
-        u16::from_le_bytes([self.data[2 * i], self.data[2 * i + 1]]) as usize
-    }
-
     /// The first value in a slot of the part's layout (see [`slot_of`]).
-    pub fn at(&self, def: &'static ResourceDef, part: Part, i: usize) -> Option<&str> {
+    pub fn at(self, def: &'static ResourceDef, part: Part, i: usize) -> Option<&'a str> {
         self.slot(def, part, i).map(|s| s.split(SEPARATOR).next().unwrap_or_default())
     }
 
-    /// Every value in a slot, apart by [`SEPARATOR`].
-    pub fn slot(&self, def: &'static ResourceDef, part: Part, i: usize) -> Option<&str> {
+    /// Every value in a slot, apart by [`SEPARATOR`]. Bytes that do not hold together
+    /// (a damaged snapshot) read as no values.
+    pub fn slot(self, def: &'static ResourceDef, part: Part, i: usize) -> Option<&'a str> {
         let n = layout(def, part).len();
         if i >= n {
             return None;
         }
-        let start = if i == 0 { 0 } else { self.end(i - 1) };
-        let bytes = self.data.get(2 * n + start..2 * n + self.end(i))?;
+        let map = self.data.get(..n.div_ceil(8))?;
+        if map[i / 8] & (1 << (i % 8)) == 0 {
+            return None;
+        }
+        let present = map.iter().map(|b| b.count_ones() as usize).sum::<usize>();
+        let before = (0..i).filter(|&j| map[j / 8] & (1 << (j % 8)) != 0).count();
+        // The lengths, then the bytes: where this slot's bytes start is the sum of the
+        // lengths before it, and the bytes start after the last length.
+        let mut at = map.len();
+        let (mut start, mut len) = (0usize, 0usize);
+        for k in 0..present {
+            let mut n = 0usize;
+            let mut shift = 0;
+            loop {
+                let b = *self.data.get(at)?;
+                at += 1;
+                n |= usize::from(b & 0x7f).checked_shl(shift)?;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    break;
+                }
+                if shift > 21 {
+                    return None;
+                }
+            }
+            if k < before {
+                start += n;
+            } else if k == before {
+                len = n;
+            }
+        }
+        let bytes = self.data.get(at + start..at + start + len)?;
         std::str::from_utf8(bytes).ok().filter(|s| !s.is_empty())
     }
 }
@@ -210,29 +261,61 @@ impl Column {
     }
 }
 
-/// The entries of one resource as the collection keeps them.
+/// The entries of one resource as the collection keeps them, in one allocation: for each
+/// part whether it is there and where its values end (u32, little-endian; the top bit
+/// says it is there), then the parts' values (see [`PartValues`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
-    pub root: Option<PartValues>,
-    pub billing: Option<PartValues>,
-    pub shipping: Option<PartValues>,
+    data: Box<[u8]>,
 }
 
+const PART_THERE: u32 = 1 << 31;
+const ROW_HEADER: usize = 12;
+
 impl Row {
-    pub fn part(&self, part: Part) -> Option<&PartValues> {
-        match part {
-            Part::Root => self.root.as_ref(),
-            Part::Billing => self.billing.as_ref(),
-            Part::Shipping => self.shipping.as_ref(),
+    /// A row of these parts' values (`part_index` order).
+    pub fn of(parts: [Option<&PartValues>; 3]) -> Row {
+        if parts.iter().all(Option::is_none) {
+            return Row::default();
         }
+        let mut data = vec![0u8; ROW_HEADER];
+        for (i, p) in parts.iter().enumerate() {
+            if let Some(p) = p {
+                data.extend_from_slice(&p.data);
+            }
+            let end = (data.len() - ROW_HEADER) as u32 | if p.is_some() { PART_THERE } else { 0 };
+            data[4 * i..4 * i + 4].copy_from_slice(&end.to_le_bytes());
+        }
+        Row { data: data.into() }
     }
 
-    pub fn part_mut(&mut self, part: Part) -> &mut Option<PartValues> {
-        match part {
-            Part::Root => &mut self.root,
-            Part::Billing => &mut self.billing,
-            Part::Shipping => &mut self.shipping,
-        }
+    fn word(&self, i: usize) -> Option<u32> {
+        Some(u32::from_le_bytes(self.data.get(4 * i..4 * i + 4)?.try_into().ok()?))
+    }
+
+    pub fn part(&self, part: Part) -> Option<Values<'_>> {
+        let i = part_index(part);
+        let end = self.word(i).filter(|w| w & PART_THERE != 0)? & !PART_THERE;
+        let start = if i == 0 { 0 } else { self.word(i - 1)? & !PART_THERE };
+        let data = self.data.get(ROW_HEADER + start as usize..ROW_HEADER + end as usize)?;
+        Some(Values { data })
+    }
+
+    pub fn has(&self, part: Part) -> bool {
+        self.word(part_index(part)).is_some_and(|w| w & PART_THERE != 0)
+    }
+
+    /// Gives a part these values, or takes it away (`None`).
+    pub fn set(&mut self, part: Part, values: Option<&PartValues>) {
+        let owned = |p: Part| self.part(p).map(|v| PartValues { data: v.data.into() });
+        let mut parts = [owned(Part::Root), owned(Part::Billing), owned(Part::Shipping)];
+        parts[part_index(part)] = values.cloned();
+        *self = Row::of([parts[0].as_ref(), parts[1].as_ref(), parts[2].as_ref()]);
+    }
+
+    /// The bytes the row takes.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
     }
 
     fn get(&self, def: &'static ResourceDef, part: Part, attr: &str) -> Option<&str> {
@@ -603,21 +686,71 @@ mod tests {
     }
 
     #[test]
+    fn rows_keep_each_part_and_slot_whatever_its_length() {
+        let d = &CUSTOMERS;
+        let slots = layout(d, Part::Billing);
+        assert!(slots.len() > 8, "the slot bits take more than a byte");
+        // Every slot of the billing layout with a value of its own length: short, past
+        // one length byte (128) and past two (16384).
+        let lens = [1usize, 127, 128, 300, 16_384, 20_000];
+        let mut attrs: Vec<(String, String)> = Vec::new();
+        for (i, (attr, _)) in slots.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+            attrs.push((attr.to_string(), "x".repeat(lens[i % lens.len()])));
+        }
+        let e = {
+            let pairs: Vec<(&str, &str)> = attrs.iter().map(|(a, v)| (a.as_str(), v.as_str())).collect();
+            entry(&pairs)
+        };
+        let billing = PartValues::from_entry(d, Part::Billing, &e);
+        let root = PartValues::from_entry(d, Part::Root, &entry(&[("sstIsCompany", "TRUE"), ("o", "Alpine AG")]));
+        let mut row = Row::of([Some(&root), Some(&billing), None]);
+        for (i, (attr, _)) in slots.iter().enumerate() {
+            let want = attrs.iter().find(|(a, _)| a == attr).map(|(_, v)| v.as_str());
+            // What a slot of the layout reads as (in its JSON reading: a country code
+            // upper-cased; a value its kind cannot show is dropped by `from_entry`).
+            let got = row.part(Part::Billing).and_then(|v| v.slot(d, Part::Billing, i));
+            assert_eq!(got, billing.view().slot(d, Part::Billing, i), "slot {i} ({attr})");
+            if let Some(got) = got {
+                let want = want.unwrap_or_default();
+                assert!(got.eq_ignore_ascii_case(want), "slot {i} ({attr}): {} bytes for {}", got.len(), want.len());
+            }
+        }
+        assert!(slots.iter().enumerate().filter(|(i, _)| i % 2 == 1).any(|(i, _)| {
+            row.part(Part::Billing).and_then(|v| v.slot(d, Part::Billing, i)).is_some_and(|s| s.len() >= 16_384)
+        }));
+        assert_eq!(row.part(Part::Root).and_then(|v| v.get(d, Part::Root, "o")), Some("Alpine AG"));
+        assert!(row.has(Part::Billing) && !row.has(Part::Shipping) && row.part(Part::Shipping).is_none());
+        // Parts change one at a time; the others stay.
+        let shipping = PartValues::from_entry(d, Part::Shipping, &entry(&[("l", "Thun")]));
+        row.set(Part::Shipping, Some(&shipping));
+        row.set(Part::Billing, None);
+        assert_eq!(row.part(Part::Shipping), Some(shipping.view()));
+        assert_eq!(row.part(Part::Root), Some(root.view()));
+        assert!(!row.has(Part::Billing));
+        row.set(Part::Root, None);
+        row.set(Part::Shipping, None);
+        assert_eq!(row, Row::default());
+        assert_eq!(row.bytes(), 0, "a row of no parts holds nothing");
+        // Values cut short (a damaged snapshot) read as none, never past their end.
+        let cut = Values { data: &billing.data[..billing.data.len() / 2] };
+        for i in 0..slots.len() + 2 {
+            let _ = cut.slot(d, Part::Billing, i);
+        }
+        assert_eq!(Values { data: &[] }.slot(d, Part::Billing, 1), None);
+    }
+
+    #[test]
     fn display_names_and_items_come_from_the_rows() {
         let d = &CUSTOMERS;
-        let row = Row {
-            root: Some(PartValues::from_entry(
+        let row = Row::of([
+            Some(&PartValues::from_entry(
                 d,
                 Part::Root,
                 &entry(&[("sstIsCompany", "FALSE"), ("sstIsActive", "TRUE"), ("givenName", "Zoë"), ("sn", "Müller")]),
             )),
-            billing: Some(PartValues::from_entry(
-                d,
-                Part::Billing,
-                &entry(&[("c", "CH"), ("postalCode", "3011"), ("l", "Bern")]),
-            )),
-            shipping: None,
-        };
+            Some(&PartValues::from_entry(d, Part::Billing, &entry(&[("c", "CH"), ("postalCode", "3011"), ("l", "Bern")]))),
+            None,
+        ]);
         assert_eq!(row.display_name(d).as_deref(), Some("Zoë Müller"));
         let item = item(d, 5000001, 4000001, &row, "http://gw");
         assert_eq!(
@@ -629,11 +762,11 @@ mod tests {
         assert_eq!(&*row.search_text(d, 5000001), "5000001\0zoë müller\u{0}3011\0bern\0");
         // The same entries as a reseller: its own fields, its own name field.
         let r = &RESELLERS;
-        let row = Row {
-            root: Some(PartValues::from_entry(r, Part::Root, &entry(&[("sstIsCompany", "TRUE"), ("o", "Alpine AG")]))),
-            billing: Some(PartValues::from_entry(r, Part::Billing, &entry(&[("c", "CH"), ("l", "Bern")]))),
-            shipping: None,
-        };
+        let row = Row::of([
+            Some(&PartValues::from_entry(r, Part::Root, &entry(&[("sstIsCompany", "TRUE"), ("o", "Alpine AG")]))),
+            Some(&PartValues::from_entry(r, Part::Billing, &entry(&[("c", "CH"), ("l", "Bern")]))),
+            None,
+        ]);
         assert_eq!(
             super::item(r, 4000001, 4000001, &row, "http://gw"),
             serde_json::json!({"id": 4000001, "location": "http://gw/v1/resellers/4000001", "isCompany": true,
