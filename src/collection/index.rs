@@ -142,7 +142,7 @@ fn id_at(records: &[Option<Record>], slot: u32) -> Option<u64> {
 type Placed = (Option<SortKey>, u64, u64);
 
 /// What a snapshot's structures are (`snapshot`): one of another layout is not read.
-pub(crate) const LAYOUT: &str = "index layout 5: character trigrams, texts in chunks of slots, keys from records, owners apart, rows in one allocation with slot bits and lengths";
+pub(crate) const LAYOUT: &str = "index layout 6: character trigrams, texts in chunks of slots, keys from records, owners apart, rows in one allocation with slot bits and lengths, packed value lists, narrow dictionaries";
 
 /// Above this many distinct values a column is not kept dictionary-encoded; filters on
 /// it look into the records instead.
@@ -152,19 +152,83 @@ const DICT_CAP: usize = 4096;
 /// found by walking the sort order.
 const DIRECT_MAX: usize = 2048;
 
-/// A value's id in a dictionary: two bytes per customer and column, since a dictionary
-/// holds at most `DICT_CAP` values (plus one while it is given up).
+/// A value's id in a dictionary (a dictionary holds at most `DICT_CAP` values, plus one
+/// while it is given up).
 type DictId = u16;
 
 /// The dictionary id of a slot whose entry holds several values of the column.
 const MANY: DictId = DictId::MAX;
+
+/// The dictionary ids of the slots: a byte each while the ids fit (most columns have a
+/// few values: a country, a flag, a language), two bytes once one does not.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+enum DictIds {
+    Narrow(Vec<u8>),
+    Wide(Vec<DictId>),
+}
+
+impl Default for DictIds {
+    fn default() -> Self {
+        DictIds::Narrow(Vec::new())
+    }
+}
+
+/// `MANY` in a narrow array.
+const NARROW_MANY: u8 = u8::MAX;
+
+impl DictIds {
+    fn get(&self, slot: usize) -> DictId {
+        match self {
+            DictIds::Narrow(v) => match v.get(slot).copied().unwrap_or(0) {
+                NARROW_MANY => MANY,
+                id => DictId::from(id),
+            },
+            DictIds::Wide(v) => v.get(slot).copied().unwrap_or(0),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            DictIds::Narrow(v) => v.len(),
+            DictIds::Wide(v) => v.len(),
+        }
+    }
+
+    /// Sets a slot below `len()`.
+    fn set(&mut self, slot: usize, id: DictId) {
+        if let DictIds::Narrow(v) = self {
+            if id != MANY && id >= DictId::from(NARROW_MANY) {
+                *self = DictIds::Wide(v.iter().map(|&i| if i == NARROW_MANY { MANY } else { DictId::from(i) }).collect());
+            }
+        }
+        match self {
+            DictIds::Narrow(v) => v[slot] = if id == MANY { NARROW_MANY } else { id as u8 },
+            DictIds::Wide(v) => v[slot] = id,
+        }
+    }
+
+    fn grow_to(&mut self, len: usize) {
+        match self {
+            DictIds::Narrow(v) if v.len() < len => v.resize(len, 0),
+            DictIds::Wide(v) if v.len() < len => v.resize(len, 0),
+            _ => {}
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            DictIds::Narrow(v) => v.capacity(),
+            DictIds::Wide(v) => v.capacity() * 2,
+        }
+    }
+}
 
 /// A filter column's values, folded as its matching rule compares them, one id per
 /// customer (0: none), so that a filter is decided once per distinct value and then
 /// checked for every customer in a small array.
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Dict {
-    ids: Vec<DictId>,
+    ids: DictIds,
     values: Vec<Box<str>>,
     lookup: HashMap<Box<str>, DictId>,
     refs: Vec<u32>,
@@ -180,10 +244,8 @@ impl Dict {
         if value.is_none() && self.ids.len() <= slot {
             return;
         }
-        if self.ids.len() <= slot {
-            self.ids.resize(slot + 1, 0);
-        }
-        let old = self.ids[slot];
+        self.ids.grow_to(slot + 1);
+        let old = self.ids.get(slot);
         let new = match value {
             None => 0,
             Some(v) => match self.lookup.get(v.as_str()) {
@@ -220,16 +282,14 @@ impl Dict {
                 self.free.push(old);
             }
         }
-        self.ids[slot] = new;
+        self.ids.set(slot, new);
     }
 
     /// Marks a slot whose entry holds several values: filters look into its record.
     fn set_many(&mut self, slot: usize) {
         self.set(slot, None);
-        if self.ids.len() <= slot {
-            self.ids.resize(slot + 1, 0);
-        }
-        self.ids[slot] = MANY;
+        self.ids.grow_to(slot + 1);
+        self.ids.set(slot, MANY);
         self.many += 1;
     }
 
@@ -538,7 +598,7 @@ impl State {
             .iter()
             .flatten()
             .map(|d| {
-                d.ids.capacity() * std::mem::size_of::<DictId>()
+                d.ids.bytes()
                     + d.values.capacity() * 16
                     // Each value twice: in `values` and as a key of `lookup`.
                     + 2 * d.values.iter().map(|v| v.len()).sum::<usize>()
@@ -927,7 +987,7 @@ impl State {
         for d in self.dicts.iter().flatten() {
             let ok = d.ids.len() <= n
                 && d.refs.len() == d.values.len()
-                && d.ids.iter().all(|&i| i == MANY || i as usize <= d.values.len())
+                && (0..d.ids.len()).all(|s| d.ids.get(s) == MANY || d.ids.get(s) as usize <= d.values.len())
                 && d.lookup.values().all(|&i| i >= 1 && i as usize <= d.values.len());
             if !ok {
                 return Err("a dictionary names values it does not hold");
@@ -1268,7 +1328,7 @@ impl CollectionIndex {
 enum Check<'a> {
     /// Decided per distinct value of a dictionary column (a customer with several values
     /// is checked in its record).
-    Dict { ids: &'a [DictId], allowed: Vec<bool>, col: Column, pattern: &'a row::Pattern, dict: &'a Dict },
+    Dict { ids: &'a DictIds, allowed: Vec<bool>, col: Column, pattern: &'a row::Pattern, dict: &'a Dict },
     /// Read from the record (slot in the part's values, or a derived value).
     Record { col: Column, slot: Option<usize>, pattern: &'a row::Pattern },
 }
@@ -1347,7 +1407,7 @@ impl<'a> Matcher<'a> {
         for check in &self.checks {
             match check {
                 Check::Dict { ids, allowed, col, pattern, .. } => {
-                    let id = ids.get(slot as usize).copied().unwrap_or(0);
+                    let id = ids.get(slot as usize);
                     let ok = if id == MANY {
                         let rec = state.rec(slot);
                         rec.row
@@ -1581,14 +1641,33 @@ mod tests {
     fn a_dictionary_holds_slots_only_as_far_as_its_last_value() {
         let mut d = Dict::default();
         d.set(5000, None);
-        assert!(d.ids.is_empty(), "a column without values holds no array");
+        assert_eq!(d.ids.len(), 0, "a column without values holds no array");
         d.set(10, Some("Bern".into()));
         d.set(20, None);
         assert_eq!(d.ids.len(), 11);
         d.set_many(30);
-        assert_eq!((d.ids.len(), d.ids[30], d.many), (31, MANY, 1));
+        assert_eq!((d.ids.len(), d.ids.get(30), d.many), (31, MANY, 1));
         d.set(30, None);
-        assert_eq!((d.ids[30], d.many, d.ids[10]), (0, 0, 1));
+        assert_eq!((d.ids.get(30), d.many, d.ids.get(10)), (0, 0, 1));
+        assert!(matches!(d.ids, DictIds::Narrow(_)));
+    }
+
+    #[test]
+    fn a_dictionary_takes_two_bytes_a_slot_once_its_ids_do_not_fit_one() {
+        let mut d = Dict::default();
+        d.set_many(3);
+        for slot in 0..300 {
+            if slot != 3 {
+                d.set(slot, Some(format!("v{slot}")));
+            }
+        }
+        assert!(matches!(d.ids, DictIds::Wide(_)));
+        assert_eq!(d.ids.get(3), MANY, "a slot of several values stays so when the array widens");
+        for slot in (0..300).filter(|&s| s != 3) {
+            let id = d.ids.get(slot);
+            assert_eq!(&*d.values[id as usize - 1], format!("v{slot}"));
+        }
+        assert_eq!(d.distinct(), 299);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
+use hashbrown::HashTable;
 use memchr::memmem;
 use roaring::RoaringBitmap;
 
@@ -192,42 +193,61 @@ impl Texts {
     }
 }
 
-/// The records (slots) of each key, ascending.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+/// The records (slots) of each key, ascending. Most keys of a value index have one
+/// record: the table holds it beside the key (12 bytes a key); a key of several has the
+/// top bit set and the index of its list in `many`.
+#[derive(Default, serde::Deserialize)]
+#[serde(try_from = "PostingsWire")]
 pub struct Postings {
-    map: HashMap<u64, Posting>,
+    table: HashTable<[u32; 3]>,
+    many: Vec<Vec<u32>>,
+    /// Indexes of `many` no key uses.
+    free: Vec<u32>,
 }
 
-/// Most keys of a value index have one record: no allocation for those.
-#[derive(serde::Serialize, serde::Deserialize)]
-enum Posting {
-    One(u32),
-    Many(Vec<u32>),
+const LIST: u32 = 1 << 31;
+
+fn key_of(e: &[u32; 3]) -> u64 {
+    u64::from(e[0]) | (u64::from(e[1]) << 32)
+}
+
+/// The keys are hashes already (`value_key`).
+fn posting(key: u64, v: u32) -> [u32; 3] {
+    [key as u32, (key >> 32) as u32, v]
 }
 
 impl Postings {
     pub fn add(&mut self, key: u64, slot: u32) {
-        use std::collections::hash_map::Entry;
-        match self.map.entry(key) {
-            Entry::Vacant(v) => {
-                v.insert(Posting::One(slot));
+        let Postings { table, many, free } = self;
+        match table.entry(key, |e| key_of(e) == key, key_of) {
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(posting(key, slot));
             }
-            Entry::Occupied(mut o) => {
-                let p = o.get_mut();
-                match p {
-                    Posting::One(s) => {
-                        let s = *s;
-                        if s != slot {
-                            *p = Posting::Many(vec![s.min(slot), s.max(slot)]);
-                        }
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                let e = o.get_mut();
+                if e[2] & LIST == 0 {
+                    let s = e[2];
+                    if s != slot {
+                        let list = vec![s.min(slot), s.max(slot)];
+                        let i = match free.pop() {
+                            Some(i) => {
+                                many[i as usize] = list;
+                                i
+                            }
+                            None => {
+                                many.push(list);
+                                (many.len() - 1) as u32
+                            }
+                        };
+                        e[2] = LIST | i;
                     }
-                    Posting::Many(v) => {
-                        // Slots mostly arrive in ascending order (a load): then this is a push.
-                        if v.last().is_some_and(|&l| l < slot) {
-                            v.push(slot);
-                        } else if let Err(i) = v.binary_search(&slot) {
-                            v.insert(i, slot);
-                        }
+                } else {
+                    let v = &mut many[(e[2] & !LIST) as usize];
+                    // Slots mostly arrive in ascending order (a load): then this is a push.
+                    if v.last().is_some_and(|&l| l < slot) {
+                        v.push(slot);
+                    } else if let Err(i) = v.binary_search(&slot) {
+                        v.insert(i, slot);
                     }
                 }
             }
@@ -235,63 +255,112 @@ impl Postings {
     }
 
     pub fn remove(&mut self, key: u64, slot: u32) {
-        let gone = match self.map.get_mut(&key) {
-            None => false,
-            Some(Posting::One(s)) => *s == slot,
-            Some(Posting::Many(v)) => {
-                if let Ok(i) = v.binary_search(&slot) {
-                    v.remove(i);
-                }
-                if v.len() == 1 {
-                    let last = v[0];
-                    self.map.insert(key, Posting::One(last));
-                }
-                false
+        let Ok(mut o) = self.table.find_entry(key, |e| key_of(e) == key) else { return };
+        let e = o.get_mut();
+        if e[2] & LIST == 0 {
+            if e[2] == slot {
+                o.remove();
             }
-        };
-        if gone {
-            self.map.remove(&key);
+            return;
+        }
+        let i = e[2] & !LIST;
+        let v = &mut self.many[i as usize];
+        if let Ok(at) = v.binary_search(&slot) {
+            v.remove(at);
+        }
+        if v.len() == 1 {
+            e[2] = v[0];
+            self.many[i as usize] = Vec::new();
+            self.free.push(i);
         }
     }
 
     /// Whether every list is ascending and below `records` (as read from a snapshot).
     pub fn is_sound(&self, records: usize) -> bool {
-        self.map.values().all(|p| match p {
-            Posting::One(s) => (*s as usize) < records,
-            Posting::Many(v) => v.windows(2).all(|w| w[0] < w[1]) && v.last().is_some_and(|&s| (s as usize) < records),
+        self.table.iter().all(|e| match e[2] & LIST {
+            0 => (e[2] as usize) < records,
+            _ => self.many.get((e[2] & !LIST) as usize).is_some_and(|v| {
+                v.len() > 1 && v.windows(2).all(|w| w[0] < w[1]) && v.last().is_some_and(|&s| (s as usize) < records)
+            }),
         })
     }
 
-    /// About how many bytes the lists and their map take.
+    /// About how many bytes the lists and their table take.
     pub fn bytes(&self) -> usize {
-        let many: usize = self
-            .map
-            .values()
-            .map(|p| match p {
-                Posting::One(_) => 0,
-                Posting::Many(v) => v.capacity() * 4,
-            })
-            .sum();
-        map_bytes(&self.map) + many
+        let buckets = if self.table.capacity() == 0 { 0 } else { (self.table.capacity() * 8 / 7).next_power_of_two() };
+        buckets * (std::mem::size_of::<[u32; 3]>() + 1)
+            + self.many.capacity() * std::mem::size_of::<Vec<u32>>()
+            + self.many.iter().map(|v| v.capacity() * 4).sum::<usize>()
     }
 
     /// The records of a key, ascending.
     pub fn get(&self, key: u64) -> &[u32] {
-        match self.map.get(&key) {
+        match self.table.find(key, |e| key_of(e) == key) {
             None => &[],
-            Some(Posting::One(s)) => std::slice::from_ref(s),
-            Some(Posting::Many(v)) => v,
+            Some(e) if e[2] & LIST == 0 => std::slice::from_ref(&e[2]),
+            Some(e) => self.many.get((e[2] & !LIST) as usize).map_or(&[], Vec::as_slice),
         }
     }
 
     /// Gives back what the lists grew beyond their length (after a load).
     pub fn shrink(&mut self) {
-        for p in self.map.values_mut() {
-            if let Posting::Many(v) = p {
-                v.shrink_to_fit();
+        for v in &mut self.many {
+            v.shrink_to_fit();
+        }
+        self.many.shrink_to_fit();
+        self.table.shrink_to_fit(key_of);
+    }
+}
+
+/// How a snapshot holds [`Postings`]: each key with its slot or list, and the lists.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PostingsWire {
+    keys: Vec<(u64, u32)>,
+    many: Vec<Vec<u32>>,
+}
+
+impl serde::Serialize for Postings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        /// The keys as `PostingsWire` has them, without a copy of the table.
+        struct Keys<'a>(&'a HashTable<[u32; 3]>);
+        impl serde::Serialize for Keys<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|e| (key_of(e), e[2])))
             }
         }
-        self.map.shrink_to_fit();
+        use serde::ser::SerializeStruct;
+        let mut w = s.serialize_struct("PostingsWire", 2)?;
+        w.serialize_field("keys", &Keys(&self.table))?;
+        w.serialize_field("many", &self.many)?;
+        w.end()
+    }
+}
+
+impl TryFrom<PostingsWire> for Postings {
+    type Error = &'static str;
+
+    fn try_from(w: PostingsWire) -> Result<Self, Self::Error> {
+        let mut p = Postings { table: HashTable::with_capacity(w.keys.len()), many: w.many, free: Vec::new() };
+        let mut used = vec![false; p.many.len()];
+        for (key, v) in w.keys {
+            if v & LIST != 0 {
+                let Some(u) = used.get_mut((v & !LIST) as usize).filter(|u| !**u) else {
+                    return Err("a posting list is named by no key or by two");
+                };
+                *u = true;
+            }
+            match p.table.entry(key, |e| key_of(e) == key, key_of) {
+                hashbrown::hash_table::Entry::Vacant(e) => {
+                    e.insert(posting(key, v));
+                }
+                hashbrown::hash_table::Entry::Occupied(_) => return Err("a posting key is there twice"),
+            }
+        }
+        p.free = used.iter().enumerate().filter(|(_, u)| !**u).map(|(i, _)| i as u32).collect();
+        if p.free.iter().any(|&i| !p.many[i as usize].is_empty()) {
+            return Err("a posting list is named by no key or by two");
+        }
+        Ok(p)
     }
 }
 
@@ -376,7 +445,31 @@ mod tests {
         }
         assert_eq!(p.get(7), [5]);
         p.remove(7, 5);
-        assert!(p.get(7).is_empty() && p.map.is_empty());
+        assert!(p.get(7).is_empty() && p.table.is_empty() && p.free.len() == 1);
+    }
+
+    #[test]
+    fn postings_read_back_what_they_wrote_and_refuse_lists_named_twice() {
+        let mut p = Postings::default();
+        for (k, s) in [(1, 4), (2, 9), (2, 3), (3, 7), (3, 8), (3, 1)] {
+            p.add(k, s);
+        }
+        p.add(4, 2);
+        p.add(4, 5);
+        p.remove(4, 5);
+        let bytes = postcard::to_stdvec(&p).unwrap();
+        let q: Postings = postcard::from_bytes(&bytes).unwrap();
+        for k in 1..=4 {
+            assert_eq!(q.get(k), p.get(k), "key {k}");
+        }
+        assert!(q.is_sound(10) && !q.is_sound(9));
+        assert_eq!(q.get(3), [1, 7, 8]);
+        let twice = PostingsWire { keys: vec![(1, LIST), (2, LIST)], many: vec![vec![1, 2]] };
+        assert!(Postings::try_from(twice).is_err());
+        let unnamed = PostingsWire { keys: vec![(1, 3)], many: vec![vec![1, 2]] };
+        assert!(Postings::try_from(unnamed).is_err());
+        let missing = PostingsWire { keys: vec![(1, LIST | 4)], many: vec![] };
+        assert!(Postings::try_from(missing).is_err());
     }
 
     #[test]
