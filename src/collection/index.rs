@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::{watch, Notify};
 
 use super::handles::Handles;
-use super::lookup::{self, Grams, Postings, Recent, Texts};
+use super::lookup::{self, Grams, Postings, Recent};
 use super::order::Order;
 use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid};
 use crate::directory::Entry;
@@ -83,9 +83,8 @@ struct State {
     /// One per filter column (`def.columns().filter`): its values dictionary-encoded,
     /// while it has few distinct values.
     dicts: Vec<Option<Dict>>,
-    /// What `q=` searches, per slot.
-    texts: Texts,
-    /// The records whose search text holds each trigram (`q=`).
+    /// The records whose search text (`Row::search_text`, made again from the record
+    /// where it is needed) holds each trigram (`q=`).
     grams: Grams,
     /// The listed records, and those of each tenant (`resellers`): a scope's records
     /// without a pass. Derived from the records (`rebuild_scopes`).
@@ -142,7 +141,7 @@ fn id_at(records: &[Option<Record>], slot: u32) -> Option<u64> {
 type Placed = (Option<SortKey>, u64, u64);
 
 /// What a snapshot's structures are (`snapshot`): one of another layout is not read.
-pub(crate) const LAYOUT: &str = "index layout 6: character trigrams, texts in chunks of slots, keys from records, owners apart, rows in one allocation with slot bits and lengths, packed value lists, narrow dictionaries";
+pub(crate) const LAYOUT: &str = "index layout 7: character trigrams, texts from records, keys from records, owners apart, rows in one allocation with slot bits and lengths, packed value lists, narrow dictionaries";
 
 /// Above this many distinct values a column is not kept dictionary-encoded; filters on
 /// it look into the records instead.
@@ -325,7 +324,6 @@ impl State {
             by_uuid: Handles::default(),
             orders: vec![Order::default(); query::sort_columns(def).len()],
             dicts: def.columns().filter.iter().map(|c| dictionary_column(*c).then(Dict::default)).collect(),
-            texts: Texts::default(),
             grams: Grams::default(),
             listed: RoaringBitmap::new(),
             tenants: HashMap::new(),
@@ -482,7 +480,7 @@ impl State {
                 }
             }
         }
-        (lookup::trigrams(self.texts.get(slot)), values)
+        (lookup::trigrams(&rec.row.search_text(self.def, rec.id)), values)
     }
 
     /// Takes a record out of the posting lists (before it changes or goes). During a
@@ -537,10 +535,11 @@ impl State {
         // The dictionaries hold listed customers only: one that becomes listed or stops
         // being listed is encoded whole.
         let part = (rec.listed() == was.0).then_some(part);
-        let text = rec.row.search_text(self.def, rec.id);
         let now = (rec.listed(), owner.tenant.unwrap_or(0));
-        self.texts.set(slot, &text);
-        self.recent.recheck(slot, now.0.then_some(&*text));
+        if !self.recent.is_empty() {
+            let text = now.0.then(|| rec.row.search_text(self.def, rec.id));
+            self.recent.recheck(slot, text.as_deref());
+        }
         self.resellers[slot as usize] = now.1;
         self.customers[slot as usize] = owner.customer.unwrap_or(0);
         self.rescope(slot, was, now);
@@ -621,7 +620,6 @@ impl State {
             ),
             ("orders", self.orders.iter().map(Order::bytes).sum()),
             ("dictionaries", dicts),
-            ("texts", self.texts.bytes()),
             ("trigrams", self.grams.bytes()),
             ("value lists", self.values.iter().flatten().map(Postings::bytes).sum()),
             ("scopes", scopes),
@@ -711,7 +709,6 @@ impl State {
             self.records[slot as usize] = None;
             self.encode(slot, None);
             self.rescope(slot, (listed, self.resellers[slot as usize]), (false, 0));
-            self.texts.set(slot, "");
             self.recent.recheck(slot, None);
             self.resellers[slot as usize] = 0;
             self.customers[slot as usize] = 0;
@@ -825,7 +822,6 @@ impl State {
             }
         }
         self.grams.shrink();
-        self.texts.shrink();
         for p in self.values.iter_mut().flatten() {
             p.shrink();
         }
@@ -912,7 +908,12 @@ impl State {
                         };
                         if scoped.is_some_and(wide) {
                             let finder = memchr::memmem::Finder::new(term);
-                            let holds = |s: &u32| finder.find(self.texts.get(*s).as_bytes()).is_some();
+                            let mut text = String::new();
+                            let holds = |s: &u32| {
+                                let rec = self.rec(*s);
+                                rec.row.search_text_into(self.def, rec.id, &mut text);
+                                finder.find(text.as_bytes()).is_some()
+                            };
                             let known = RoaringBitmap::from_sorted_iter((with & &self.listed).iter().filter(holds))
                                 .expect("bitmaps ascend");
                             self.recent.put(term, known.clone());
@@ -992,9 +993,6 @@ impl State {
             if !ok {
                 return Err("a dictionary names values it does not hold");
             }
-        }
-        if !self.texts.is_sound() {
-            return Err("a search text lies outside its chunk");
         }
         if !self.grams.is_sound(n) || !self.values.iter().flatten().all(|p| p.is_sound(n)) {
             return Err("a posting list names a slot that is not there");
@@ -1424,7 +1422,7 @@ impl<'a> Matcher<'a> {
                 Check::Record { .. } => record_checks = true,
             }
         }
-        // The record itself only where a check reads it (q reads the texts apart).
+        // The record itself only where a check reads it.
         if record_checks || matches!(self.scope, Scope::Customer { .. }) {
             let rec = state.rec(slot);
             if !self.scope.sees(state.owner(slot)) {
@@ -1434,7 +1432,11 @@ impl<'a> Matcher<'a> {
                 return false;
             }
         }
-        self.finder.as_ref().is_none_or(|f| f.find(state.texts.get(slot).as_bytes()).is_some())
+        self.finder.as_ref().is_none_or(|f| {
+            let rec = state.rec(slot);
+            rec.row.search_text_into(state.def, rec.id, scratch);
+            f.find(scratch.as_bytes()).is_some()
+        })
     }
 
     fn record_checks(&self, rec: &Record, scratch: &mut String) -> bool {

@@ -105,6 +105,11 @@ impl Recent {
         terms.truncate(RECENT);
     }
 
+    /// Whether no term is kept (then no change needs a record's text).
+    pub fn is_empty(&mut self) -> bool {
+        self.terms.get_mut().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
     /// A record's text changed, or it stopped being listed (`None`).
     pub fn recheck(&mut self, slot: u32, listed_text: Option<&str>) {
         let terms = self.terms.get_mut().unwrap_or_else(|p| p.into_inner());
@@ -113,82 +118,6 @@ impl Recent {
                 Some(t) if finder.find(t.as_bytes()).is_some() => bits.insert(slot),
                 _ => bits.remove(slot),
             };
-        }
-    }
-}
-
-/// The search texts of the records, kept together in chunks of slots, so that a pass
-/// over candidates in slot order reads memory in order, with no allocation per record.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
-pub struct Texts {
-    chunks: Vec<TextChunk>,
-}
-
-const TEXT_CHUNK: usize = 1024;
-
-#[derive(Default, serde::Serialize, serde::Deserialize)]
-struct TextChunk {
-    bytes: String,
-    /// Start and length in `bytes` of each slot's text.
-    spans: Vec<(u32, u32)>,
-    /// Bytes no span points at any more.
-    waste: usize,
-}
-
-impl Texts {
-    pub fn get(&self, slot: u32) -> &str {
-        let (c, i) = (slot as usize / TEXT_CHUNK, slot as usize % TEXT_CHUNK);
-        match self.chunks.get(c).and_then(|c| c.spans.get(i).map(|s| (c, s))) {
-            Some((c, &(at, len))) => &c.bytes[at as usize..(at + len) as usize],
-            None => "",
-        }
-    }
-
-    pub fn set(&mut self, slot: u32, text: &str) {
-        let (c, i) = (slot as usize / TEXT_CHUNK, slot as usize % TEXT_CHUNK);
-        if self.chunks.len() <= c {
-            self.chunks.resize_with(c + 1, TextChunk::default);
-        }
-        let chunk = &mut self.chunks[c];
-        if chunk.spans.len() <= i {
-            chunk.spans.resize(i + 1, (0, 0));
-        }
-        chunk.waste += chunk.spans[i].1 as usize;
-        chunk.spans[i] = (0, 0);
-        // Rewritten without what is no longer used once that is a quarter.
-        if chunk.waste > 4096 && chunk.waste * 4 > chunk.bytes.len() {
-            let mut bytes = String::with_capacity(chunk.bytes.len() - chunk.waste + text.len());
-            for span in chunk.spans.iter_mut() {
-                let start = bytes.len() as u32;
-                bytes.push_str(&chunk.bytes[span.0 as usize..(span.0 + span.1) as usize]);
-                *span = (start, span.1);
-            }
-            chunk.bytes = bytes;
-            chunk.waste = 0;
-        }
-        chunk.spans[i] = (chunk.bytes.len() as u32, text.len() as u32);
-        chunk.bytes.push_str(text);
-    }
-
-    /// Whether every span lies within its chunk, on character boundaries (as read from a
-    /// snapshot).
-    pub fn is_sound(&self) -> bool {
-        self.chunks.iter().all(|c| {
-            c.spans.len() <= TEXT_CHUNK
-                && c.spans.iter().all(|&(at, len)| c.bytes.get(at as usize..(at as usize + len as usize)).is_some())
-        })
-    }
-
-    /// About how many bytes the texts take.
-    pub fn bytes(&self) -> usize {
-        self.chunks.iter().map(|c| c.bytes.capacity() + c.spans.capacity() * 8).sum::<usize>()
-            + self.chunks.capacity() * std::mem::size_of::<TextChunk>()
-    }
-
-    /// Gives back what the chunks grew beyond their need (after a load).
-    pub fn shrink(&mut self) {
-        for c in &mut self.chunks {
-            c.bytes.shrink_to_fit();
         }
     }
 }
@@ -510,29 +439,6 @@ mod tests {
         assert_eq!(whole_gram("mü"), None);
         assert_eq!(whole_gram("a\0b"), None, "a separator is in no trigram");
         assert_ne!(whole_gram("abc"), whole_gram("acb"));
-    }
-
-    #[test]
-    fn texts_keep_each_slots_text_through_changes_and_compaction() {
-        let mut t = Texts::default();
-        let mut model = std::collections::HashMap::new();
-        let mut x: u32 = 7;
-        for step in 0..20_000u32 {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            let slot = x % 3000;
-            let text = "äb".repeat((step % 40) as usize) + &step.to_string();
-            t.set(slot, &text);
-            model.insert(slot, text);
-        }
-        assert!(t.is_sound());
-        for slot in 0..3100u32 {
-            assert_eq!(t.get(slot), model.get(&slot).map_or("", String::as_str), "slot {slot}");
-        }
-        let held: usize = t.chunks.iter().map(|c| c.bytes.len()).sum();
-        let live: usize = model.values().map(String::len).sum();
-        assert!(held < live * 2, "compaction keeps waste bounded: {held} bytes for {live}");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Columns {
     pub item: Vec<Column>,
     /// What `q=` searches: the searchable fields of the root and the billing address.
     pub search: Vec<Column>,
+    /// Where each of `search` lies in its part's layout (none for derived ones).
+    search_slots: Vec<Option<usize>>,
     /// What a list may filter on: the filterable fields, the addresses' for each address.
     pub filter: Vec<Column>,
     /// What `sort=` accepts: the sortable item columns.
@@ -77,10 +79,17 @@ impl Columns {
                 field,
             }));
         }
+        let layouts = [root, child(Part::Billing), child(Part::Shipping)];
+        let search = root_and_billing(|f| f.searchable);
+        let search_slots = search
+            .iter()
+            .map(|c| layouts[part_index(c.part)].iter().position(|(a, _)| *a == c.field.attr))
+            .collect();
         Columns {
-            layouts: [root, child(Part::Billing), child(Part::Shipping)],
+            layouts,
             sort: item.iter().filter(|c| c.field.sortable).copied().collect(),
-            search: root_and_billing(|f| f.searchable),
+            search,
+            search_slots,
             filter,
             item,
         }
@@ -372,13 +381,52 @@ impl Row {
     /// (which no query contains) so that no match spans two values.
     pub fn search_text(&self, def: &'static ResourceDef, id: u64) -> Box<str> {
         let mut out = String::new();
-        for col in &def.columns().search {
-            for v in self.values(*col, id, 0) {
-                out.push_str(&v.to_lowercase());
-                out.push('\0');
-            }
-        }
+        self.search_text_into(def, id, &mut out);
         out.into()
+    }
+
+    /// The same into `out` (cleared first): for a check of many records, with no
+    /// allocation for most of them.
+    pub fn search_text_into(&self, def: &'static ResourceDef, id: u64, out: &mut String) {
+        out.clear();
+        let columns = def.columns();
+        for (col, slot) in columns.search.iter().zip(&columns.search_slots) {
+            let stored = match (col.field.kind, slot) {
+                (Kind::Id | Kind::ParentRef | Kind::DisplayName | Kind::Object(_) | Kind::Link(_), _) | (_, None) => None,
+                (_, Some(i)) => Some(self.part(col.part).and_then(|v| v.slot(def, col.part, *i))),
+            };
+            match stored {
+                // A slot's values are apart by NUL already, which lower-casing keeps.
+                Some(Some(values)) => push_lower(out, values),
+                Some(None) => match default_of(col.field) {
+                    Some(d) => push_lower(out, &d),
+                    None => continue,
+                },
+                None => {
+                    let values = self.values(*col, id, 0);
+                    if values.is_empty() {
+                        continue;
+                    }
+                    for (k, v) in values.iter().enumerate() {
+                        if k > 0 {
+                            out.push('\0');
+                        }
+                        push_lower(out, v);
+                    }
+                }
+            }
+            out.push('\0');
+        }
+    }
+}
+
+fn push_lower(out: &mut String, s: &str) {
+    if s.is_ascii() {
+        let start = out.len();
+        out.push_str(s);
+        out[start..].make_ascii_lowercase();
+    } else {
+        out.push_str(&s.to_lowercase());
     }
 }
 
@@ -737,6 +785,40 @@ mod tests {
             let _ = cut.slot(d, Part::Billing, i);
         }
         assert_eq!(Values { data: &[] }.slot(d, Part::Billing, 1), None);
+    }
+
+    #[test]
+    fn the_search_text_is_each_searchable_value_lower_cased_and_apart() {
+        let d = &CUSTOMERS;
+        let root = entry(&[("sstIsCompany", "FALSE"), ("givenName", "ΟΔΥΣΣΕΥΣ"), ("sn", "Ünal"), ("uid", "7")]);
+        let billing = entry(&[
+            ("mail", "A@X.CH"),
+            ("mail", "b@Ü.ch"),
+            ("l", "İstanbul"),
+            ("postalCode", "34000"),
+            ("o", "Grüne Ärzte AG"),
+        ]);
+        let row = Row::of([
+            Some(&PartValues::from_entry(d, Part::Root, &root)),
+            Some(&PartValues::from_entry(d, Part::Billing, &billing)),
+            None,
+        ]);
+        // The text as its definition says: every value of every searchable column, each
+        // lower-cased on its own, followed by NUL.
+        let mut want = String::new();
+        for col in &d.columns().search {
+            for v in row.values(*col, 42, 0) {
+                want.push_str(&v.to_lowercase());
+                want.push('\0');
+            }
+        }
+        for part in ["a@x.ch\0b@ü.ch\0", "οδυσσευς ünal\0", "i\u{307}stanbul\0", "grüne ärzte ag\0"] {
+            assert!(want.contains(part), "{part:?} in {want:?}");
+        }
+        let mut out = String::from("left over");
+        row.search_text_into(d, 42, &mut out);
+        assert_eq!(out, want);
+        assert_eq!(&*row.search_text(d, 42), want);
     }
 
     #[test]
