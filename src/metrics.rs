@@ -42,6 +42,11 @@ struct OpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     op: &'static str,
     outcome: &'static str,
@@ -56,6 +61,7 @@ struct Recorded {
     request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     ldap_ops: Family<OutcomeLabels, Counter>,
     ldap_seconds: Family<OpLabels, Histogram, fn() -> Histogram>,
+    freshness_seconds: Family<StepLabels, Histogram, fn() -> Histogram>,
     changes_sent: Counter,
     change_resets: Counter,
 }
@@ -67,6 +73,7 @@ fn recorded() -> &'static Recorded {
         request_seconds: Family::new_with_constructor(latency),
         ldap_ops: Family::default(),
         ldap_seconds: Family::new_with_constructor(latency),
+        freshness_seconds: Family::new_with_constructor(latency),
         changes_sent: Counter::default(),
         change_resets: Counter::default(),
     })
@@ -95,6 +102,13 @@ pub fn ldap_operation(op: &'static str, outcome: &'static str, took: Duration) {
     let r = recorded();
     r.ldap_seconds.get_or_create(&OpLabels { op }).observe(took.as_secs_f64());
     r.ldap_ops.get_or_create(&OutcomeLabels { op, outcome }).inc();
+}
+
+/// How long a list waited before its index answered: `directory`, for the directory's
+/// newest change (its `contextCSN`, read or shared with lists arriving at once); `index`,
+/// for the index to hold it.
+pub fn list_freshness(step: &'static str, took: Duration) {
+    recorded().freshness_seconds.get_or_create(&StepLabels { step }).observe(took.as_secs_f64());
 }
 
 /// Counts change events sent to subscribers.
@@ -185,6 +199,11 @@ pub fn render(sampled: &[Sampled]) -> String {
         "stoney_ldap_operation_duration_seconds",
         "LDAP operation latency by operation",
         r.ldap_seconds.clone(),
+    );
+    registry.register(
+        "stoney_list_freshness_wait_seconds",
+        "Time lists waited for the directory's newest change (step directory) and for their index to hold it (step index)",
+        r.freshness_seconds.clone(),
     );
     registry.register(
         "stoney_change_events_sent",

@@ -402,18 +402,29 @@ impl Row {
                     Some(d) => push_lower(out, &d),
                     None => continue,
                 },
-                None => {
-                    let values = self.values(*col, id, 0);
-                    if values.is_empty() {
-                        continue;
+                None => match col.field.kind {
+                    // Digits: nothing to lower-case, and no allocation.
+                    Kind::Id => {
+                        use std::fmt::Write as _;
+                        let _ = write!(out, "{id}");
                     }
-                    for (k, v) in values.iter().enumerate() {
-                        if k > 0 {
-                            out.push('\0');
+                    Kind::DisplayName => match self.display_name(def) {
+                        Some(name) => push_lower(out, &name),
+                        None => continue,
+                    },
+                    _ => {
+                        let values = self.values(*col, id, 0);
+                        if values.is_empty() {
+                            continue;
                         }
-                        push_lower(out, v);
+                        for (k, v) in values.iter().enumerate() {
+                            if k > 0 {
+                                out.push('\0');
+                            }
+                            push_lower(out, v);
+                        }
                     }
-                }
+                },
             }
             out.push('\0');
         }

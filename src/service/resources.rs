@@ -185,7 +185,9 @@ impl Resources {
                 crate::mapping::row::Pattern::parse(column.kind(), &id.to_string()).map_err(ServiceError::Internal)?;
             q.filters.insert(0, query::Filter { column, pattern });
         }
+        let started = std::time::Instant::now();
         let target = self.dir.context_csn().await?;
+        crate::metrics::list_freshness("directory", started.elapsed());
         let page = self.answer(scope, &q, &target).await?;
         Ok((q, page))
     }
@@ -221,7 +223,9 @@ impl Resources {
 
     /// A query's page from the index, once it holds `target`.
     async fn answer(&self, scope: &Scope, q: &ListQuery, target: &Csns) -> Result<Page, ServiceError> {
+        let started = std::time::Instant::now();
         self.index.wait_for(target, self.catch_up).await.map_err(|_| ServiceError::Unavailable)?;
+        crate::metrics::list_freshness("index", started.elapsed());
         self.index.query(scope, q, &self.public_url).map_err(|_| ServiceError::Unavailable)
     }
 

@@ -303,6 +303,11 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
                 })
                 .collect();
             let mut rows = String::new();
+            const WAITS: &str = "stoney_list_freshness_wait_seconds";
+            let waits_before = [
+                histogram(&client, &gw.base, WAITS, "step=\"directory\"").await,
+                histogram(&client, &gw.base, WAITS, "step=\"index\"").await,
+            ];
             for (name, q) in qs.iter().filter(|(n, _)| {
                 n.starts_with("page 1,") || n.starts_with("q=müll") || n.starts_with("last page, sort=customerName")
             }) {
@@ -321,6 +326,22 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
                     s.all.errors
                 );
             }
+            let waits_after = [
+                histogram(&client, &gw.base, WAITS, "step=\"directory\"").await,
+                histogram(&client, &gw.base, WAITS, "step=\"index\"").await,
+            ];
+            let wait = |i: usize, p: f64| bucket_pct(&waits_before[i], &waits_after[i], p);
+            let waits = format!(
+                "Of the {n} lists answered meanwhile (the writers' included), the wait for the directory's newest \
+                 change (`{WAITS}`, step `directory`: the `contextCSN` read, or the share of one) was {} (p50) / {} \
+                 (p99), the wait for the index to hold it (step `index`) {} / {}.",
+                wait(0, 0.5).0,
+                wait(0, 0.99).0,
+                wait(1, 0.5).0,
+                wait(1, 0.99).0,
+                n = wait(1, 0.5).1,
+            );
+            eprintln!("{customers} under writes: {waits}");
             for w in w {
                 let _ = w.await;
             }
@@ -369,7 +390,7 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
                  missing from the very next list; a write took {w50:.1} ms (p50) / {w99:.1} ms (p99). The same writes \
                  as raw LDAP (the adds, modify and deletes of the entries, one after another on one connection, while \
                  nothing else runs): {raw_rate:.0}/s, {r50:.1} ms (p50) / {r99:.1} ms (p99).\n\n\
-                 | query | p50 ms | p99 ms | req/s | errors |\n|---|---|---|---|---|\n{rows}\n",
+                 | query | p50 ms | p99 ms | req/s | errors |\n|---|---|---|---|---|\n{rows}\n{waits}\n\n",
                 secs = writing.as_secs(),
                 rate = writes as f64 / writing.as_secs_f64(),
             );
@@ -402,6 +423,41 @@ pub async fn scale(out: &Path, sizes: &[u64], seconds: u64, rounds: usize, write
 
 /// Base reads of the `contextCSN` at concurrency `CONCURRENCY`, each worker on its own
 /// connection.
+/// A histogram of the gateway's `/metrics`: the cumulative count of each bucket (by its
+/// upper bound in seconds) for the series with `label`.
+async fn histogram(client: &reqwest::Client, base: &str, name: &str, label: &str) -> Vec<(f64, u64)> {
+    let Ok(text) = async { client.get(format!("{base}/metrics")).send().await?.text().await }.await else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}_bucket{{");
+    let mut out: Vec<(f64, u64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(label))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// The bucket bound (ms) below which a share `p` of what a histogram counted between two
+/// readings lies ("≤ 5 ms"), and how many it counted.
+fn bucket_pct(before: &[(f64, u64)], after: &[(f64, u64)], p: f64) -> (String, u64) {
+    let count = |h: &[(f64, u64)], le: f64| h.iter().find(|(b, _)| *b == le).map_or(0, |(_, c)| *c);
+    let total = after.last().map_or(0, |(le, c)| c - count(before, *le));
+    let want = (total as f64 * p).ceil() as u64;
+    let bound = after.iter().find(|(le, c)| c - count(before, *le) >= want.max(1)).map(|(le, _)| *le);
+    let text = match bound {
+        Some(le) if le.is_finite() => format!("≤ {} ms", le * 1000.0),
+        Some(_) => "> 10 s".into(),
+        None => "?".into(),
+    };
+    (text, total)
+}
+
 async fn context_csn_reads(slapd: &Slapd, seconds: u64) -> Stats {
     let mut conns = Vec::new();
     for _ in 0..CONCURRENCY {
