@@ -197,7 +197,8 @@ impl DictIds {
     fn set(&mut self, slot: usize, id: DictId) {
         if let DictIds::Narrow(v) = self {
             if id != MANY && id >= DictId::from(NARROW_MANY) {
-                *self = DictIds::Wide(v.iter().map(|&i| if i == NARROW_MANY { MANY } else { DictId::from(i) }).collect());
+                *self =
+                    DictIds::Wide(v.iter().map(|&i| if i == NARROW_MANY { MANY } else { DictId::from(i) }).collect());
             }
         }
         match self {
@@ -586,12 +587,7 @@ impl State {
     /// left out), for the log line of a load.
     fn footprint(&self) -> Vec<(&'static str, usize)> {
         use lookup::map_bytes;
-        let parts: usize = self
-            .records
-            .iter()
-            .flatten()
-            .map(|r| r.row.bytes())
-            .sum();
+        let parts: usize = self.records.iter().flatten().map(|r| r.row.bytes()).sum();
         let dicts: usize = self
             .dicts
             .iter()
@@ -952,7 +948,10 @@ impl State {
     fn snapshot(&self, id: u64, public_url: &str) -> Option<Snapshot> {
         let slot = self.slots_of(id).find(|&s| self.rec(s).listed())?;
         let rec = self.rec(slot);
-        Some(Snapshot { owner: self.owner(slot), doc: row::element(self.def, rec.id, rec.reseller, &rec.row, public_url) })
+        Some(Snapshot {
+            owner: self.owner(slot),
+            doc: row::element(self.def, rec.id, rec.reseller, &rec.row, public_url),
+        })
     }
 
     /// Whether a state read from a snapshot holds together, so that no later change or

@@ -3,8 +3,8 @@
 //! filters, `q=`) without loading the collection from LDAP.
 
 pub mod contracts;
-pub mod index;
 mod handles;
+pub mod index;
 mod lookup;
 mod order;
 pub mod snapshot;

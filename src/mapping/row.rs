@@ -81,10 +81,8 @@ impl Columns {
         }
         let layouts = [root, child(Part::Billing), child(Part::Shipping)];
         let search = root_and_billing(|f| f.searchable);
-        let search_slots = search
-            .iter()
-            .map(|c| layouts[part_index(c.part)].iter().position(|(a, _)| *a == c.field.attr))
-            .collect();
+        let search_slots =
+            search.iter().map(|c| layouts[part_index(c.part)].iter().position(|(a, _)| *a == c.field.attr)).collect();
         Columns {
             layouts,
             sort: item.iter().filter(|c| c.field.sortable).copied().collect(),
@@ -392,7 +390,9 @@ impl Row {
         let columns = def.columns();
         for (col, slot) in columns.search.iter().zip(&columns.search_slots) {
             let stored = match (col.field.kind, slot) {
-                (Kind::Id | Kind::ParentRef | Kind::DisplayName | Kind::Object(_) | Kind::Link(_), _) | (_, None) => None,
+                (Kind::Id | Kind::ParentRef | Kind::DisplayName | Kind::Object(_) | Kind::Link(_), _) | (_, None) => {
+                    None
+                }
                 (_, Some(i)) => Some(self.part(col.part).and_then(|v| v.slot(def, col.part, *i))),
             };
             match stored {
@@ -841,7 +841,11 @@ mod tests {
                 Part::Root,
                 &entry(&[("sstIsCompany", "FALSE"), ("sstIsActive", "TRUE"), ("givenName", "Zoë"), ("sn", "Müller")]),
             )),
-            Some(&PartValues::from_entry(d, Part::Billing, &entry(&[("c", "CH"), ("postalCode", "3011"), ("l", "Bern")]))),
+            Some(&PartValues::from_entry(
+                d,
+                Part::Billing,
+                &entry(&[("c", "CH"), ("postalCode", "3011"), ("l", "Bern")]),
+            )),
             None,
         ]);
         assert_eq!(row.display_name(d).as_deref(), Some("Zoë Müller"));
