@@ -71,8 +71,7 @@ impl Handles {
 
     /// About how many bytes the table takes.
     pub fn bytes(&self) -> usize {
-        let buckets = if self.table.capacity() == 0 { 0 } else { (self.table.capacity() * 8 / 7).next_power_of_two() };
-        buckets * (std::mem::size_of::<u32>() + 1)
+        super::lookup::table_bytes(self.table.capacity(), std::mem::size_of::<u32>())
     }
 }
 

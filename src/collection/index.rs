@@ -402,12 +402,12 @@ impl State {
             } else {
                 self.by_id.insert(&id, slot, |s| id_at(&self.records, s));
             }
-            for (pi, u) in uuids.iter().enumerate() {
+            for (part, u) in [Part::Root, Part::Billing, Part::Shipping].into_iter().zip(uuids) {
                 let Some(u) = u else { continue };
-                if self.entry_of(u).is_some() {
+                if self.entry_of(&u).is_some() {
                     return Err("an entryUUID is held by two records");
                 }
-                self.by_uuid.insert(u, (slot << 2) | pi as u32, |h| uuid_at(&self.records, h));
+                self.by_uuid.insert(&u, handle(slot, part), |h| uuid_at(&self.records, h));
             }
         }
         Ok(())

@@ -216,8 +216,7 @@ impl Postings {
 
     /// About how many bytes the lists and their table take.
     pub fn bytes(&self) -> usize {
-        let buckets = if self.table.capacity() == 0 { 0 } else { (self.table.capacity() * 8 / 7).next_power_of_two() };
-        buckets * (std::mem::size_of::<[u32; 3]>() + 1)
+        table_bytes(self.table.capacity(), std::mem::size_of::<[u32; 3]>())
             + self.many.capacity() * std::mem::size_of::<Vec<u32>>()
             + self.many.iter().map(|v| v.capacity() * 4).sum::<usize>()
     }
@@ -326,8 +325,13 @@ pub fn whole_gram(term: &str) -> Option<Gram> {
 /// About how many bytes a hash map's table takes (a control byte per bucket; buckets a
 /// power of two above the capacity).
 pub fn map_bytes<K, V>(map: &HashMap<K, V>) -> usize {
-    let buckets = (map.capacity() * 8 / 7).next_power_of_two();
-    buckets * (std::mem::size_of::<(K, V)>() + 1)
+    table_bytes(map.capacity(), std::mem::size_of::<(K, V)>())
+}
+
+/// The same for a table of `capacity` entries of `entry` bytes each.
+pub fn table_bytes(capacity: usize, entry: usize) -> usize {
+    let buckets = if capacity == 0 { 0 } else { (capacity * 8 / 7).next_power_of_two() };
+    buckets * (entry + 1)
 }
 
 /// The records in every list (each ascending), ascending.

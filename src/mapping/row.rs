@@ -282,13 +282,17 @@ const ROW_HEADER: usize = 12;
 impl Row {
     /// A row of these parts' values (`part_index` order).
     pub fn of(parts: [Option<&PartValues>; 3]) -> Row {
+        Row::of_bytes(parts.map(|p| p.map(|p| &*p.data)))
+    }
+
+    fn of_bytes(parts: [Option<&[u8]>; 3]) -> Row {
         if parts.iter().all(Option::is_none) {
             return Row::default();
         }
         let mut data = vec![0u8; ROW_HEADER];
         for (i, p) in parts.iter().enumerate() {
             if let Some(p) = p {
-                data.extend_from_slice(&p.data);
+                data.extend_from_slice(p);
             }
             let end = (data.len() - ROW_HEADER) as u32 | if p.is_some() { PART_THERE } else { 0 };
             data[4 * i..4 * i + 4].copy_from_slice(&end.to_le_bytes());
@@ -314,10 +318,9 @@ impl Row {
 
     /// Gives a part these values, or takes it away (`None`).
     pub fn set(&mut self, part: Part, values: Option<&PartValues>) {
-        let owned = |p: Part| self.part(p).map(|v| PartValues { data: v.data.into() });
-        let mut parts = [owned(Part::Root), owned(Part::Billing), owned(Part::Shipping)];
-        parts[part_index(part)] = values.cloned();
-        *self = Row::of([parts[0].as_ref(), parts[1].as_ref(), parts[2].as_ref()]);
+        let mut parts = [Part::Root, Part::Billing, Part::Shipping].map(|p| self.part(p).map(|v| v.data));
+        parts[part_index(part)] = values.map(|v| &*v.data);
+        *self = Row::of_bytes(parts);
     }
 
     /// The bytes the row takes.
