@@ -58,6 +58,15 @@ pub async fn spawn_app_with(opts: SlapdOptions, tweak: impl FnOnce(&mut Settings
     }
 }
 
+/// The gateways' warnings and errors (or what `RUST_LOG` asks for) go into the test's
+/// captured output, shown when the test fails: a 500 in an assertion then comes with
+/// the error behind it.
+pub fn log_to_test_output() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_test_writer().try_init();
+}
+
 /// A gateway serving on a free port, stopped when `stop` is dropped or sent.
 pub struct Gateway {
     pub addr: SocketAddr,
@@ -71,9 +80,7 @@ pub struct Gateway {
 /// Starts the gateway with these settings and waits until it is ready (the directory
 /// answers and the customer index is loaded).
 pub async fn start_gateway(mut settings: Settings) -> Gateway {
-    if std::env::var_os("RUST_LOG").is_some() {
-        stoney_gateway::telemetry::init("text", "info");
-    }
+    log_to_test_output();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     settings.listen = addr.to_string();
