@@ -20,6 +20,12 @@ impl Default for Handles {
 }
 
 impl Handles {
+    /// An empty table with room for `n` handles (a rebuild then never grows it, which
+    /// would read the key of every handle held again).
+    pub fn with_capacity(n: usize) -> Handles {
+        Handles { table: HashTable::with_capacity(n), hasher: RandomState::new() }
+    }
+
     fn hash<K: Hash>(&self, key: &K) -> u64 {
         self.hasher.hash_one(key)
     }
@@ -43,6 +49,24 @@ impl Handles {
             hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = handle,
             hashbrown::hash_table::Entry::Vacant(v) => {
                 v.insert(handle);
+            }
+        }
+    }
+
+    /// Gives `key` the handle `handle` unless it has one: whether it had none (one
+    /// probe of the table, where `get` and `insert` take two).
+    pub fn insert_new<K: Hash + Eq>(&mut self, key: &K, handle: u32, key_of: impl Fn(u32) -> Option<K>) -> bool {
+        let hash = self.hash(key);
+        let hasher = &self.hasher;
+        match self.table.entry(
+            hash,
+            |&h| key_of(h).as_ref() == Some(key),
+            |&h| hasher.hash_one(key_of(h).expect("a handle in the table leads to its key")),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(handle);
+                true
             }
         }
     }
@@ -109,5 +133,13 @@ mod tests {
         left.sort_unstable();
         assert_eq!(left, (0..10_000u32).filter(|k| k % 2 == 1).collect::<Vec<_>>());
         assert!(t.bytes() >= 5_000 * 5);
+        // A key that has a handle keeps it.
+        assert!(!t.insert_new(&(43 * 7919), 7, |h| keys[h as usize]));
+        assert_eq!(t.get(&(43 * 7919), |h| keys[h as usize]), Some(43));
+        keys.push(Some(3));
+        assert!(t.insert_new(&3, 10_001, |h| keys[h as usize]));
+        assert_eq!(t.get(&3, |h| keys[h as usize]), Some(10_001));
+        let sized = Handles::with_capacity(1000);
+        assert!(sized.bytes() >= 1000 * 5 && sized.is_empty());
     }
 }

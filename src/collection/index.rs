@@ -34,7 +34,34 @@ struct Record {
     /// The reseller of the DN.
     reseller: u64,
     row: Row,
-    uuids: [Option<Uuid>; 3],
+    uuids: Uuids,
+}
+
+/// The entryUUIDs of a record's entries, by `part_index`; the nil UUID (which no
+/// directory hands out: `upsert` does not take it) stands for none, so that the three
+/// take 48 bytes, not 51 padded to 56.
+#[derive(Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+struct Uuids([Uuid; 3]);
+
+const NIL: Uuid = [0; 16];
+
+impl Uuids {
+    fn get(&self, part: usize) -> Option<Uuid> {
+        self.0.get(part).copied().filter(|u| *u != NIL)
+    }
+
+    fn set(&mut self, part: usize, uuid: Option<Uuid>) {
+        self.0[part] = uuid.unwrap_or(NIL);
+    }
+
+    /// The parts held, with their entryUUIDs.
+    fn held(&self) -> impl Iterator<Item = (Part, Uuid)> + '_ {
+        [Part::Root, Part::Billing, Part::Shipping].into_iter().zip(self.0).filter(|(_, u)| *u != NIL)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|u| *u == NIL)
+    }
 }
 
 impl Record {
@@ -60,9 +87,9 @@ struct State {
     /// another reseller belongs to none), apart from the records so that a pass that only
     /// checks the scope stays in a small array: its tenant (0: none; no id is 0, so an
     /// owner named 0 is none too) ...
-    resellers: Vec<u64>,
+    resellers: SlotIds,
     /// ... and the customer whose users see it (0: none).
-    customers: Vec<u64>,
+    customers: SlotIds,
     free: Vec<u32>,
     /// The slot of each id; ids held by more than one customer (written so by hand, in
     /// different resellers' subtrees) have their other slots in `shared_ids`. Both are
@@ -130,7 +157,7 @@ fn unhandle(h: u32) -> (u32, Part) {
 
 /// The entryUUID a record holds for an entry (`handle`).
 fn uuid_at(records: &[Option<Record>], h: u32) -> Option<Uuid> {
-    records.get((h >> 2) as usize)?.as_ref()?.uuids.get((h & 3) as usize).copied().flatten()
+    records.get((h >> 2) as usize)?.as_ref()?.uuids.get((h & 3) as usize)
 }
 
 fn id_at(records: &[Option<Record>], slot: u32) -> Option<u64> {
@@ -141,7 +168,7 @@ fn id_at(records: &[Option<Record>], slot: u32) -> Option<u64> {
 type Placed = (Option<SortKey>, u64, u64);
 
 /// What a snapshot's structures are (`snapshot`): one of another layout is not read.
-pub(crate) const LAYOUT: &str = "index layout 7: character trigrams, texts from records, keys from records, owners apart, rows in one allocation with slot bits and lengths, packed value lists, narrow dictionaries";
+pub(crate) const LAYOUT: &str = "index layout 8: character trigrams, texts from records, keys from records, owners apart in narrow arrays, nil for no entryUUID, rows in one allocation with part bits, part and slot lengths, packed value lists, narrow dictionaries";
 
 /// Above this many distinct values a column is not kept dictionary-encoded; filters on
 /// it look into the records instead.
@@ -169,6 +196,69 @@ enum DictIds {
 impl Default for DictIds {
     fn default() -> Self {
         DictIds::Narrow(Vec::new())
+    }
+}
+
+/// An id per slot (see `State::resellers`): four bytes each while every id fits (ids of
+/// resellers and customers are counted up from 1), eight once one does not.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+enum SlotIds {
+    Narrow(Vec<u32>),
+    Wide(Vec<u64>),
+}
+
+impl Default for SlotIds {
+    fn default() -> Self {
+        SlotIds::Narrow(Vec::new())
+    }
+}
+
+impl SlotIds {
+    /// The id of a slot below `len()`.
+    fn get(&self, slot: u32) -> u64 {
+        match self {
+            SlotIds::Narrow(v) => u64::from(v[slot as usize]),
+            SlotIds::Wide(v) => v[slot as usize],
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            SlotIds::Narrow(v) => v.len(),
+            SlotIds::Wide(v) => v.len(),
+        }
+    }
+
+    fn widen_for(&mut self, id: u64) {
+        if let SlotIds::Narrow(v) = self {
+            if u32::try_from(id).is_err() {
+                *self = SlotIds::Wide(v.iter().map(|&i| u64::from(i)).collect());
+            }
+        }
+    }
+
+    /// Sets a slot below `len()`.
+    fn set(&mut self, slot: u32, id: u64) {
+        self.widen_for(id);
+        match self {
+            SlotIds::Narrow(v) => v[slot as usize] = id as u32,
+            SlotIds::Wide(v) => v[slot as usize] = id,
+        }
+    }
+
+    fn push(&mut self, id: u64) {
+        self.widen_for(id);
+        match self {
+            SlotIds::Narrow(v) => v.push(id as u32),
+            SlotIds::Wide(v) => v.push(id),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            SlotIds::Narrow(v) => v.capacity() * 4,
+            SlotIds::Wide(v) => v.capacity() * 8,
+        }
     }
 }
 
@@ -316,8 +406,8 @@ impl State {
         State {
             def,
             records: Vec::new(),
-            resellers: Vec::new(),
-            customers: Vec::new(),
+            resellers: SlotIds::default(),
+            customers: SlotIds::default(),
             free: Vec::new(),
             by_id: Handles::default(),
             shared_ids: HashMap::new(),
@@ -343,13 +433,12 @@ impl State {
 
     fn owner(&self, slot: u32) -> Owner {
         let held = |v: u64| (v != 0).then_some(v);
-        Owner { tenant: held(self.resellers[slot as usize]), customer: held(self.customers[slot as usize]) }
+        Owner { tenant: held(self.resellers.get(slot)), customer: held(self.customers.get(slot)) }
     }
 
     /// Whether a slot's owner is `owner` (see `resellers`).
     fn owned_by(&self, slot: u32, owner: Owner) -> bool {
-        (self.resellers[slot as usize], self.customers[slot as usize])
-            == (owner.tenant.unwrap_or(0), owner.customer.unwrap_or(0))
+        (self.resellers.get(slot), self.customers.get(slot)) == (owner.tenant.unwrap_or(0), owner.customer.unwrap_or(0))
     }
 
     fn rec(&self, slot: u32) -> &Record {
@@ -391,23 +480,21 @@ impl State {
 
     /// The id and entryUUID tables from the records (after a snapshot is read).
     fn rebuild_keys(&mut self) -> Result<(), &'static str> {
-        self.by_id = Handles::default();
-        self.by_uuid = Handles::default();
+        let live = self.records.iter().flatten();
+        let entries = live.clone().map(|r| r.uuids.held().count()).sum();
+        self.by_id = Handles::with_capacity(live.count());
+        self.by_uuid = Handles::with_capacity(entries);
         self.shared_ids = HashMap::new();
-        for slot in 0..self.records.len() as u32 {
-            let Some(rec) = self.records[slot as usize].as_ref() else { continue };
-            let (id, uuids) = (rec.id, rec.uuids);
-            if self.by_id.get(&id, |s| id_at(&self.records, s)).is_some() {
-                self.shared_ids.entry(id).or_default().push(slot);
-            } else {
-                self.by_id.insert(&id, slot, |s| id_at(&self.records, s));
+        let records = &self.records;
+        for slot in 0..records.len() as u32 {
+            let Some(rec) = records[slot as usize].as_ref() else { continue };
+            if !self.by_id.insert_new(&rec.id, slot, |s| id_at(records, s)) {
+                self.shared_ids.entry(rec.id).or_default().push(slot);
             }
-            for (part, u) in [Part::Root, Part::Billing, Part::Shipping].into_iter().zip(uuids) {
-                let Some(u) = u else { continue };
-                if self.entry_of(&u).is_some() {
+            for (part, u) in rec.uuids.held() {
+                if !self.by_uuid.insert_new(&u, handle(slot, part), |h| uuid_at(records, h)) {
                     return Err("an entryUUID is held by two records");
                 }
-                self.by_uuid.insert(&u, handle(slot, part), |h| uuid_at(&self.records, h));
             }
         }
         Ok(())
@@ -529,7 +616,7 @@ impl State {
             .map(|c| (!self.bulk && self.rec(slot).listed()).then(|| self.place_in(c, slot)))
             .collect();
         self.unindex(slot);
-        let was = (self.rec(slot).listed(), self.resellers[slot as usize]);
+        let was = (self.rec(slot).listed(), self.resellers.get(slot));
         let owner = owner.unwrap_or_else(|| self.owner(slot));
         let rec = self.records[slot as usize].as_mut().expect("a live slot");
         f(rec);
@@ -541,8 +628,8 @@ impl State {
             let text = now.0.then(|| rec.row.search_text(self.def, rec.id));
             self.recent.recheck(slot, text.as_deref());
         }
-        self.resellers[slot as usize] = now.1;
-        self.customers[slot as usize] = owner.customer.unwrap_or(0);
+        self.resellers.set(slot, now.1);
+        self.customers.set(slot, owner.customer.unwrap_or(0));
         self.rescope(slot, was, now);
         self.index(slot);
         if !self.bulk {
@@ -612,7 +699,8 @@ impl State {
                 self.by_id.bytes()
                     + self.by_uuid.bytes()
                     + map_bytes(&self.shared_ids)
-                    + (self.resellers.capacity() + self.customers.capacity()) * 8,
+                    + self.resellers.bytes()
+                    + self.customers.bytes(),
             ),
             ("orders", self.orders.iter().map(Order::bytes).sum()),
             ("dictionaries", dicts),
@@ -628,7 +716,7 @@ impl State {
         self.tenants = HashMap::new();
         for slot in 0..self.records.len() as u32 {
             if self.records[slot as usize].as_ref().is_some_and(Record::listed) {
-                self.rescope(slot, (false, 0), (true, self.resellers[slot as usize]));
+                self.rescope(slot, (false, 0), (true, self.resellers.get(slot)));
             }
         }
     }
@@ -668,12 +756,12 @@ impl State {
         if let Some(slot) = self.slots_of(id).find(|&s| self.rec(s).reseller == reseller) {
             return slot;
         }
-        let rec = Record { id, reseller, row: Row::default(), uuids: [None; 3] };
+        let rec = Record { id, reseller, row: Row::default(), uuids: Uuids::default() };
         let slot = match self.free.pop() {
             Some(s) => {
                 self.records[s as usize] = Some(rec);
-                self.resellers[s as usize] = 0;
-                self.customers[s as usize] = 0;
+                self.resellers.set(s, 0);
+                self.customers.set(s, 0);
                 s
             }
             None => {
@@ -698,16 +786,16 @@ impl State {
         if let Some(rec) = self.records[slot as usize].as_ref() {
             let (id, uuids, listed) = (rec.id, rec.uuids, rec.listed());
             // The tables find their keys in the record: out of them before it goes.
-            for u in uuids.iter().flatten() {
-                self.forget_entry(u);
+            for (_, u) in uuids.held() {
+                self.forget_entry(&u);
             }
             self.forget_slot(id, slot);
             self.records[slot as usize] = None;
             self.encode(slot, None);
-            self.rescope(slot, (listed, self.resellers[slot as usize]), (false, 0));
+            self.rescope(slot, (listed, self.resellers.get(slot)), (false, 0));
             self.recent.recheck(slot, None);
-            self.resellers[slot as usize] = 0;
-            self.customers[slot as usize] = 0;
+            self.resellers.set(slot, 0);
+            self.customers.set(slot, 0);
             self.free.push(slot);
         }
     }
@@ -739,15 +827,19 @@ impl State {
         }
         self.modify(slot, part, None, |rec| {
             rec.row.set(part, None);
-            rec.uuids[part_index(part)] = None;
+            rec.uuids.set(part_index(part), None);
         });
-        if self.rec(slot).uuids.iter().all(Option::is_none) {
+        if self.rec(slot).uuids.is_empty() {
             self.drop_record(slot);
         }
     }
 
     fn upsert(&mut self, base: &str, uuid: Uuid, entry: &Entry) {
         let def = self.def;
+        if uuid == NIL {
+            tracing::warn!(resource = def.name, dn = %entry.dn, "an entry with the nil entryUUID is not listed");
+            return;
+        }
         let target = match def.place(&entry.dn, base) {
             Some(p) if p.part != Part::Root || entry.has_object_class(def.structural) => {
                 // The reseller the DN gives it to (see `Tenant`).
@@ -781,14 +873,14 @@ impl State {
         let Some((id, reseller, part)) = target else { return };
         let slot = known.unwrap_or_else(|| self.slot_for(id, reseller));
         let pi = part_index(part);
-        if let Some(old) = self.rec(slot).uuids[pi].filter(|old| *old != uuid) {
+        if let Some(old) = self.rec(slot).uuids.get(pi).filter(|old| *old != uuid) {
             self.forget_entry(&old);
         }
         let values = PartValues::from_entry(def, part, entry);
         // The same entry again (a check, a refresh): nothing to reorder or reindex.
         let rec = self.rec(slot);
         let owner = (part == Part::Root).then(|| document::owner(def, rec.id, reseller, entry));
-        let unchanged = rec.uuids[pi] == Some(uuid)
+        let unchanged = rec.uuids.get(pi) == Some(uuid)
             && rec.row.part(part) == Some(values.view())
             && owner.is_none_or(|o| rec.reseller == reseller && self.owned_by(slot, o));
         if unchanged {
@@ -797,7 +889,7 @@ impl State {
         }
         self.modify(slot, part, owner, |rec| {
             rec.row.set(part, Some(&values));
-            rec.uuids[pi] = Some(uuid);
+            rec.uuids.set(pi, Some(uuid));
             if part == Part::Root {
                 rec.reseller = reseller;
             }
@@ -1396,8 +1488,8 @@ impl<'a> Matcher<'a> {
 
     fn matches(&self, state: &State, slot: u32, scratch: &mut String) -> bool {
         match self.scope {
-            Scope::Reseller(r) if state.resellers[slot as usize] != r => return false,
-            Scope::Customer { customer, .. } if state.customers[slot as usize] != customer => return false,
+            Scope::Reseller(r) if state.resellers.get(slot) != r => return false,
+            Scope::Customer { customer, .. } if state.customers.get(slot) != customer => return false,
             _ => {}
         }
         let mut record_checks = false;

@@ -268,16 +268,40 @@ impl Column {
     }
 }
 
-/// The entries of one resource as the collection keeps them, in one allocation: for each
-/// part whether it is there and where its values end (u32, little-endian; the top bit
-/// says it is there), then the parts' values (see [`PartValues`]).
+/// The entries of one resource as the collection keeps them, in one allocation: a byte
+/// whose bit `part_index` says that part is there, the length of each part there but
+/// the last (LEB128), then the parts' values (see [`PartValues`]), the last to the end.
+/// A customer with a billing address spends 3 bytes on this.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     data: Box<[u8]>,
 }
 
-const PART_THERE: u32 = 1 << 31;
-const ROW_HEADER: usize = 12;
+fn push_len(data: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        data.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    data.push(n as u8);
+}
+
+/// A LEB128 length at `*at` (moved past it); `None` past the end or past 21 bits.
+fn read_len(data: &[u8], at: &mut usize) -> Option<usize> {
+    let mut n = 0usize;
+    let mut shift = 0;
+    loop {
+        let b = *data.get(*at)?;
+        *at += 1;
+        n |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+        shift += 7;
+        if shift > 21 {
+            return None;
+        }
+    }
+}
 
 impl Row {
     /// A row of these parts' values (`part_index` order).
@@ -286,34 +310,57 @@ impl Row {
     }
 
     fn of_bytes(parts: [Option<&[u8]>; 3]) -> Row {
-        if parts.iter().all(Option::is_none) {
-            return Row::default();
+        let there: Vec<&[u8]> = parts.iter().flatten().copied().collect();
+        let Some((_, but_last)) = there.split_last() else { return Row::default() };
+        let mut data = Vec::with_capacity(1 + 3 * but_last.len() + there.iter().map(|p| p.len()).sum::<usize>());
+        data.push(parts.iter().enumerate().filter(|(_, p)| p.is_some()).fold(0u8, |bits, (i, _)| bits | 1 << i));
+        for p in but_last {
+            push_len(&mut data, p.len());
         }
-        let mut data = vec![0u8; ROW_HEADER];
-        for (i, p) in parts.iter().enumerate() {
-            if let Some(p) = p {
-                data.extend_from_slice(p);
-            }
-            let end = (data.len() - ROW_HEADER) as u32 | if p.is_some() { PART_THERE } else { 0 };
-            data[4 * i..4 * i + 4].copy_from_slice(&end.to_le_bytes());
+        for p in &there {
+            data.extend_from_slice(p);
         }
         Row { data: data.into() }
     }
 
-    fn word(&self, i: usize) -> Option<u32> {
-        Some(u32::from_le_bytes(self.data.get(4 * i..4 * i + 4)?.try_into().ok()?))
+    /// Where each part's values lie. Bytes that do not hold together (a damaged
+    /// snapshot) read as no parts.
+    fn spans(&self) -> [Option<std::ops::Range<usize>>; 3] {
+        let mut spans = [None, None, None];
+        let Some(&bits) = self.data.first().filter(|&&b| b < 8) else { return spans };
+        let there = bits.count_ones() as usize;
+        let mut at = 1;
+        let mut lens = [0usize; 2];
+        for len in lens.iter_mut().take(there.saturating_sub(1)) {
+            match read_len(&self.data, &mut at) {
+                Some(n) => *len = n,
+                None => return spans,
+            }
+        }
+        let mut start = at;
+        let mut k = 0;
+        for (i, span) in spans.iter_mut().enumerate() {
+            if bits & (1 << i) == 0 {
+                continue;
+            }
+            let end = if k + 1 == there { self.data.len() } else { start + lens[k] };
+            if end > self.data.len() {
+                return [None, None, None];
+            }
+            *span = Some(start..end);
+            start = end;
+            k += 1;
+        }
+        spans
     }
 
     pub fn part(&self, part: Part) -> Option<Values<'_>> {
-        let i = part_index(part);
-        let end = self.word(i).filter(|w| w & PART_THERE != 0)? & !PART_THERE;
-        let start = if i == 0 { 0 } else { self.word(i - 1)? & !PART_THERE };
-        let data = self.data.get(ROW_HEADER + start as usize..ROW_HEADER + end as usize)?;
-        Some(Values { data })
+        let span = self.spans()[part_index(part)].clone()?;
+        Some(Values { data: self.data.get(span)? })
     }
 
     pub fn has(&self, part: Part) -> bool {
-        self.word(part_index(part)).is_some_and(|w| w & PART_THERE != 0)
+        self.data.first().is_some_and(|&bits| bits < 8 && bits & (1 << part_index(part)) != 0)
     }
 
     /// Gives a part these values, or takes it away (`None`).
@@ -799,6 +846,32 @@ mod tests {
             let _ = cut.slot(d, Part::Billing, i);
         }
         assert_eq!(Values { data: &[] }.slot(d, Part::Billing, 1), None);
+        // So do rows cut short or with bits of parts there are not.
+        let whole = Row::of([Some(&root), Some(&billing), Some(&shipping)]);
+        assert_eq!(whole.part(Part::Billing), Some(billing.view()));
+        assert_eq!(whole.part(Part::Shipping), Some(shipping.view()));
+        for cut in 0..whole.data.len() {
+            let row = Row { data: whole.data[..cut].into() };
+            for p in [Part::Root, Part::Billing, Part::Shipping] {
+                if let Some(v) = row.part(p) {
+                    assert!(v.data.len() <= cut);
+                }
+            }
+        }
+        for bits in [0x08u8, 0xff] {
+            let mut data = whole.data.to_vec();
+            data[0] = bits;
+            let row = Row { data: data.into() };
+            assert!(row.part(Part::Root).is_none() && !row.has(Part::Root));
+        }
+        // The header: a byte of bits and a length for each part there but the last.
+        assert!(root.data.len() < 128 && shipping.data.len() < 128);
+        let small = Row::of([Some(&root), None, Some(&shipping)]);
+        assert_eq!(small.bytes(), 2 + root.data.len() + shipping.data.len());
+        assert_eq!(small.part(Part::Shipping), Some(shipping.view()));
+        assert_eq!(Row::of([None, None, Some(&shipping)]).bytes(), 1 + shipping.data.len());
+        assert!(billing.data.len() >= 16_384);
+        assert_eq!(whole.bytes(), 1 + 1 + 3 + root.data.len() + billing.data.len() + shipping.data.len());
     }
 
     #[test]
