@@ -1764,6 +1764,41 @@ mod tests {
     }
 
     #[test]
+    fn owner_arrays_take_eight_bytes_a_slot_once_an_id_does_not_fit_four() {
+        let mut ids = SlotIds::default();
+        for id in [0, 7, u64::from(u32::MAX)] {
+            ids.push(id);
+        }
+        assert!(matches!(ids, SlotIds::Narrow(_)));
+        ids.set(1, u64::from(u32::MAX) + 1);
+        assert!(matches!(ids, SlotIds::Wide(_)));
+        ids.push(1 << 40);
+        let held: Vec<u64> = (0..ids.len() as u32).map(|s| ids.get(s)).collect();
+        assert_eq!(held, [0, u64::from(u32::MAX) + 1, u64::from(u32::MAX), 1 << 40]);
+    }
+
+    #[test]
+    fn a_customer_of_a_reseller_with_a_wide_id_is_in_that_resellers_scope_only() {
+        let big = u64::from(u32::MAX) + 5;
+        let index = loaded(vec![
+            SyncEvent::Entry { uuid: u(1), entry: customer(1, 7, "One") },
+            SyncEvent::Entry { uuid: u(2), entry: customer(2, big, "Two") },
+        ]);
+        assert_eq!(ids(&index, Scope::Reseller(big), "").1, [2]);
+        assert_eq!(ids(&index, Scope::Reseller(7), "").1, [1]);
+        assert_eq!(ids(&index, Scope::Reseller(big - (1 << 32)), "").1, Vec::<u64>::new());
+    }
+
+    #[test]
+    fn an_entry_with_the_nil_entryuuid_is_not_listed() {
+        let index = loaded(vec![
+            SyncEvent::Entry { uuid: [0; 16], entry: customer(1, 7, "Nil") },
+            SyncEvent::Entry { uuid: u(2), entry: customer(2, 7, "Two") },
+        ]);
+        assert_eq!(ids(&index, Scope::Provider, "").1, [2]);
+    }
+
+    #[test]
     fn a_poisoned_index_answers_no_page_rather_than_an_empty_one() {
         let index = std::sync::Arc::new(loaded(vec![SyncEvent::Entry { uuid: u(1), entry: customer(1, 7, "One") }]));
         assert_eq!(ids(&index, Scope::Provider, "").0, 1);
