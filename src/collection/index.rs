@@ -33,35 +33,8 @@ struct Record {
     id: u64,
     /// The reseller of the DN.
     reseller: u64,
+    /// The entries (each with its entryUUID) and their values.
     row: Row,
-    uuids: Uuids,
-}
-
-/// The entryUUIDs of a record's entries, by `part_index`; the nil UUID (which no
-/// directory hands out: `upsert` does not take it) stands for none, so that the three
-/// take 48 bytes, not 51 padded to 56.
-#[derive(Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
-struct Uuids([Uuid; 3]);
-
-const NIL: Uuid = [0; 16];
-
-impl Uuids {
-    fn get(&self, part: usize) -> Option<Uuid> {
-        self.0.get(part).copied().filter(|u| *u != NIL)
-    }
-
-    fn set(&mut self, part: usize, uuid: Option<Uuid>) {
-        self.0[part] = uuid.unwrap_or(NIL);
-    }
-
-    /// The parts held, with their entryUUIDs.
-    fn held(&self) -> impl Iterator<Item = (Part, Uuid)> + '_ {
-        [Part::Root, Part::Billing, Part::Shipping].into_iter().zip(self.0).filter(|(_, u)| *u != NIL)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.iter().all(|u| *u == NIL)
-    }
 }
 
 impl Record {
@@ -157,7 +130,8 @@ fn unhandle(h: u32) -> (u32, Part) {
 
 /// The entryUUID a record holds for an entry (`handle`).
 fn uuid_at(records: &[Option<Record>], h: u32) -> Option<Uuid> {
-    records.get((h >> 2) as usize)?.as_ref()?.uuids.get((h & 3) as usize)
+    let (slot, part) = unhandle(h);
+    records.get(slot as usize)?.as_ref()?.row.key(part)
 }
 
 fn id_at(records: &[Option<Record>], slot: u32) -> Option<u64> {
@@ -168,7 +142,7 @@ fn id_at(records: &[Option<Record>], slot: u32) -> Option<u64> {
 type Placed = (Option<SortKey>, u64, u64);
 
 /// What a snapshot's structures are (`snapshot`): one of another layout is not read.
-pub(crate) const LAYOUT: &str = "index layout 8: character trigrams, texts from records, keys from records, owners apart in narrow arrays, nil for no entryUUID, rows in one allocation with part bits, part and slot lengths, packed value lists, narrow dictionaries";
+pub(crate) const LAYOUT: &str = "index layout 8: character trigrams, texts from records, keys from records, owners apart in narrow arrays, rows in one allocation with part bits, part lengths, entryUUIDs and slot lengths, packed value lists, narrow dictionaries";
 
 /// Above this many distinct values a column is not kept dictionary-encoded; filters on
 /// it look into the records instead.
@@ -481,7 +455,7 @@ impl State {
     /// The id and entryUUID tables from the records (after a snapshot is read).
     fn rebuild_keys(&mut self) -> Result<(), &'static str> {
         let live = self.records.iter().flatten();
-        let entries = live.clone().map(|r| r.uuids.held().count()).sum();
+        let entries = live.clone().map(|r| r.row.keys().count()).sum();
         self.by_id = Handles::with_capacity(live.count());
         self.by_uuid = Handles::with_capacity(entries);
         self.shared_ids = HashMap::new();
@@ -491,7 +465,7 @@ impl State {
             if !self.by_id.insert_new(&rec.id, slot, |s| id_at(records, s)) {
                 self.shared_ids.entry(rec.id).or_default().push(slot);
             }
-            for (part, u) in rec.uuids.held() {
+            for (part, u) in rec.row.keys() {
                 if !self.by_uuid.insert_new(&u, handle(slot, part), |h| uuid_at(records, h)) {
                     return Err("an entryUUID is held by two records");
                 }
@@ -756,7 +730,7 @@ impl State {
         if let Some(slot) = self.slots_of(id).find(|&s| self.rec(s).reseller == reseller) {
             return slot;
         }
-        let rec = Record { id, reseller, row: Row::default(), uuids: Uuids::default() };
+        let rec = Record { id, reseller, row: Row::default() };
         let slot = match self.free.pop() {
             Some(s) => {
                 self.records[s as usize] = Some(rec);
@@ -784,9 +758,10 @@ impl State {
         self.unlist(slot);
         self.unindex(slot);
         if let Some(rec) = self.records[slot as usize].as_ref() {
-            let (id, uuids, listed) = (rec.id, rec.uuids, rec.listed());
+            let (id, listed) = (rec.id, rec.listed());
+            let uuids: Vec<(Part, Uuid)> = rec.row.keys().collect();
             // The tables find their keys in the record: out of them before it goes.
-            for (_, u) in uuids.held() {
+            for (_, u) in uuids {
                 self.forget_entry(&u);
             }
             self.forget_slot(id, slot);
@@ -827,19 +802,14 @@ impl State {
         }
         self.modify(slot, part, None, |rec| {
             rec.row.set(part, None);
-            rec.uuids.set(part_index(part), None);
         });
-        if self.rec(slot).uuids.is_empty() {
+        if self.rec(slot).row.is_empty() {
             self.drop_record(slot);
         }
     }
 
     fn upsert(&mut self, base: &str, uuid: Uuid, entry: &Entry) {
         let def = self.def;
-        if uuid == NIL {
-            tracing::warn!(resource = def.name, dn = %entry.dn, "an entry with the nil entryUUID is not listed");
-            return;
-        }
         let target = match def.place(&entry.dn, base) {
             Some(p) if p.part != Part::Root || entry.has_object_class(def.structural) => {
                 // The reseller the DN gives it to (see `Tenant`).
@@ -872,15 +842,14 @@ impl State {
         }
         let Some((id, reseller, part)) = target else { return };
         let slot = known.unwrap_or_else(|| self.slot_for(id, reseller));
-        let pi = part_index(part);
-        if let Some(old) = self.rec(slot).uuids.get(pi).filter(|old| *old != uuid) {
+        if let Some(old) = self.rec(slot).row.key(part).filter(|old| *old != uuid) {
             self.forget_entry(&old);
         }
         let values = PartValues::from_entry(def, part, entry);
         // The same entry again (a check, a refresh): nothing to reorder or reindex.
         let rec = self.rec(slot);
         let owner = (part == Part::Root).then(|| document::owner(def, rec.id, reseller, entry));
-        let unchanged = rec.uuids.get(pi) == Some(uuid)
+        let unchanged = rec.row.key(part) == Some(uuid)
             && rec.row.part(part) == Some(values.view())
             && owner.is_none_or(|o| rec.reseller == reseller && self.owned_by(slot, o));
         if unchanged {
@@ -888,8 +857,7 @@ impl State {
             return;
         }
         self.modify(slot, part, owner, |rec| {
-            rec.row.set(part, Some(&values));
-            rec.uuids.set(pi, Some(uuid));
+            rec.row.set(part, Some((&uuid, &values)));
             if part == Part::Root {
                 rec.reseller = reseller;
             }
@@ -1787,15 +1755,6 @@ mod tests {
         assert_eq!(ids(&index, Scope::Reseller(big), "").1, [2]);
         assert_eq!(ids(&index, Scope::Reseller(7), "").1, [1]);
         assert_eq!(ids(&index, Scope::Reseller(big - (1 << 32)), "").1, Vec::<u64>::new());
-    }
-
-    #[test]
-    fn an_entry_with_the_nil_entryuuid_is_not_listed() {
-        let index = loaded(vec![
-            SyncEvent::Entry { uuid: [0; 16], entry: customer(1, 7, "Nil") },
-            SyncEvent::Entry { uuid: u(2), entry: customer(2, 7, "Two") },
-        ]);
-        assert_eq!(ids(&index, Scope::Provider, "").1, [2]);
     }
 
     #[test]

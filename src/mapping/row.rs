@@ -270,12 +270,19 @@ impl Column {
 
 /// The entries of one resource as the collection keeps them, in one allocation: a byte
 /// whose bit `part_index` says that part is there, the length of each part there but
-/// the last (LEB128), then the parts' values (see [`PartValues`]), the last to the end.
-/// A customer with a billing address spends 3 bytes on this.
+/// the last (LEB128), then each part: the key the collection finds its entry by (an
+/// [`EntryKey`]) and its values (see [`PartValues`]), the last part to the end. A
+/// customer with a billing address spends 3 bytes on the header; an entry that is not
+/// there costs nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     data: Box<[u8]>,
 }
+
+/// What the collection finds an entry by (its entryUUID).
+pub type EntryKey = [u8; 16];
+
+const KEY: usize = std::mem::size_of::<EntryKey>();
 
 fn push_len(data: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
@@ -304,21 +311,23 @@ fn read_len(data: &[u8], at: &mut usize) -> Option<usize> {
 }
 
 impl Row {
-    /// A row of these parts' values (`part_index` order).
-    pub fn of(parts: [Option<&PartValues>; 3]) -> Row {
-        Row::of_bytes(parts.map(|p| p.map(|p| &*p.data)))
+    /// A row of these parts' entries and values (`part_index` order).
+    pub fn of(parts: [Option<(&EntryKey, &PartValues)>; 3]) -> Row {
+        Row::of_bytes(parts.map(|p| p.map(|(k, v)| (k, &*v.data))))
     }
 
-    fn of_bytes(parts: [Option<&[u8]>; 3]) -> Row {
-        let there: Vec<&[u8]> = parts.iter().flatten().copied().collect();
+    fn of_bytes(parts: [Option<(&EntryKey, &[u8])>; 3]) -> Row {
+        let there: Vec<(&EntryKey, &[u8])> = parts.iter().flatten().copied().collect();
         let Some((_, but_last)) = there.split_last() else { return Row::default() };
-        let mut data = Vec::with_capacity(1 + 3 * but_last.len() + there.iter().map(|p| p.len()).sum::<usize>());
+        let size = there.iter().map(|(_, v)| KEY + v.len()).sum::<usize>();
+        let mut data = Vec::with_capacity(1 + 3 * but_last.len() + size);
         data.push(parts.iter().enumerate().filter(|(_, p)| p.is_some()).fold(0u8, |bits, (i, _)| bits | 1 << i));
-        for p in but_last {
-            push_len(&mut data, p.len());
+        for (_, v) in but_last {
+            push_len(&mut data, KEY + v.len());
         }
-        for p in &there {
-            data.extend_from_slice(p);
+        for (k, v) in &there {
+            data.extend_from_slice(&k[..]);
+            data.extend_from_slice(v);
         }
         Row { data: data.into() }
     }
@@ -354,19 +363,40 @@ impl Row {
         spans
     }
 
-    pub fn part(&self, part: Part) -> Option<Values<'_>> {
+    /// A part's entry key and values.
+    fn entry(&self, part: Part) -> Option<(&EntryKey, &[u8])> {
         let span = self.spans()[part_index(part)].clone()?;
-        Some(Values { data: self.data.get(span)? })
+        let (key, values) = self.data.get(span)?.split_first_chunk::<KEY>()?;
+        Some((key, values))
+    }
+
+    pub fn part(&self, part: Part) -> Option<Values<'_>> {
+        self.entry(part).map(|(_, data)| Values { data })
+    }
+
+    /// The key of a part's entry.
+    pub fn key(&self, part: Part) -> Option<EntryKey> {
+        self.entry(part).map(|(k, _)| *k)
+    }
+
+    /// The parts there, with their entries' keys.
+    pub fn keys(&self) -> impl Iterator<Item = (Part, EntryKey)> + '_ {
+        [Part::Root, Part::Billing, Part::Shipping].into_iter().filter_map(|p| Some((p, self.key(p)?)))
+    }
+
+    /// Whether no part is there.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
     }
 
     pub fn has(&self, part: Part) -> bool {
         self.data.first().is_some_and(|&bits| bits < 8 && bits & (1 << part_index(part)) != 0)
     }
 
-    /// Gives a part these values, or takes it away (`None`).
-    pub fn set(&mut self, part: Part, values: Option<&PartValues>) {
-        let mut parts = [Part::Root, Part::Billing, Part::Shipping].map(|p| self.part(p).map(|v| v.data));
-        parts[part_index(part)] = values.map(|v| &*v.data);
+    /// Gives a part this entry and its values, or takes it away (`None`).
+    pub fn set(&mut self, part: Part, entry: Option<(&EntryKey, &PartValues)>) {
+        let mut parts = [Part::Root, Part::Billing, Part::Shipping].map(|p| self.entry(p));
+        parts[part_index(part)] = entry.map(|(k, v)| (k, &*v.data));
         *self = Row::of_bytes(parts);
     }
 
@@ -765,6 +795,12 @@ mod tests {
     use super::*;
     use crate::mapping::resources::{CUSTOMERS, RESELLERS};
 
+    /// A row of these parts, the key of each its part number + 1 sixteen times.
+    fn keyed(parts: [Option<&PartValues>; 3]) -> Row {
+        let keys = [[1; 16], [2; 16], [3; 16]];
+        Row::of([0, 1, 2].map(|i| parts[i].map(|p| (&keys[i], p))))
+    }
+
     fn entry(pairs: &[(&str, &str)]) -> Entry {
         let mut e = Entry::default();
         for (k, v) in pairs {
@@ -812,7 +848,7 @@ mod tests {
         };
         let billing = PartValues::from_entry(d, Part::Billing, &e);
         let root = PartValues::from_entry(d, Part::Root, &entry(&[("sstIsCompany", "TRUE"), ("o", "Alpine AG")]));
-        let mut row = Row::of([Some(&root), Some(&billing), None]);
+        let mut row = keyed([Some(&root), Some(&billing), None]);
         for (i, (attr, _)) in slots.iter().enumerate() {
             let want = attrs.iter().find(|(a, _)| a == attr).map(|(_, v)| v.as_str());
             // What a slot of the layout reads as (in its JSON reading: a country code
@@ -831,9 +867,13 @@ mod tests {
         assert!(row.has(Part::Billing) && !row.has(Part::Shipping) && row.part(Part::Shipping).is_none());
         // Parts change one at a time; the others stay.
         let shipping = PartValues::from_entry(d, Part::Shipping, &entry(&[("l", "Thun")]));
-        row.set(Part::Shipping, Some(&shipping));
+        row.set(Part::Shipping, Some((&[9; 16], &shipping)));
         row.set(Part::Billing, None);
         assert_eq!(row.part(Part::Shipping), Some(shipping.view()));
+        assert_eq!(
+            (row.key(Part::Shipping), row.key(Part::Root), row.key(Part::Billing)),
+            (Some([9; 16]), Some([1; 16]), None)
+        );
         assert_eq!(row.part(Part::Root), Some(root.view()));
         assert!(!row.has(Part::Billing));
         row.set(Part::Root, None);
@@ -847,7 +887,7 @@ mod tests {
         }
         assert_eq!(Values { data: &[] }.slot(d, Part::Billing, 1), None);
         // So do rows cut short or with bits of parts there are not.
-        let whole = Row::of([Some(&root), Some(&billing), Some(&shipping)]);
+        let whole = keyed([Some(&root), Some(&billing), Some(&shipping)]);
         assert_eq!(whole.part(Part::Billing), Some(billing.view()));
         assert_eq!(whole.part(Part::Shipping), Some(shipping.view()));
         for cut in 0..whole.data.len() {
@@ -866,12 +906,13 @@ mod tests {
         }
         // The header: a byte of bits and a length for each part there but the last.
         assert!(root.data.len() < 128 && shipping.data.len() < 128);
-        let small = Row::of([Some(&root), None, Some(&shipping)]);
-        assert_eq!(small.bytes(), 2 + root.data.len() + shipping.data.len());
+        let small = keyed([Some(&root), None, Some(&shipping)]);
+        assert_eq!(small.bytes(), 2 + 2 * KEY + root.data.len() + shipping.data.len());
+        assert_eq!(small.keys().collect::<Vec<_>>(), [(Part::Root, [1; 16]), (Part::Shipping, [3; 16])]);
         assert_eq!(small.part(Part::Shipping), Some(shipping.view()));
-        assert_eq!(Row::of([None, None, Some(&shipping)]).bytes(), 1 + shipping.data.len());
+        assert_eq!(keyed([None, None, Some(&shipping)]).bytes(), 1 + KEY + shipping.data.len());
         assert!(billing.data.len() >= 16_384);
-        assert_eq!(whole.bytes(), 1 + 1 + 3 + root.data.len() + billing.data.len() + shipping.data.len());
+        assert_eq!(whole.bytes(), 1 + 1 + 3 + 3 * KEY + root.data.len() + billing.data.len() + shipping.data.len());
     }
 
     #[test]
@@ -885,7 +926,7 @@ mod tests {
             ("postalCode", "34000"),
             ("o", "Grüne Ärzte AG"),
         ]);
-        let row = Row::of([
+        let row = keyed([
             Some(&PartValues::from_entry(d, Part::Root, &root)),
             Some(&PartValues::from_entry(d, Part::Billing, &billing)),
             None,
@@ -911,7 +952,7 @@ mod tests {
     #[test]
     fn display_names_and_items_come_from_the_rows() {
         let d = &CUSTOMERS;
-        let row = Row::of([
+        let row = keyed([
             Some(&PartValues::from_entry(
                 d,
                 Part::Root,
@@ -935,7 +976,7 @@ mod tests {
         assert_eq!(&*row.search_text(d, 5000001), "5000001\0zoë müller\u{0}3011\0bern\0");
         // The same entries as a reseller: its own fields, its own name field.
         let r = &RESELLERS;
-        let row = Row::of([
+        let row = keyed([
             Some(&PartValues::from_entry(r, Part::Root, &entry(&[("sstIsCompany", "TRUE"), ("o", "Alpine AG")]))),
             Some(&PartValues::from_entry(r, Part::Billing, &entry(&[("c", "CH"), ("l", "Bern")]))),
             None,
