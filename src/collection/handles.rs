@@ -35,17 +35,26 @@ impl Handles {
         self.table.find(self.hash(key), |&h| key_of(h).as_ref() == Some(key)).copied()
     }
 
-    /// Gives `key` the handle `handle`, which `key_of` must already read it from,
-    /// instead of any handle it had.
-    pub fn insert<K: Hash + Eq>(&mut self, key: &K, handle: u32, key_of: impl Fn(u32) -> Option<K>) {
+    /// The place of `key` in the table, where `key_of` says which key a handle has.
+    fn entry<K: Hash + Eq>(
+        &mut self,
+        key: &K,
+        key_of: impl Fn(u32) -> Option<K>,
+    ) -> hashbrown::hash_table::Entry<'_, u32> {
         let hash = self.hash(key);
         let hasher = &self.hasher;
-        match self.table.entry(
+        self.table.entry(
             hash,
             |&h| key_of(h).as_ref() == Some(key),
             // Growing asks again for the hash of every handle: its record holds the key.
             |&h| hasher.hash_one(key_of(h).expect("a handle in the table leads to its key")),
-        ) {
+        )
+    }
+
+    /// Gives `key` the handle `handle`, which `key_of` must already read it from,
+    /// instead of any handle it had.
+    pub fn insert<K: Hash + Eq>(&mut self, key: &K, handle: u32, key_of: impl Fn(u32) -> Option<K>) {
+        match self.entry(key, key_of) {
             hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = handle,
             hashbrown::hash_table::Entry::Vacant(v) => {
                 v.insert(handle);
@@ -56,13 +65,7 @@ impl Handles {
     /// Gives `key` the handle `handle` unless it has one: whether it had none (one
     /// probe of the table, where `get` and `insert` take two).
     pub fn insert_new<K: Hash + Eq>(&mut self, key: &K, handle: u32, key_of: impl Fn(u32) -> Option<K>) -> bool {
-        let hash = self.hash(key);
-        let hasher = &self.hasher;
-        match self.table.entry(
-            hash,
-            |&h| key_of(h).as_ref() == Some(key),
-            |&h| hasher.hash_one(key_of(h).expect("a handle in the table leads to its key")),
-        ) {
+        match self.entry(key, key_of) {
             hashbrown::hash_table::Entry::Occupied(_) => false,
             hashbrown::hash_table::Entry::Vacant(v) => {
                 v.insert(handle);
