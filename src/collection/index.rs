@@ -1337,23 +1337,30 @@ impl CollectionIndex {
         let everything = matcher.everything();
         let known_total = if everything { Some(n as u64) } else { known_total };
         let at = if everything { offset.min(n as u64) as usize } else { 0 };
-        order.walk_runs(missing_from, descending, at, |before, slots| {
+        order.walk_runs(missing_from, descending, at, |before, run| {
             if everything {
                 total = before as u64;
             }
             if (known_total.is_some() || !q.count) && total >= end {
                 return false;
             }
-            let wanted = total < end && total + slots.len() as u64 > offset;
+            let len = run.len() as u64;
+            let wanted = total < end && total + len > offset;
             hits.clear();
             if everything {
-                if !wanted {
-                    total += slots.len() as u64;
+                if wanted && secondary.is_empty() {
+                    // Kept in the page's order: only the page's part of the run is read.
+                    let lo = offset.saturating_sub(total) as usize;
+                    let hi = (end - total).min(len) as usize;
+                    window.extend(order.slots(run.start + lo..run.start + hi));
+                }
+                if !wanted || secondary.is_empty() {
+                    total += len;
                     return true;
                 }
-                hits.extend_from_slice(slots);
+                hits.extend(order.slots(run));
             } else {
-                hits.extend(slots.iter().copied().filter(|&s| hit(s, &mut scratch)));
+                hits.extend(order.slots(run).filter(|&s| hit(s, &mut scratch)));
             }
             let m = hits.len() as u64;
             if m > 0 && total < end && total + m > offset {

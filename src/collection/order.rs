@@ -2,9 +2,12 @@
 //! so that a change moves at most one chunk's worth of slots, not the whole order, and a
 //! lookup by position walks the chunk lengths (a few thousand at a million customers),
 //! not the slots. Each position also says whether its key equals its predecessor's
-//! (`same`), so that the runs of equal keys are known without looking at the records.
+//! (`same`), so that the runs of equal keys are known without looking at the records:
+//! a run's end is the next flag that is not set, found by a byte search, and a walk
+//! hands on a run as its positions, without copying its slots.
 
 use std::cmp::Ordering;
+use std::ops::Range;
 
 /// Slots per chunk after a split; a chunk splits at twice this.
 const CHUNK: usize = 512;
@@ -12,7 +15,8 @@ const CHUNK: usize = 512;
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Chunk {
     slots: Vec<u32>,
-    same: Vec<bool>,
+    /// 1 where the key equals the one before, else 0 (a byte each, for `memchr`).
+    same: Vec<u8>,
 }
 
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
@@ -35,7 +39,7 @@ impl Order {
         let chunks = slots
             .chunks(CHUNK)
             .zip(same.chunks(CHUNK))
-            .map(|(s, f)| Chunk { slots: s.to_vec(), same: f.to_vec() })
+            .map(|(s, f)| Chunk { slots: s.to_vec(), same: f.iter().map(|&b| u8::from(b)).collect() })
             .collect();
         Order { chunks, len }
     }
@@ -72,12 +76,12 @@ impl Order {
     #[cfg(test)]
     fn same(&self, i: usize) -> bool {
         let (c, at) = self.locate(i);
-        self.chunks[c].same[at]
+        self.chunks[c].same[at] != 0
     }
 
     pub fn set_same(&mut self, i: usize, same: bool) {
         let (c, at) = self.locate(i);
-        self.chunks[c].same[at] = same;
+        self.chunks[c].same[at] = u8::from(same);
     }
 
     /// Whether the chunks hold together (as read from a snapshot): none empty or too
@@ -85,7 +89,11 @@ impl Order {
     pub fn is_sound(&self, records: usize) -> bool {
         let mut n = 0;
         for c in &self.chunks {
-            if c.slots.is_empty() || c.slots.len() >= 2 * CHUNK || c.slots.len() != c.same.len() {
+            if c.slots.is_empty()
+                || c.slots.len() >= 2 * CHUNK
+                || c.slots.len() != c.same.len()
+                || c.same.iter().any(|&f| f > 1)
+            {
                 return false;
             }
             if c.slots.iter().any(|&s| s as usize >= records) {
@@ -128,7 +136,7 @@ impl Order {
         let (c, at) = self.locate(i);
         let chunk = &mut self.chunks[c];
         chunk.slots.insert(at, slot);
-        chunk.same.insert(at, same);
+        chunk.same.insert(at, u8::from(same));
         self.len += 1;
         if chunk.slots.len() >= 2 * CHUNK {
             let tail = Chunk { slots: chunk.slots.split_off(CHUNK), same: chunk.same.split_off(CHUNK) };
@@ -166,29 +174,73 @@ impl Order {
             .skip(c)
             .flat_map(move |(k, chunk)| {
                 let skip = if k == c { at } else { 0 };
-                chunk.slots.iter().copied().zip(chunk.same.iter().copied()).skip(skip)
+                chunk.slots.iter().copied().zip(chunk.same.iter().map(|&f| f != 0)).skip(skip)
             })
             .take(self.len.saturating_sub(from))
     }
 
     /// The slots and `same` flags before position `to`, last first.
-    pub fn iter_back_from(&self, to: usize) -> impl Iterator<Item = (u32, bool)> + '_ {
+    #[cfg(test)]
+    fn iter_back_from(&self, to: usize) -> impl Iterator<Item = (u32, bool)> + '_ {
         let to = to.min(self.len);
         let (c, at) = if to == 0 { (0, 0) } else { self.locate(to - 1) };
         let chunks = if to == 0 { &self.chunks[..0] } else { &self.chunks[..=c] };
         chunks.iter().enumerate().rev().flat_map(move |(k, chunk)| {
             let end = if k == c { at + 1 } else { chunk.slots.len() };
-            chunk.slots[..end].iter().copied().zip(chunk.same[..end].iter().copied()).rev()
+            chunk.slots[..end].iter().copied().zip(chunk.same[..end].iter().map(|&f| f != 0)).rev()
         })
     }
 
-    /// The first position of the run that holds position `p`, not below `floor`.
-    fn run_start(&self, p: usize, floor: usize) -> usize {
-        let back = self.iter_back_from(p + 1).take(p + 1 - floor).take_while(|(_, same)| *same).count();
-        if back > p - floor {
-            floor
-        } else {
-            p - back
+    /// The slots at the positions `run`, in order.
+    pub fn slots(&self, run: Range<usize>) -> impl Iterator<Item = u32> + '_ {
+        let n = run.len();
+        self.iter_from(run.start).take(n).map(|(s, _)| s)
+    }
+
+    /// The first position in `from..to` that begins a run (its flag is not set), or `to`.
+    fn next_start(&self, from: usize, to: usize) -> usize {
+        let to = to.min(self.len);
+        if from >= to {
+            return to;
+        }
+        let (mut c, mut at) = self.locate(from);
+        let mut p = from;
+        while p < to && c < self.chunks.len() {
+            let flags = &self.chunks[c].same[at..];
+            let n = flags.len().min(to - p);
+            if let Some(i) = memchr::memchr(0, &flags[..n]) {
+                return p + i;
+            }
+            p += n;
+            c += 1;
+            at = 0;
+        }
+        to
+    }
+
+    /// The last position in `from..to` that begins a run, if any.
+    fn prev_start(&self, from: usize, to: usize) -> Option<usize> {
+        let to = to.min(self.len);
+        if from >= to {
+            return None;
+        }
+        let (mut c, at) = self.locate(to - 1);
+        // The part of chunk `c` before `to`, and where the chunk begins.
+        let mut end = at + 1;
+        let mut base = to - end;
+        loop {
+            let lo = from.saturating_sub(base);
+            if lo < end {
+                if let Some(i) = memchr::memrchr(0, &self.chunks[c].same[lo..end]) {
+                    return Some(base + lo + i);
+                }
+            }
+            if base <= from || c == 0 {
+                return None;
+            }
+            c -= 1;
+            end = self.chunks[c].slots.len();
+            base -= end;
         }
     }
 
@@ -197,61 +249,48 @@ impl Order {
     /// `missing_from` on (missing keys come last either way). A run never spans
     /// `missing_from`. The walk begins with the run that holds its `at`-th position, so
     /// that a deep page need not pass over the runs before it. `f` gets the number of
-    /// positions before each run in the walk and the run's slots in ascending order,
-    /// and says whether to go on.
+    /// positions before each run in the walk and the run's positions in the order
+    /// (its slots ascending there: `slots`), and says whether to go on.
     pub fn walk_runs(
         &self,
         missing_from: usize,
         descending: bool,
         at: usize,
-        mut f: impl FnMut(usize, &[u32]) -> bool,
+        mut f: impl FnMut(usize, Range<usize>) -> bool,
     ) {
         if at >= self.len {
             return;
         }
-        let mut run: Vec<u32> = Vec::new();
-        // From position `from` (a run's first) to the end: in the walk as in the order.
-        let forward = |from: usize, run: &mut Vec<u32>, f: &mut dyn FnMut(usize, &[u32]) -> bool| {
-            run.clear();
-            let mut first = from;
-            for (i, (slot, same)) in self.iter_from(from).enumerate() {
-                let p = from + i;
-                if !run.is_empty() && (!same || p == missing_from) {
-                    if !f(first, run) {
-                        return;
-                    }
-                    run.clear();
-                    first = p;
+        // From position `s` (a run's first) to the end: in the walk as in the order.
+        let forward = |mut s: usize, f: &mut dyn FnMut(usize, Range<usize>) -> bool| {
+            while s < self.len {
+                let limit = if s < missing_from { missing_from } else { self.len };
+                let e = self.next_start(s + 1, limit);
+                if !f(s, s..e) {
+                    return;
                 }
-                run.push(slot);
-            }
-            if !run.is_empty() {
-                f(first, run);
+                s = e;
             }
         };
         if !descending || at >= missing_from {
             let floor = if at >= missing_from { missing_from } else { 0 };
-            forward(self.run_start(at, floor), &mut run, &mut f);
+            forward(self.prev_start(floor, at + 1).unwrap_or(floor), &mut f);
             return;
         }
-        // The walk's `at`-th position is the order's `r`-th; its run ends at `b`, and
-        // the runs after it in the order (`b..missing_from`) came before it in the walk.
+        // The walk's `at`-th position is the order's `r`-th; its run ends at `e`, and
+        // the runs after it in the order (`e..missing_from`) came before it in the walk.
         let r = missing_from - 1 - at;
-        let b = r + 1 + self.iter_from(r + 1).take(missing_from - r - 1).take_while(|(_, same)| *same).count();
-        let mut before = missing_from - b;
-        // Backwards a run ends at its first position, the one not marked `same`.
-        for (i, (slot, same)) in self.iter_back_from(b).enumerate() {
-            run.push(slot);
-            if !same || i + 1 == b {
-                run.reverse();
-                if !f(before, &run) {
-                    return;
-                }
-                before += run.len();
-                run.clear();
+        let mut e = self.next_start(r + 1, missing_from);
+        let mut before = missing_from - e;
+        while e > 0 {
+            let s = self.prev_start(0, e).unwrap_or(0);
+            if !f(before, s..e) {
+                return;
             }
+            before += e - s;
+            e = s;
         }
-        forward(missing_from, &mut run, &mut f);
+        forward(missing_from, &mut f);
     }
 }
 
@@ -336,7 +375,7 @@ mod tests {
         let runs = |descending| {
             let mut out: Vec<Vec<u32>> = Vec::new();
             order.walk_runs(6, descending, 0, |_, r| {
-                out.push(r.to_vec());
+                out.push(order.slots(r).collect());
                 true
             });
             out
@@ -382,7 +421,7 @@ mod tests {
             let runs = expected(descending);
             let mut got: Vec<Vec<u32>> = Vec::new();
             order.walk_runs(missing_from, descending, 0, |_, r| {
-                got.push(r.to_vec());
+                got.push(order.slots(r).collect());
                 true
             });
             assert_eq!(got, runs, "descending: {descending}");
@@ -392,7 +431,7 @@ mod tests {
             for at in [0, 1, 650, 3001, missing_from - 1, missing_from, missing_from + 150, walk.len() - 1] {
                 let mut got: Vec<(usize, Vec<u32>)> = Vec::new();
                 order.walk_runs(missing_from, descending, at, |before, r| {
-                    got.push((before, r.to_vec()));
+                    got.push((before, order.slots(r).collect()));
                     true
                 });
                 let first = got.first().map_or(usize::MAX, |g| g.0);
