@@ -20,6 +20,7 @@ mod element;
 mod faults;
 mod feed;
 mod import;
+mod index;
 mod people;
 mod scale;
 mod subscriptions;
@@ -122,6 +123,14 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         writes: u64,
     },
+    /// The customer index alone in this process: the generated customers loaded, then
+    /// each list query of the size curve asked of it directly on one thread.
+    Index {
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: u64,
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+    },
     /// `stoney-gateway import` of many customers, vs ldapadd of the same entries.
     Import {
         #[arg(long, default_value_t = 100_000)]
@@ -167,6 +176,7 @@ fn main() {
         Cmd::Contracts { customers, concurrency, seconds, rounds } => {
             rt.block_on(contracts::contracts(&cli.out, customers, concurrency, seconds, rounds))
         }
+        Cmd::Index { customers, seconds } => rt.block_on(index::index(&cli.out, customers, seconds)),
         Cmd::Import { customers, concurrency } => rt.block_on(import::import(&cli.out, customers, concurrency)),
         Cmd::Scale { sizes, seconds, rounds, writes } => {
             rt.block_on(scale::scale(&cli.out, &sizes, seconds, rounds, writes))

@@ -24,11 +24,11 @@ const CONCURRENCY: usize = 8;
 const WRITERS: u64 = 4;
 const ADMIN: (&str, &str) = ("admin@stoney-cloud.org", "admin-secret");
 /// In a query, replaced by another term of four digits in each request.
-const NEW_TERM: &str = "{new}";
+pub(crate) const NEW_TERM: &str = "{new}";
 
 /// The queries of the curve: those of the collection benchmark, `q=` with terms of 3, 4
 /// and 8 characters, and a filter on a field of many distinct values.
-fn queries(total: u64) -> Vec<(String, String)> {
+pub(crate) fn queries(total: u64) -> Vec<(String, String)> {
     let last = total.div_ceil(PER_PAGE);
     let mut out = Vec::new();
     for sort in ["customerName", "-localityName"] {
