@@ -10,6 +10,12 @@ use stoney_gateway::config::Settings;
 use stoney_gateway::telemetry;
 use stoney_gateway::tools::transfer::{self, Format, Remote};
 
+/// mimalloc rather than the system allocator: a list page builds many small values,
+/// and next to the index's hundreds of megabytes glibc's malloc spends much of a
+/// request searching its bins (see docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "stoney-gateway", version, about = "REST gateway for the stoney customer directory in OpenLDAP")]
 struct Cli {
