@@ -1337,7 +1337,7 @@ impl CollectionIndex {
         let everything = matcher.everything();
         let known_total = if everything { Some(n as u64) } else { known_total };
         let at = if everything { offset.min(n as u64) as usize } else { 0 };
-        order.walk_runs(missing_from, descending, at, |before, run| {
+        order.walk_runs(missing_from, descending, at, |before, run, slots| {
             if everything {
                 total = before as u64;
             }
@@ -1358,9 +1358,9 @@ impl CollectionIndex {
                     total += len;
                     return true;
                 }
-                hits.extend(order.slots(run));
+                hits.extend(slots);
             } else {
-                hits.extend(order.slots(run).filter(|&s| hit(s, &mut scratch)));
+                hits.extend(slots.filter(|&s| hit(s, &mut scratch)));
             }
             let m = hits.len() as u64;
             if m > 0 && total < end && total + m > offset {

@@ -192,51 +192,58 @@ impl Order {
     }
 
     /// The slots at the positions `run`, in order.
-    pub fn slots(&self, run: Range<usize>) -> impl Iterator<Item = u32> + '_ {
-        let n = run.len();
-        self.iter_from(run.start).take(n).map(|(s, _)| s)
+    pub fn slots(&self, run: Range<usize>) -> RunSlots<'_> {
+        let (c, at) = self.locate(run.start);
+        RunSlots { order: self, c, at, left: run.len().min(self.len.saturating_sub(run.start)) }
     }
 
-    /// The first position in `from..to` that begins a run (its flag is not set), or `to`.
-    fn next_start(&self, from: usize, to: usize) -> usize {
-        let to = to.min(self.len);
-        if from >= to {
-            return to;
+    /// The position after `cur`.
+    fn step(&self, cur: Cursor) -> Cursor {
+        let at = cur.at + 1;
+        match self.chunks.get(cur.c) {
+            Some(chunk) if at < chunk.slots.len() => Cursor { p: cur.p + 1, c: cur.c, at },
+            _ => Cursor { p: cur.p + 1, c: cur.c + 1, at: 0 },
         }
-        let (mut c, mut at) = self.locate(from);
-        let mut p = from;
-        while p < to && c < self.chunks.len() {
-            let flags = &self.chunks[c].same[at..];
-            let n = flags.len().min(to - p);
+    }
+
+    /// The position before `cur` (which is not the first).
+    fn step_back(&self, cur: Cursor) -> Cursor {
+        match cur.at {
+            0 => Cursor { p: cur.p - 1, c: cur.c - 1, at: self.chunks[cur.c - 1].slots.len() - 1 },
+            at => Cursor { p: cur.p - 1, c: cur.c, at: at - 1 },
+        }
+    }
+
+    /// From `cur` on, the first position before `to` that begins a run (its flag is not
+    /// set), or `to`.
+    fn next_start(&self, mut cur: Cursor, to: usize) -> Cursor {
+        while cur.p < to && cur.c < self.chunks.len() {
+            let flags = &self.chunks[cur.c].same[cur.at..];
+            let n = flags.len().min(to - cur.p);
             if let Some(i) = memchr::memchr(0, &flags[..n]) {
-                return p + i;
+                return Cursor { p: cur.p + i, c: cur.c, at: cur.at + i };
             }
-            p += n;
-            c += 1;
-            at = 0;
+            cur = match n == flags.len() {
+                true => Cursor { p: cur.p + n, c: cur.c + 1, at: 0 },
+                false => Cursor { p: cur.p + n, c: cur.c, at: cur.at + n },
+            };
         }
-        to
+        cur
     }
 
-    /// The last position in `from..to` that begins a run, if any.
-    fn prev_start(&self, from: usize, to: usize) -> Option<usize> {
-        let to = to.min(self.len);
-        if from >= to {
-            return None;
-        }
-        let (mut c, at) = self.locate(to - 1);
-        // The part of chunk `c` before `to`, and where the chunk begins.
-        let mut end = at + 1;
-        let mut base = to - end;
+    /// The first position of the run that holds `last`, not below `floor`.
+    fn run_start(&self, last: Cursor, floor: usize) -> Cursor {
+        let (mut c, mut end, mut base) = (last.c, last.at + 1, last.p - last.at);
         loop {
-            let lo = from.saturating_sub(base);
+            let lo = floor.saturating_sub(base);
             if lo < end {
                 if let Some(i) = memchr::memrchr(0, &self.chunks[c].same[lo..end]) {
-                    return Some(base + lo + i);
+                    return Cursor { p: base + lo + i, c, at: lo + i };
                 }
             }
-            if base <= from || c == 0 {
-                return None;
+            if base <= floor || c == 0 {
+                let at = floor.saturating_sub(base);
+                return Cursor { p: base + at, c, at };
             }
             c -= 1;
             end = self.chunks[c].slots.len();
@@ -244,53 +251,94 @@ impl Order {
         }
     }
 
+    fn cursor(&self, p: usize) -> Cursor {
+        let (c, at) = self.locate(p);
+        Cursor { p, c, at }
+    }
+
     /// Walks the runs of equal keys: ascending, from the first position on; descending,
     /// the runs before `missing_from` from the last to the first, then those from
     /// `missing_from` on (missing keys come last either way). A run never spans
     /// `missing_from`. The walk begins with the run that holds its `at`-th position, so
     /// that a deep page need not pass over the runs before it. `f` gets the number of
-    /// positions before each run in the walk and the run's positions in the order
-    /// (its slots ascending there: `slots`), and says whether to go on.
+    /// positions before each run in the walk, the run's positions in the order and its
+    /// slots (ascending, as there), and says whether to go on.
     pub fn walk_runs(
         &self,
         missing_from: usize,
         descending: bool,
         at: usize,
-        mut f: impl FnMut(usize, Range<usize>) -> bool,
+        mut f: impl FnMut(usize, Range<usize>, RunSlots<'_>) -> bool,
     ) {
         if at >= self.len {
             return;
         }
-        // From position `s` (a run's first) to the end: in the walk as in the order.
-        let forward = |mut s: usize, f: &mut dyn FnMut(usize, Range<usize>) -> bool| {
-            while s < self.len {
-                let limit = if s < missing_from { missing_from } else { self.len };
-                let e = self.next_start(s + 1, limit);
-                if !f(s, s..e) {
+        let slots = |start: Cursor, end: usize| RunSlots { order: self, c: start.c, at: start.at, left: end - start.p };
+        // From `cur` (a run's first position) to the end: in the walk as in the order.
+        let forward = |mut cur: Cursor, f: &mut dyn FnMut(usize, Range<usize>, RunSlots<'_>) -> bool| {
+            while cur.p < self.len {
+                let limit = if cur.p < missing_from { missing_from } else { self.len };
+                let next = self.next_start(self.step(cur), limit);
+                if !f(cur.p, cur.p..next.p, slots(cur, next.p)) {
                     return;
                 }
-                s = e;
+                cur = next;
             }
         };
         if !descending || at >= missing_from {
             let floor = if at >= missing_from { missing_from } else { 0 };
-            forward(self.prev_start(floor, at + 1).unwrap_or(floor), &mut f);
+            forward(self.run_start(self.cursor(at), floor), &mut f);
             return;
         }
         // The walk's `at`-th position is the order's `r`-th; its run ends at `e`, and
         // the runs after it in the order (`e..missing_from`) came before it in the walk.
         let r = missing_from - 1 - at;
-        let mut e = self.next_start(r + 1, missing_from);
-        let mut before = missing_from - e;
-        while e > 0 {
-            let s = self.prev_start(0, e).unwrap_or(0);
-            if !f(before, s..e) {
+        let mut end = self.next_start(self.step(self.cursor(r)), missing_from);
+        let mut before = missing_from - end.p;
+        while end.p > 0 {
+            let start = self.run_start(self.step_back(end), 0);
+            if !f(before, start.p..end.p, slots(start, end.p)) {
                 return;
             }
-            before += e - s;
-            e = s;
+            before += end.p - start.p;
+            end = start;
         }
-        forward(missing_from, &mut f);
+        forward(self.cursor(missing_from), &mut f);
+    }
+}
+
+/// A position in the order with its chunk and its place there.
+#[derive(Clone, Copy)]
+struct Cursor {
+    p: usize,
+    c: usize,
+    at: usize,
+}
+
+/// The slots of a run (or any positions), read chunk by chunk.
+pub struct RunSlots<'a> {
+    order: &'a Order,
+    c: usize,
+    at: usize,
+    left: usize,
+}
+
+impl Iterator for RunSlots<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        if self.left == 0 {
+            return None;
+        }
+        let chunk = self.order.chunks.get(self.c)?;
+        let slot = *chunk.slots.get(self.at)?;
+        self.left -= 1;
+        self.at += 1;
+        if self.at == chunk.slots.len() {
+            self.c += 1;
+            self.at = 0;
+        }
+        Some(slot)
     }
 }
 
@@ -374,8 +422,10 @@ mod tests {
         }
         let runs = |descending| {
             let mut out: Vec<Vec<u32>> = Vec::new();
-            order.walk_runs(6, descending, 0, |_, r| {
-                out.push(order.slots(r).collect());
+            order.walk_runs(6, descending, 0, |_, run, slots| {
+                let got: Vec<u32> = slots.collect();
+                assert_eq!(got, order.slots(run).collect::<Vec<u32>>());
+                out.push(got);
                 true
             });
             out
@@ -383,7 +433,7 @@ mod tests {
         assert_eq!(runs(false), vec![vec![0, 1], vec![2], vec![3, 4, 5], vec![6], vec![7]]);
         assert_eq!(runs(true), vec![vec![3, 4, 5], vec![2], vec![0, 1], vec![6], vec![7]]);
         let mut seen = 0;
-        order.walk_runs(6, true, 0, |_, _| {
+        order.walk_runs(6, true, 0, |_, _, _| {
             seen += 1;
             seen < 2
         });
@@ -420,8 +470,10 @@ mod tests {
         for descending in [false, true] {
             let runs = expected(descending);
             let mut got: Vec<Vec<u32>> = Vec::new();
-            order.walk_runs(missing_from, descending, 0, |_, r| {
-                got.push(order.slots(r).collect());
+            order.walk_runs(missing_from, descending, 0, |_, run, slots| {
+                let run_slots: Vec<u32> = slots.collect();
+                assert_eq!(run_slots, order.slots(run).collect::<Vec<u32>>());
+                got.push(run_slots);
                 true
             });
             assert_eq!(got, runs, "descending: {descending}");
@@ -430,8 +482,10 @@ mod tests {
             let walk: Vec<u32> = runs.concat();
             for at in [0, 1, 650, 3001, missing_from - 1, missing_from, missing_from + 150, walk.len() - 1] {
                 let mut got: Vec<(usize, Vec<u32>)> = Vec::new();
-                order.walk_runs(missing_from, descending, at, |before, r| {
-                    got.push((before, order.slots(r).collect()));
+                order.walk_runs(missing_from, descending, at, |before, run, slots| {
+                    let run_slots: Vec<u32> = slots.collect();
+                    assert_eq!(run_slots, order.slots(run).collect::<Vec<u32>>());
+                    got.push((before, run_slots));
                     true
                 });
                 let first = got.first().map_or(usize::MAX, |g| g.0);
@@ -447,7 +501,7 @@ mod tests {
                     before += r.len();
                 }
             }
-            order.walk_runs(missing_from, descending, walk.len(), |_, _| panic!("nothing after the end"));
+            order.walk_runs(missing_from, descending, walk.len(), |_, _, _| panic!("nothing after the end"));
         }
     }
 }
