@@ -193,8 +193,12 @@ impl Order {
 
     /// The slots at the positions `run`, in order.
     pub fn slots(&self, run: Range<usize>) -> RunSlots<'_> {
-        let (c, at) = self.locate(run.start);
-        RunSlots { order: self, c, at, left: run.len().min(self.len.saturating_sub(run.start)) }
+        self.slots_from(self.cursor(run.start), run.end.min(self.len))
+    }
+
+    /// The slots from `start` to the position `end`, in order.
+    fn slots_from(&self, start: Cursor, end: usize) -> RunSlots<'_> {
+        RunSlots { order: self, c: start.c, at: start.at, left: end.saturating_sub(start.p) }
     }
 
     /// The position after `cur`.
@@ -273,13 +277,12 @@ impl Order {
         if at >= self.len {
             return;
         }
-        let slots = |start: Cursor, end: usize| RunSlots { order: self, c: start.c, at: start.at, left: end - start.p };
         // From `cur` (a run's first position) to the end: in the walk as in the order.
         let forward = |mut cur: Cursor, f: &mut dyn FnMut(usize, Range<usize>, RunSlots<'_>) -> bool| {
             while cur.p < self.len {
                 let limit = if cur.p < missing_from { missing_from } else { self.len };
                 let next = self.next_start(self.step(cur), limit);
-                if !f(cur.p, cur.p..next.p, slots(cur, next.p)) {
+                if !f(cur.p, cur.p..next.p, self.slots_from(cur, next.p)) {
                     return;
                 }
                 cur = next;
@@ -297,7 +300,7 @@ impl Order {
         let mut before = missing_from - end.p;
         while end.p > 0 {
             let start = self.run_start(self.step_back(end), 0);
-            if !f(before, start.p..end.p, slots(start, end.p)) {
+            if !f(before, start.p..end.p, self.slots_from(start, end.p)) {
                 return;
             }
             before += end.p - start.p;
