@@ -12,7 +12,7 @@ use crate::collection::index::CollectionIndex;
 use crate::collection::snapshot::{self, Fanout};
 use crate::config::Settings;
 use crate::directory::pool::{self, ConnSpec};
-use crate::directory::sync::{Csns, SyncConsumer, SyncEvent, SyncSink};
+use crate::directory::sync::{Csns, SyncConsumer, SyncEvent, SyncSink, Uuid};
 use crate::directory::{DirError, Directory};
 use crate::feed::{Feed, FeedSettings};
 pub use crate::http::state::AppState;
@@ -91,7 +91,8 @@ impl AppState {
                     .collect(),
                 restart,
             )
-            .following(directory.pool().manager()),
+            .following(directory.pool().manager())
+            .with_margin(Duration::from_secs(settings.index.check_margin_secs)),
         );
         let p = &settings.pagination;
         let limits = PageLimits {
@@ -172,6 +173,14 @@ impl SyncSink for Logins {
         for id in changed {
             self.auth.forget_person(id);
         }
+    }
+
+    fn verified(&self) -> Option<crate::directory::sync::Verified> {
+        self.indexes.verified()
+    }
+
+    fn lacks(&self, uuid: &Uuid, dn: &str) -> bool {
+        self.indexes.lacks(uuid, dn) || self.contracts.lacks(uuid, dn)
     }
 }
 

@@ -97,6 +97,8 @@ pub struct IndexSettings {
     /// Where the indexes are saved with the synchronisation's cookie ("": nowhere).
     pub snapshot_file: String,
     pub snapshot_interval_secs: u64,
+    /// How far before its last verified state a check after a resume reads in full.
+    pub check_margin_secs: u64,
 }
 
 /// The merchants' facade (`/subscriptions/v1`).

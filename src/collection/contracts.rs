@@ -147,7 +147,7 @@ impl SyncSink for ContractWatch {
                 }
                 state.loading = false;
             }
-            SyncEvent::Cookie(..) => {}
+            SyncEvent::Cookie(..) | SyncEvent::Verified(_) | SyncEvent::Unchanged(_) => {}
             // A check after a resume corrects the collection indexes; the contracts' events
             // follow the session's own changes only. After a restore it brings the
             // contracts, as a load would (the session's changes meanwhile win).
@@ -159,5 +159,13 @@ impl SyncSink for ContractWatch {
             SyncEvent::CheckEnd => state.restoring = None,
             SyncEvent::CheckBegin | SyncEvent::Checked { .. } => {}
         }
+    }
+
+    /// After a restore it holds no contracts yet: the check reads each one in full.
+    fn lacks(&self, uuid: &Uuid, dn: &str) -> bool {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.restoring.is_some()
+            && !state.known.contains_key(uuid)
+            && dn.split(',').nth(1).is_some_and(|ou| ou.trim().eq_ignore_ascii_case(&format!("ou={CONTRACTS}")))
     }
 }

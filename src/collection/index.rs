@@ -142,7 +142,7 @@ fn id_at(records: &[Option<Record>], slot: u32) -> Option<u64> {
 type Placed = (Option<SortKey>, u64, u64);
 
 /// What a snapshot's structures are (`snapshot`): one of another layout is not read.
-pub(crate) const LAYOUT: &str = "index layout 8: character trigrams, texts from records, keys from records, owners apart in narrow arrays, rows in one allocation with part bits, part lengths, entryUUIDs and slot lengths, packed value lists, narrow dictionaries";
+pub(crate) const LAYOUT: &str = "index layout 9: the CSNs last verified, character trigrams, texts from records, keys from records, owners apart in narrow arrays, rows in one allocation with part bits, part lengths, entryUUIDs and slot lengths, packed value lists, narrow dictionaries";
 
 /// Above this many distinct values a column is not kept dictionary-encoded; filters on
 /// it look into the records instead.
@@ -1202,7 +1202,6 @@ impl CollectionIndex {
         state.slots_of(id).map(|s| state.rec(s)).filter(|r| r.listed()).map(|r| r.reseller).collect()
     }
 
-    /// How many ids more than one customer has (each is logged when it appears).
     /// The id of the element an entry (by its entryUUID) belongs to, if it is indexed.
     pub fn id_of(&self, uuid: &Uuid) -> Option<u64> {
         let state = self.state.read().ok()?;
@@ -1210,6 +1209,14 @@ impl CollectionIndex {
         state.records.get(slot as usize)?.as_ref().map(|r| r.id)
     }
 
+    /// Whether an entry at `dn` has the place of one of this resource's and the index
+    /// does not hold it (by its entryUUID).
+    pub fn lacks(&self, uuid: &Uuid, dn: &str) -> bool {
+        let held = self.state.read().map(|s| s.entry_of(uuid).is_some()).unwrap_or(false);
+        !held && self.def.place(dn, &self.base).is_some()
+    }
+
+    /// How many ids more than one customer has (each is logged when it appears).
     pub fn shared_ids(&self) -> usize {
         self.state.read().map(|s| s.shared_ids.len()).unwrap_or(0)
     }
@@ -1609,7 +1616,7 @@ impl SyncSink for CollectionIndex {
                     state.seen = RoaringBitmap::new();
                 }
             }
-            SyncEvent::Present(uuids) => {
+            SyncEvent::Present(uuids) | SyncEvent::Unchanged(uuids) => {
                 for u in uuids {
                     if let Some((slot, part)) = state.entry_of(&u) {
                         state.seen.insert(handle(slot, part));
@@ -1652,6 +1659,7 @@ impl SyncSink for CollectionIndex {
                 drop(state);
                 self.progress.send_modify(|p| p.csns.merge(&csns));
             }
+            SyncEvent::Verified(_) => {}
         }
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use super::index::CollectionIndex;
-use crate::directory::sync::{Csns, SyncEvent, SyncSink};
+use crate::directory::sync::{Csns, SyncEvent, SyncSink, Uuid, Verified};
 use crate::mapping::query;
 use crate::mapping::table::{self, Part};
 
@@ -32,6 +32,8 @@ struct Gate {
     cookie: Option<Arc<[u8]>>,
     /// Events handed on so far.
     events: u64,
+    /// The last `Verified` the indexes were given (since their last load from nothing).
+    verified: Option<Verified>,
 }
 
 impl Fanout {
@@ -55,7 +57,11 @@ impl SyncSink for Fanout {
         gate.events += 1;
         match &event {
             SyncEvent::Cookie(_, raw) => gate.cookie = Some(raw.clone()),
-            SyncEvent::RefreshBegin { reload: true } => gate.cookie = None,
+            SyncEvent::RefreshBegin { reload: true } => {
+                gate.cookie = None;
+                gate.verified = None;
+            }
+            SyncEvent::Verified(csns) => gate.verified = Some(csns.clone()),
             _ => {}
         }
         if let Some((last, rest)) = self.indexes.split_last() {
@@ -64,6 +70,14 @@ impl SyncSink for Fanout {
             }
             last.apply(event);
         }
+    }
+
+    fn verified(&self) -> Option<Verified> {
+        self.gate().verified.clone()
+    }
+
+    fn lacks(&self, uuid: &Uuid, dn: &str) -> bool {
+        self.indexes.iter().any(|i| i.lacks(uuid, dn))
     }
 }
 
@@ -80,6 +94,9 @@ struct Header {
     shape: Vec<String>,
     base: String,
     cookie: Vec<u8>,
+    /// The server and CSNs of the last `Verified` (none: the check after the resume
+    /// reads every entry in full).
+    verified: Option<(String, Vec<String>)>,
 }
 
 fn shape(indexes: &[Arc<CollectionIndex>]) -> Vec<String> {
@@ -130,6 +147,7 @@ pub fn save(path: &Path, fanout: &Fanout, base: &str, directory: &str) -> Result
             shape: shape(&fanout.indexes),
             base: base.to_string(),
             cookie: cookie.to_vec(),
+            verified: gate.verified.as_ref().map(|v| (v.server.clone(), v.csns.0.values().cloned().collect())),
         };
         postcard::to_io(&header, &mut out).map_err(|e| e.to_string())?;
         for index in &fanout.indexes {
@@ -203,7 +221,12 @@ pub fn load(path: &Path, fanout: &Fanout, base: &str, directory: &str, at: &Csns
     }
     drop(bytes);
     super::index::release_free_memory();
-    fanout.gate().cookie = Some(header.cookie.as_slice().into());
+    let mut gate = fanout.gate();
+    gate.cookie = Some(header.cookie.as_slice().into());
+    gate.verified = header
+        .verified
+        .map(|(server, csns)| Verified { server, csns: Csns::from_values(csns.iter().map(String::as_str)) });
+    drop(gate);
     Ok(Some(header.cookie))
 }
 

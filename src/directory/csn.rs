@@ -59,8 +59,57 @@ impl Csns {
         }
     }
 
+    /// Whether this CSN (of any server id) has been reached.
+    pub fn covers_csn(&self, csn: &str) -> bool {
+        let csn = csn.trim();
+        csn.split('#').nth(2).and_then(|sid| self.0.get(sid)).is_some_and(|have| have.as_str() >= csn)
+    }
+
+    /// The same servers, each as it was `by` earlier (by the time its CSN names; a CSN
+    /// whose time cannot be read is left out, so it covers nothing of its server).
+    pub fn earlier_by(&self, by: std::time::Duration) -> Csns {
+        use super::reconcile::{csn_at, time_of_csn};
+        let moved = self.0.iter().filter_map(|(sid, csn)| {
+            let t = time_of_csn(csn)?;
+            let at = csn_at(t.checked_sub(by).unwrap_or(std::time::UNIX_EPOCH));
+            Some((sid.clone(), format!("{}#000000#{sid}#000000", &at[..22])))
+        });
+        Csns(moved.collect())
+    }
+
     /// Whether every CSN of `target` has been reached.
     pub fn covers(&self, target: &Csns) -> bool {
         target.0.iter().all(|(sid, csn)| self.0.get(sid).is_some_and(|have| have >= csn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_csn_is_covered_by_the_csn_of_its_own_server_id_only() {
+        let at =
+            Csns::from_values(["20261203120000.000000Z#000000#001#000000", "20200101000000.000000Z#000000#000#000000"]);
+        assert!(at.covers_csn("20261203115959.999999Z#000009#001#000000"));
+        assert!(at.covers_csn("20261203120000.000000Z#000000#001#000000"));
+        assert!(!at.covers_csn("20261203120000.000000Z#000001#001#000000"));
+        assert!(at.covers_csn("20191231000000.000000Z#000000#000#000000"));
+        assert!(!at.covers_csn("20191231000000.000000Z#000000#002#000000"), "a server id it does not name");
+        assert!(!at.covers_csn("garbage"));
+    }
+
+    #[test]
+    fn earlier_moves_each_server_back_by_the_time_its_csn_names() {
+        let at =
+            Csns::from_values(["20261203120030.500000Z#000007#001#000000", "20260101000010.000000Z#000000#002#000000"]);
+        let back = at.earlier_by(Duration::from_secs(60));
+        assert_eq!(back.0["001"], "20261203115930.500000Z#000000#001#000000");
+        assert_eq!(back.0["002"], "20251231235910.000000Z#000000#002#000000");
+        assert!(!back.covers_csn("20261203115930.500001Z#000000#001#000000"));
+        assert!(back.covers_csn("20261203115930.500000Z#000000#001#000000"));
+        let odd = Csns(BTreeMap::from([("003".to_string(), "not a csn".to_string())]));
+        assert!(odd.earlier_by(Duration::from_secs(1)).0.is_empty());
     }
 }

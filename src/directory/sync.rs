@@ -45,13 +45,52 @@ pub enum SyncEvent {
     CheckBegin,
     /// An entry as the check read it.
     Checked { uuid: Uuid, entry: Entry },
+    /// Entries the check found as the sink holds them: each one's entryCSN is covered by
+    /// what the sink says it holds exactly (`SyncSink::verified`), and the sink does not
+    /// lack it. They were not read in full.
+    Unchanged(Vec<Uuid>),
     /// The check is over: what was neither read by it nor changed since it began is gone.
     CheckEnd,
+    /// What the sink holds now is exactly what the server holds of every entry whose
+    /// entryCSN these cover (sent after a load from nothing and after a check). A later
+    /// check on the same server reads in full only the entries they do not cover, or
+    /// that the sink lacks.
+    Verified(Verified),
+}
+
+/// A state the sink held exactly: that of every entry whose entryCSN `csns` cover, on
+/// the server of this URL. Another server may hold some of them in an older state (a
+/// write it never got), so a check there reads every entry in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub server: String,
+    pub csns: Csns,
 }
 
 /// Receives the events of a consumer.
 pub trait SyncSink: Send + Sync + 'static {
     fn apply(&self, event: SyncEvent);
+
+    /// The last `Verified` it was given and still holds to, if any. Without it, a check
+    /// reads every entry in full.
+    fn verified(&self) -> Option<Verified> {
+        None
+    }
+
+    /// Whether it lacks the entry (by its entryUUID, at this DN): one it would keep but
+    /// does not hold, which a check reads in full however old its entryCSN.
+    fn lacks(&self, _uuid: &Uuid, _dn: &str) -> bool {
+        true
+    }
+}
+
+/// What the last completed check read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckStats {
+    /// Entries the server holds below the base.
+    pub entries: usize,
+    /// Of those, the ones read with all their attributes.
+    pub read_in_full: usize,
 }
 
 /// A consumer of the content below `base`.
@@ -65,6 +104,10 @@ pub struct SyncConsumer {
     follow: Option<tokio::sync::watch::Receiver<usize>>,
     /// The server of the current session.
     server: std::sync::atomic::AtomicUsize,
+    /// What the last completed check read.
+    last_check: std::sync::Mutex<Option<CheckStats>>,
+    /// How far before the last verified state a check reads in full.
+    margin: Duration,
 }
 
 fn uuid(bytes: &[u8]) -> Option<Uuid> {
@@ -82,7 +125,9 @@ impl SyncConsumer {
     /// `restart` wakes the consumer to drop its session and resume on a new connection.
     pub fn new(spec: ConnSpec, base: String, attrs: Vec<String>, restart: Arc<Notify>) -> Self {
         let server = Default::default();
-        SyncConsumer { manager: LdapManager::new(spec), base, attrs, restart, follow: None, server }
+        let last_check = Default::default();
+        let margin = super::reconcile::MARGIN;
+        SyncConsumer { manager: LdapManager::new(spec), base, attrs, restart, follow: None, server, last_check, margin }
     }
 
     /// Keeps the session on the server `pool` uses: after that pool moves (a failover or
@@ -93,9 +138,26 @@ impl SyncConsumer {
         self
     }
 
+    /// How far before the state a load from nothing or a check began with the sink is
+    /// taken to be exact (see `SyncEvent::Verified`): transactions whose entries showed
+    /// only after the server's contextCSN had passed them, and server clocks apart.
+    pub fn with_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
+    }
+
     /// Index (in the configured URLs) of the server of the current session.
     pub fn server(&self) -> usize {
         self.server.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn url(&self, server: usize) -> String {
+        self.manager.urls().get(server).cloned().unwrap_or_default()
+    }
+
+    /// What the last completed check after a resume read, if one completed.
+    pub fn last_check(&self) -> Option<CheckStats> {
+        *self.last_check.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Follows the directory until the task is dropped: reconnects with growing pauses
@@ -191,6 +253,22 @@ impl SyncConsumer {
         // holds (an interrupted check is owed again by the next session's cookie).
         let mut check_owed = cookie.is_some();
         let mut check: Option<std::pin::Pin<Box<dyn std::future::Future<Output = CheckResult> + Send + '_>>> = None;
+        // What the sink will hold exactly once the refresh of a load from nothing, or the
+        // check, is over: every entry the server held before it began. A transaction's
+        // entries may show after the server's contextCSN has passed their CSN, and a
+        // refresh that starts meanwhile never gets them, so both go back by a margin.
+        let mut verifies: Option<Csns> = None;
+        if cookie.is_none() {
+            let (rc, found) = match ldap.search(&self.base, Scope::Base, "(objectClass=*)", vec!["contextCSN"]).await {
+                Ok(res) => (res.1.rc, res.0),
+                Err(e) => return Err(e.into()),
+            };
+            if rc == 0 {
+                let csns = found.into_iter().map(SearchEntry::construct).flat_map(|e| e.attrs.into_values().flatten());
+                let csns: Vec<String> = csns.collect();
+                verifies = Some(Csns::from_values(csns.iter().map(String::as_str)).earlier_by(self.margin));
+            }
+        }
         let req = SyncRequest {
             mode: RefreshMode::RefreshAndPersist,
             cookie: cookie.as_deref().map(Csns::consumer_cookie),
@@ -204,12 +282,12 @@ impl SyncConsumer {
             .await?;
         sink.apply(SyncEvent::RefreshBegin { reload: cookie.is_none() });
         let mut present_phase = false;
-        let mut note_cookie = |c: Option<Vec<u8>>, sink: &dyn SyncSink| {
+        fn note_cookie(c: Option<Vec<u8>>, sink: &dyn SyncSink, cookie: &mut Option<Vec<u8>>) {
             if let Some(c) = c.filter(|c| !c.is_empty()) {
                 sink.apply(SyncEvent::Cookie(Csns::from_cookie(&c), c.as_slice().into()));
                 *cookie = Some(c);
             }
-        };
+        }
         loop {
             let checking = async {
                 match check.as_mut() {
@@ -225,9 +303,13 @@ impl SyncConsumer {
                 done = checking => {
                     check = None;
                     match done {
-                        Ok(Some(n)) => {
-                            tracing::info!(url = %self.manager.urls()[server], entries = n, "content synchronisation checked against the server after a resume");
+                        Ok(Some(stats)) => {
+                            tracing::info!(url = %self.manager.urls()[server], entries = stats.entries, read_in_full = stats.read_in_full, "content synchronisation checked against the server after a resume");
                             sink.apply(SyncEvent::CheckEnd);
+                            if let Some(csns) = verifies.take() {
+                                sink.apply(SyncEvent::Verified(Verified { server: self.url(server), csns }));
+                            }
+                            *self.last_check.lock().unwrap_or_else(|p| p.into_inner()) = Some(stats);
                             check_owed = false;
                         }
                         // Another server answered: the next session checks.
@@ -256,18 +338,30 @@ impl SyncConsumer {
                     .map_err(|_| DirError::Other("malformed Sync Info message".into()))?;
                 present_phase |= matches!(info, SyncInfo::RefreshPresent { .. });
                 match info {
-                    SyncInfo::NewCookie(c) => note_cookie(Some(c), sink),
+                    SyncInfo::NewCookie(c) => note_cookie(Some(c), sink, cookie),
                     SyncInfo::RefreshDelete { cookie: c, refresh_done }
                     | SyncInfo::RefreshPresent { cookie: c, refresh_done } => {
                         if refresh_done {
                             sink.apply(SyncEvent::RefreshEnd { present: present_phase });
                             *refreshed = true;
-                            if check_owed && check.is_none() {
+                        }
+                        note_cookie(c, sink, cookie);
+                        if refresh_done {
+                            if !check_owed {
+                                // A load from nothing: exact up to where it began.
+                                if let Some(csns) = verifies.take() {
+                                    sink.apply(SyncEvent::Verified(Verified { server: self.url(server), csns }));
+                                }
+                            } else if check.is_none() {
+                                // What the session has got so far, less the margin.
+                                let at = cookie.as_deref().map(Csns::from_cookie).unwrap_or_default();
+                                verifies = Some(at.earlier_by(self.margin));
+                                let here = self.url(server);
+                                let since = sink.verified().filter(|v| v.server == here).map(|v| v.csns);
                                 sink.apply(SyncEvent::CheckBegin);
-                                check = Some(Box::pin(self.check(sink, server)));
+                                check = Some(Box::pin(self.check(sink, server, since)));
                             }
                         }
-                        note_cookie(c, sink);
                     }
                     SyncInfo::SyncIdSet { cookie: c, refresh_deletes, sync_uuids } => {
                         let uuids: Vec<Uuid> = sync_uuids.iter().filter_map(|u| uuid(u)).collect();
@@ -279,7 +373,7 @@ impl SyncConsumer {
                             present_phase = true;
                             sink.apply(SyncEvent::Present(uuids));
                         }
-                        note_cookie(c, sink);
+                        note_cookie(c, sink, cookie);
                     }
                 }
                 continue;
@@ -302,7 +396,7 @@ impl SyncConsumer {
                 EntryState::Present if entry.attrs.is_empty() => sink.apply(SyncEvent::Present(vec![u])),
                 _ => sink.apply(SyncEvent::Entry { uuid: u, entry }),
             }
-            note_cookie(state.cookie, sink);
+            note_cookie(state.cookie, sink, cookie);
         }
         let res = stream.finish().await;
         if res.rc == 4096 {
@@ -312,8 +406,8 @@ impl SyncConsumer {
     }
 }
 
-/// `Some(entries read)`, or `None` if the server's URL is not known.
-type CheckResult = Result<Option<usize>, DirError>;
+/// What the check read, or `None` if the server's URL is not known.
+type CheckResult = Result<Option<CheckStats>, DirError>;
 
 /// An entryUUID in its text form (`8-4-4-4-12` hexadecimal digits) as 16 bytes.
 fn uuid_from_text(text: &str) -> Option<Uuid> {
@@ -328,25 +422,113 @@ fn uuid_from_text(text: &str) -> Option<Uuid> {
     Some(out)
 }
 
+/// 16 bytes as an entryUUID's text form.
+fn uuid_to_text(u: &Uuid) -> String {
+    let mut out = String::with_capacity(36);
+    for (i, b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Entries read in full by one search (an OR of their entryUUIDs, which slapd indexes).
+const FULL_READ_BATCH: usize = 200;
+
+/// Entries handed on as unchanged at once.
+const UNCHANGED_BATCH: usize = 1000;
+
 impl SyncConsumer {
     /// Reads every entry the session's search covers, in pages, on a connection of its
     /// own to `server`, and hands each on as `Checked`: what a present phase with every
-    /// entry sent would give.
-    async fn check(&self, sink: &dyn SyncSink, server: usize) -> CheckResult {
+    /// entry sent would give. With `since` (what the sink held exactly when it was last
+    /// verified), the pages bring only each entry's entryUUID and entryCSN; an entry
+    /// whose entryCSN `since` covers and which the sink does not lack is `Unchanged`,
+    /// and only the others are read in full.
+    async fn check(&self, sink: &dyn SyncSink, server: usize, since: Option<Csns>) -> CheckResult {
         use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
         let Some(url) = self.manager.urls().get(server) else { return Ok(None) };
         let mut ldap = self.manager.connect(url, true).await?;
         let adapters: Vec<Box<dyn Adapter<_, _>>> =
             vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(1000))];
-        let mut attrs: Vec<String> = self.attrs.clone();
-        if attrs.is_empty() {
-            attrs.push("*".into());
+        let mut full: Vec<String> = self.attrs.clone();
+        if full.is_empty() {
+            full.push("*".into());
         }
-        attrs.push("entryUUID".into());
+        full.push("entryUUID".into());
+        let attrs = match since {
+            Some(_) => vec!["entryUUID".to_string(), "entryCSN".to_string()],
+            None => full.clone(),
+        };
+        let mut reader: ldap3::Ldap = ldap.clone();
         let mut stream =
             ldap.streaming_search_with(adapters, &self.base, Scope::Subtree, "(objectClass=*)", attrs).await?;
-        let mut n = 0;
+        let mut stats = CheckStats::default();
+        let (mut unchanged, mut wanted) = (Vec::new(), Vec::new());
         while let Some(e) = stream.next().await? {
+            let mut e = SearchEntry::construct(e);
+            let Some(uuid) = e.attrs.remove("entryUUID").and_then(|v| v.first().and_then(|t| uuid_from_text(t))) else {
+                continue;
+            };
+            stats.entries += 1;
+            let Some(since) = &since else {
+                sink.apply(SyncEvent::Checked { uuid, entry: Entry::from_search(e) });
+                stats.read_in_full += 1;
+                continue;
+            };
+            let csn = e.attrs.get("entryCSN").and_then(|v| v.first());
+            if csn.is_some_and(|c| since.covers_csn(c)) && !sink.lacks(&uuid, &e.dn) {
+                unchanged.push(uuid);
+                if unchanged.len() >= UNCHANGED_BATCH {
+                    sink.apply(SyncEvent::Unchanged(std::mem::take(&mut unchanged)));
+                }
+            } else {
+                wanted.push(uuid);
+                if wanted.len() >= FULL_READ_BATCH {
+                    stats.read_in_full +=
+                        self.read_in_full(&mut reader, &full, &std::mem::take(&mut wanted), sink).await?;
+                }
+            }
+        }
+        let res = stream.finish().await;
+        if !unchanged.is_empty() {
+            sink.apply(SyncEvent::Unchanged(unchanged));
+        }
+        if res.rc == 0 && !wanted.is_empty() {
+            stats.read_in_full += self.read_in_full(&mut reader, &full, &wanted, sink).await?;
+        }
+        let _ = ldap.unbind().await;
+        match res.rc {
+            0 => Ok(Some(stats)),
+            rc => Err(DirError::Other(format!("reading the entries to check: result {rc} {}", res.text))),
+        }
+    }
+
+    /// Reads these entries with `attrs` and hands each on as `Checked`; how many were
+    /// found (one deleted meanwhile is not, and the session reports its delete).
+    async fn read_in_full(
+        &self,
+        ldap: &mut ldap3::Ldap,
+        attrs: &[String],
+        uuids: &[Uuid],
+        sink: &dyn SyncSink,
+    ) -> Result<usize, DirError> {
+        let mut filter = String::with_capacity(uuids.len() * 50 + 3);
+        filter.push_str("(|");
+        for u in uuids {
+            filter.push_str("(entryUUID=");
+            filter.push_str(&uuid_to_text(u));
+            filter.push(')');
+        }
+        filter.push(')');
+        let ldap3::SearchResult(found, res) = ldap.search(&self.base, Scope::Subtree, &filter, attrs.to_vec()).await?;
+        if res.rc != 0 {
+            return Err(DirError::Other(format!("reading the entries to check: result {} {}", res.rc, res.text)));
+        }
+        let mut n = 0;
+        for e in found {
             let mut e = SearchEntry::construct(e);
             let Some(uuid) = e.attrs.remove("entryUUID").and_then(|v| v.first().and_then(|t| uuid_from_text(t))) else {
                 continue;
@@ -354,12 +536,7 @@ impl SyncConsumer {
             sink.apply(SyncEvent::Checked { uuid, entry: Entry::from_search(e) });
             n += 1;
         }
-        let res = stream.finish().await;
-        let _ = ldap.unbind().await;
-        match res.rc {
-            0 => Ok(Some(n)),
-            rc => Err(DirError::Other(format!("reading the entries to check: result {rc} {}", res.text))),
-        }
+        Ok(n)
     }
 }
 
@@ -369,6 +546,8 @@ mod tests {
 
     #[test]
     fn entry_uuids_in_text_form_are_read_as_their_bytes() {
+        let u = uuid_from_text("0f8e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a05").unwrap();
+        assert_eq!(uuid_to_text(&u), "0f8e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a05");
         let u = uuid_from_text("0f8e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b").unwrap();
         assert_eq!(u[0], 0x0f);
         assert_eq!(u[15], 0x5b);
