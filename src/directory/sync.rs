@@ -422,20 +422,12 @@ fn uuid_from_text(text: &str) -> Option<Uuid> {
     Some(out)
 }
 
-/// 16 bytes as an entryUUID's text form.
-fn uuid_to_text(u: &Uuid) -> String {
-    let mut out = String::with_capacity(36);
-    for (i, b) in u.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
+/// Entries to read in full gathered before they are read (by DN, a base search each:
+/// an OR of many entryUUIDs costs slapd time that grows with its square).
+const FULL_READ_BATCH: usize = 256;
 
-/// Entries read in full by one search (an OR of their entryUUIDs, which slapd indexes).
-const FULL_READ_BATCH: usize = 200;
+/// Base searches of those in flight at once on the check's connection.
+const FULL_READS_AT_ONCE: usize = 16;
 
 /// Entries handed on as unchanged at once.
 const UNCHANGED_BATCH: usize = 1000;
@@ -462,7 +454,7 @@ impl SyncConsumer {
             Some(_) => vec!["entryUUID".to_string(), "entryCSN".to_string()],
             None => full.clone(),
         };
-        let mut reader: ldap3::Ldap = ldap.clone();
+        let reader: ldap3::Ldap = ldap.clone();
         let mut stream =
             ldap.streaming_search_with(adapters, &self.base, Scope::Subtree, "(objectClass=*)", attrs).await?;
         let mut stats = CheckStats::default();
@@ -485,10 +477,9 @@ impl SyncConsumer {
                     sink.apply(SyncEvent::Unchanged(std::mem::take(&mut unchanged)));
                 }
             } else {
-                wanted.push(uuid);
+                wanted.push(e.dn);
                 if wanted.len() >= FULL_READ_BATCH {
-                    stats.read_in_full +=
-                        self.read_in_full(&mut reader, &full, &std::mem::take(&mut wanted), sink).await?;
+                    stats.read_in_full += self.read_in_full(&reader, &full, std::mem::take(&mut wanted), sink).await?;
                 }
             }
         }
@@ -497,7 +488,7 @@ impl SyncConsumer {
             sink.apply(SyncEvent::Unchanged(unchanged));
         }
         if res.rc == 0 && !wanted.is_empty() {
-            stats.read_in_full += self.read_in_full(&mut reader, &full, &wanted, sink).await?;
+            stats.read_in_full += self.read_in_full(&reader, &full, wanted, sink).await?;
         }
         let _ = ldap.unbind().await;
         match res.rc {
@@ -506,35 +497,41 @@ impl SyncConsumer {
         }
     }
 
-    /// Reads these entries with `attrs` and hands each on as `Checked`; how many were
-    /// found (one deleted meanwhile is not, and the session reports its delete).
+    /// Reads the entries at these DNs with `attrs`, several at once, and hands each on as
+    /// `Checked`; how many were found (one deleted or moved meanwhile is not, and the
+    /// session reports that change).
     async fn read_in_full(
         &self,
-        ldap: &mut ldap3::Ldap,
+        ldap: &ldap3::Ldap,
         attrs: &[String],
-        uuids: &[Uuid],
+        dns: Vec<String>,
         sink: &dyn SyncSink,
     ) -> Result<usize, DirError> {
-        let mut filter = String::with_capacity(uuids.len() * 50 + 3);
-        filter.push_str("(|");
-        for u in uuids {
-            filter.push_str("(entryUUID=");
-            filter.push_str(&uuid_to_text(u));
-            filter.push(')');
-        }
-        filter.push(')');
-        let ldap3::SearchResult(found, res) = ldap.search(&self.base, Scope::Subtree, &filter, attrs.to_vec()).await?;
-        if res.rc != 0 {
-            return Err(DirError::Other(format!("reading the entries to check: result {} {}", res.rc, res.text)));
-        }
+        use futures::stream::{self, StreamExt};
+        let mut reads = stream::iter(dns)
+            .map(|dn| {
+                let (mut ldap, attrs) = (ldap.clone(), attrs.to_vec());
+                async move { ldap.search(&dn, Scope::Base, "(objectClass=*)", attrs).await }
+            })
+            .buffered(FULL_READS_AT_ONCE);
         let mut n = 0;
-        for e in found {
-            let mut e = SearchEntry::construct(e);
-            let Some(uuid) = e.attrs.remove("entryUUID").and_then(|v| v.first().and_then(|t| uuid_from_text(t))) else {
-                continue;
-            };
-            sink.apply(SyncEvent::Checked { uuid, entry: Entry::from_search(e) });
-            n += 1;
+        while let Some(read) = reads.next().await {
+            let ldap3::SearchResult(found, res) = read?;
+            match res.rc {
+                0 => {}
+                // No such object: gone since the page named it.
+                32 => continue,
+                rc => return Err(DirError::Other(format!("reading the entries to check: result {rc} {}", res.text))),
+            }
+            for e in found {
+                let mut e = SearchEntry::construct(e);
+                let Some(uuid) = e.attrs.remove("entryUUID").and_then(|v| v.first().and_then(|t| uuid_from_text(t)))
+                else {
+                    continue;
+                };
+                sink.apply(SyncEvent::Checked { uuid, entry: Entry::from_search(e) });
+                n += 1;
+            }
         }
         Ok(n)
     }
@@ -546,8 +543,6 @@ mod tests {
 
     #[test]
     fn entry_uuids_in_text_form_are_read_as_their_bytes() {
-        let u = uuid_from_text("0f8e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a05").unwrap();
-        assert_eq!(uuid_to_text(&u), "0f8e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a05");
         let u = uuid_from_text("0f8e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b").unwrap();
         assert_eq!(u[0], 0x0f);
         assert_eq!(u[15], 0x5b);
