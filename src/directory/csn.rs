@@ -65,16 +65,15 @@ impl Csns {
         csn.split('#').nth(2).and_then(|sid| self.0.get(sid)).is_some_and(|have| have.as_str() >= csn)
     }
 
-    /// The same servers, each as it was `by` earlier (by the time its CSN names; a CSN
-    /// whose time cannot be read is left out, so it covers nothing of its server).
-    pub fn earlier_by(&self, by: std::time::Duration) -> Csns {
-        use super::reconcile::{csn_at, time_of_csn};
-        let moved = self.0.iter().filter_map(|(sid, csn)| {
-            let t = time_of_csn(csn)?;
-            let at = csn_at(t.checked_sub(by).unwrap_or(std::time::UNIX_EPOCH));
-            Some((sid.clone(), format!("{}#000000#{sid}#000000", &at[..22])))
+    /// The same servers, none past the moment `t`: each CSN, or the first CSN of that
+    /// moment where it is later.
+    pub fn at_most(&self, t: std::time::SystemTime) -> Csns {
+        let at = super::reconcile::csn_at(t);
+        let capped = self.0.iter().map(|(sid, csn)| {
+            let limit = format!("{}#000000#{sid}#000000", &at[..22]);
+            (sid.clone(), if *csn <= limit { csn.clone() } else { limit })
         });
-        Csns(moved.collect())
+        Csns(capped.collect())
     }
 
     /// Whether every CSN of `target` has been reached.
@@ -101,15 +100,16 @@ mod tests {
     }
 
     #[test]
-    fn earlier_moves_each_server_back_by_the_time_its_csn_names() {
+    fn at_most_keeps_each_server_at_or_before_the_moment() {
         let at =
             Csns::from_values(["20261203120030.500000Z#000007#001#000000", "20260101000010.000000Z#000000#002#000000"]);
-        let back = at.earlier_by(Duration::from_secs(60));
-        assert_eq!(back.0["001"], "20261203115930.500000Z#000000#001#000000");
-        assert_eq!(back.0["002"], "20251231235910.000000Z#000000#002#000000");
-        assert!(!back.covers_csn("20261203115930.500001Z#000000#001#000000"));
-        assert!(back.covers_csn("20261203115930.500000Z#000000#001#000000"));
-        let odd = Csns(BTreeMap::from([("003".to_string(), "not a csn".to_string())]));
-        assert!(odd.earlier_by(Duration::from_secs(1)).0.is_empty());
+        // 2026-12-03 12:00:00 UTC
+        let noon = std::time::UNIX_EPOCH + Duration::from_secs(1_796_299_200);
+        let capped = at.at_most(noon);
+        assert_eq!(capped.0["001"], "20261203120000.000000Z#000000#001#000000");
+        assert_eq!(capped.0["002"], "20260101000010.000000Z#000000#002#000000", "earlier already");
+        assert!(!capped.covers_csn("20261203120000.000001Z#000000#001#000000"));
+        assert!(capped.covers_csn("20261203115959.999999Z#000003#001#000000"));
+        assert_eq!(at.at_most(noon + Duration::from_secs(3600)), at);
     }
 }

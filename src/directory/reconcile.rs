@@ -52,31 +52,6 @@ pub fn csn_at(t: SystemTime) -> String {
     format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}.{us:06}Z#000000#000#000000")
 }
 
-/// The moment a CSN names (to the microsecond), or `None` for what is not a CSN.
-pub fn time_of_csn(csn: &str) -> Option<SystemTime> {
-    let b = csn.as_bytes();
-    if b.len() < 22 || b[14] != b'.' || b[21] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let digits = b.get(r)?;
-        digits.iter().all(u8::is_ascii_digit).then(|| digits.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-    };
-    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (h, mi, s, us) = (num(8..10)?, num(10..12)?, num(12..14)?, num(15..21)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    // Days since 1970-01-01 of the civil date (the inverse of `utc`).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    let secs = u64::try_from(days * 86_400 + h * 3600 + mi * 60 + s).ok()?;
-    Some(UNIX_EPOCH + std::time::Duration::from_secs(secs) + std::time::Duration::from_micros(us as u64))
-}
-
 /// A moment as RFC 3339 writes it (UTC, microseconds).
 pub fn rfc3339(t: SystemTime) -> String {
     let ([y, mo, d, h, mi, s], us) = utc(t);
@@ -138,15 +113,6 @@ mod tests {
         // A leap day.
         let t = UNIX_EPOCH + Duration::from_secs(1_709_164_800);
         assert_eq!(csn_at(t), "20240229000000.000000Z#000000#000#000000");
-        assert_eq!(time_of_csn("20240229000000.000000Z#000000#000#000000"), Some(t));
-        let t = UNIX_EPOCH + Duration::from_micros(1_795_558_388_292_630);
-        assert_eq!(time_of_csn("20261124221308.292630Z#000003#002#000000"), Some(t));
-        assert_eq!(time_of_csn(&csn_at(UNIX_EPOCH)), Some(UNIX_EPOCH));
-        for not_a_csn in
-            ["", "2026112422130", "20261324221308.292630Z#0", "20261124221308,292630Z#0", "2026112422130x.292630Z"]
-        {
-            assert_eq!(time_of_csn(not_a_csn), None, "{not_a_csn:?}");
-        }
     }
 
     #[test]

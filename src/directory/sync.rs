@@ -151,6 +151,11 @@ impl SyncConsumer {
         self.server.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    fn margin_ago(&self) -> std::time::SystemTime {
+        let now = std::time::SystemTime::now();
+        now.checked_sub(self.margin).unwrap_or(now)
+    }
+
     fn url(&self, server: usize) -> String {
         self.manager.urls().get(server).cloned().unwrap_or_default()
     }
@@ -256,7 +261,9 @@ impl SyncConsumer {
         // What the sink will hold exactly once the refresh of a load from nothing, or the
         // check, is over: every entry the server held before it began. A transaction's
         // entries may show after the server's contextCSN has passed their CSN, and a
-        // refresh that starts meanwhile never gets them, so both go back by a margin.
+        // refresh that starts meanwhile never gets them, so neither counts what is newer
+        // than that moment less a margin (longer than a transaction, and the clocks of
+        // the servers and the gateway apart).
         let mut verifies: Option<Csns> = None;
         if cookie.is_none() {
             let (rc, found) = match ldap.search(&self.base, Scope::Base, "(objectClass=*)", vec!["contextCSN"]).await {
@@ -266,7 +273,7 @@ impl SyncConsumer {
             if rc == 0 {
                 let csns = found.into_iter().map(SearchEntry::construct).flat_map(|e| e.attrs.into_values().flatten());
                 let csns: Vec<String> = csns.collect();
-                verifies = Some(Csns::from_values(csns.iter().map(String::as_str)).earlier_by(self.margin));
+                verifies = Some(Csns::from_values(csns.iter().map(String::as_str)).at_most(self.margin_ago()));
             }
         }
         let req = SyncRequest {
@@ -355,7 +362,7 @@ impl SyncConsumer {
                             } else if check.is_none() {
                                 // What the session has got so far, less the margin.
                                 let at = cookie.as_deref().map(Csns::from_cookie).unwrap_or_default();
-                                verifies = Some(at.earlier_by(self.margin));
+                                verifies = Some(at.at_most(self.margin_ago()));
                                 let here = self.url(server);
                                 let since = sink.verified().filter(|v| v.server == here).map(|v| v.csns);
                                 sink.apply(SyncEvent::CheckBegin);
