@@ -261,14 +261,14 @@ async fn subscriptions(gw: &Gateway, path: &str, body: &str) -> (u16, Value) {
 /// change is an update with its state before, not a creation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restore_the_check_reads_in_full_only_what_changed_since_the_index_was_exact() {
-    let slapd = demo_directory().await;
+    let mut slapd = demo_directory().await;
     let (_dir, file) = snapshot_path();
-    let settings = || {
-        let mut s = with_snapshot(&slapd, &file);
+    let settings = |slapd: &Slapd| {
+        let mut s = with_snapshot(slapd, &file);
         s.index.check_margin_secs = 0;
         s
     };
-    let gw = start_gateway(settings()).await;
+    let gw = start_gateway(settings(&slapd)).await;
     let signup = serde_json::json!({"customer": {"customerNumber": "c77", "salutation": "MR", "firstName": "Ray",
         "lastName": "Ankunding", "email": "ray@example.com", "language": "de", "customerCategory": "PERSON",
         "address": {"street": "Bergnaum Mountains", "streetNumber": "1", "postalCode": "97687",
@@ -284,26 +284,44 @@ async fn after_a_restore_the_check_reads_in_full_only_what_changed_since_the_ind
     stop(gw).await;
 
     // The first restart reads in full what was written after the load began.
-    let gw = start_gateway(settings()).await;
+    let gw = start_gateway(settings(&slapd)).await;
     assert!(restored(&gw));
     let first = checked(&gw).await;
     assert!(first.read_in_full >= 4, "the customers written and the contract: {first:?}");
     assert!(first.read_in_full * 4 < first.entries, "not the demo's entries: {first:?}");
     stop(gw).await;
 
-    // While the gateway is down, an admin renames one.
+    // While the gateway is down, an admin renames one, and adds one with an entryCSN of
+    // long ago (as a restore of an LDIF export may): old, but unknown to the index.
     let out = ldapmodify_on(
         &slapd,
         &format!("dn: {}\nchangetype: modify\nreplace: o\no: Offline Renamed AG\n", dn_of(&slapd, kept)),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let gw = start_gateway(settings()).await;
+    let old_dn = dn_of(&slapd, kept).replace(&format!("uid={kept},"), "uid=6999124,");
+    let old = format!(
+        "dn: {old_dn}\nobjectClass: top\nobjectClass: sstCustomer\nobjectClass: sstRelationship\n\
+         uid: 6999124\nsstIsCompany: TRUE\nsstIsActive: TRUE\nsstBelongsToResellerUID: 4000001\no: Offline Old AG\n\
+         entryUUID: 0f8e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a99\nentryCSN: 20200101000000.000000Z#000000#000#000000\n\n"
+    );
+    tokio::task::block_in_place(|| {
+        slapd.kill();
+        // slapadd keeps the entryCSN as given.
+        let mut add = std::process::Command::new(stoney_slapd::server_tool("slapadd").unwrap());
+        add.arg("-F").arg(slapd.dir.join("slapd.d")).args(["-b", &slapd.suffix, "-q"]);
+        let out = with_input(&mut add, &old);
+        assert!(out.status.success(), "slapadd: {out:?}");
+        slapd.restart().expect("slapd comes back");
+    });
+    let gw = start_gateway(settings(&slapd)).await;
     let second = checked(&gw).await;
-    assert_eq!(second.entries, first.entries);
-    // The renamed entry, and the contract, which the snapshot does not hold.
-    assert_eq!(second.read_in_full, 2, "{second:?}");
-    let (n, items) = list(&gw, "customerName=Offline*").await;
-    assert_eq!((n, items[0]["id"].as_u64()), (1, Some(kept)));
+    assert_eq!(second.entries, first.entries + 1);
+    // The renamed entry, the old one the index lacks, and the contract, which the
+    // snapshot does not hold.
+    assert_eq!(second.read_in_full, 3, "{second:?}");
+    let (n, items) = list(&gw, "customerName=Offline*&sort=customerName").await;
+    let ids: Vec<u64> = items.iter().filter_map(|i| i["id"].as_u64()).collect();
+    assert_eq!((n, ids), (2, vec![6999124, kept]));
 
     let res = gw.client.get(format!("{}/v1/customers?per_page=1", gw.base)).basic_auth(ADMIN.0, Some(ADMIN.1));
     let res = res.send().await.unwrap();
@@ -334,7 +352,7 @@ async fn after_a_restore_the_check_reads_in_full_only_what_changed_since_the_ind
     // Verified on one server says nothing of another, which may lack a write the first
     // had: there the check reads every entry in full (here the same server under
     // another name).
-    let mut elsewhere = settings();
+    let mut elsewhere = settings(&slapd);
     elsewhere.ldap.urls = vec![slapd.url.replace("127.0.0.1", "localhost")];
     assert_ne!(elsewhere.ldap.urls[0], slapd.url);
     let gw = start_gateway(elsewhere).await;
