@@ -106,7 +106,8 @@ pub struct SyncConsumer {
     server: std::sync::atomic::AtomicUsize,
     /// What the last completed check read.
     last_check: std::sync::Mutex<Option<CheckStats>>,
-    /// How far before the last verified state a check reads in full.
+    /// What is newer than the start of a load or a check less this is not counted as
+    /// verified by it.
     margin: Duration,
 }
 
@@ -138,9 +139,9 @@ impl SyncConsumer {
         self
     }
 
-    /// How far before the state a load from nothing or a check began with the sink is
-    /// taken to be exact (see `SyncEvent::Verified`): transactions whose entries showed
-    /// only after the server's contextCSN had passed them, and server clocks apart.
+    /// A load from nothing or a check verifies what is older than its start less this
+    /// margin (see `SyncEvent::Verified`): it covers transactions whose entries showed
+    /// only after the server's contextCSN had passed them, and clocks apart.
     pub fn with_margin(mut self, margin: Duration) -> Self {
         self.margin = margin;
         self
