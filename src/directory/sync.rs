@@ -430,6 +430,11 @@ fn uuid_from_text(text: &str) -> Option<Uuid> {
     Some(out)
 }
 
+/// The entryUUID a search was asked for, taken out of the entry's attributes.
+fn take_uuid(e: &mut SearchEntry) -> Option<Uuid> {
+    e.attrs.remove("entryUUID").and_then(|v| v.first().and_then(|t| uuid_from_text(t)))
+}
+
 /// Entries to read in full gathered before they are read (by DN, a base search each:
 /// an OR of many entryUUIDs costs slapd time that grows with its square).
 const FULL_READ_BATCH: usize = 256;
@@ -469,7 +474,7 @@ impl SyncConsumer {
         let (mut unchanged, mut wanted) = (Vec::new(), Vec::new());
         while let Some(e) = stream.next().await? {
             let mut e = SearchEntry::construct(e);
-            let Some(uuid) = e.attrs.remove("entryUUID").and_then(|v| v.first().and_then(|t| uuid_from_text(t))) else {
+            let Some(uuid) = take_uuid(&mut e) else {
                 continue;
             };
             stats.entries += 1;
@@ -533,8 +538,7 @@ impl SyncConsumer {
             }
             for e in found {
                 let mut e = SearchEntry::construct(e);
-                let Some(uuid) = e.attrs.remove("entryUUID").and_then(|v| v.first().and_then(|t| uuid_from_text(t)))
-                else {
+                let Some(uuid) = take_uuid(&mut e) else {
                     continue;
                 };
                 sink.apply(SyncEvent::Checked { uuid, entry: Entry::from_search(e) });
