@@ -198,7 +198,8 @@ pub fn load(path: &Path, fanout: &Fanout, base: &str, directory: &str, at: &Csns
     if sum.len() != 8 || summed.finish().to_le_bytes() != sum {
         return Err("damaged (its checksum does not match)".into());
     }
-    let (header, mut rest): (Header, &[u8]) = postcard::take_from_bytes(payload).map_err(|e| e.to_string())?;
+    let (header, mut rest): (Header, &[u8]) = postcard::take_from_bytes(payload)
+        .map_err(|e| format!("its header does not read, as one of another version of the gateway would not ({e})"))?;
     if header.directory != directory {
         return Err("written for another directory".into());
     }
@@ -296,6 +297,33 @@ impl<W: Write> Write for Summed<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header of a snapshot written before it carried the verified CSNs.
+    #[derive(Serialize)]
+    struct OlderHeader {
+        directory: String,
+        shape: Vec<String>,
+        base: String,
+        cookie: Vec<u8>,
+    }
+
+    #[test]
+    fn a_snapshot_whose_header_does_not_read_is_named_one_of_another_version() {
+        let older = OlderHeader { directory: "d".into(), shape: vec![], base: "b".into(), cookie: b"c".to_vec() };
+        let mut payload = postcard::to_allocvec(&older).unwrap();
+        // Where the verified CSNs now follow, an index's bytes, which do not read as them.
+        payload.push(7);
+        let mut sum = Sum::default();
+        sum.add(&payload);
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&payload);
+        file.extend_from_slice(&sum.finish().to_le_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot");
+        std::fs::write(&path, file).unwrap();
+        let err = load(&path, &Fanout::new(vec![]), "b", "d", &Csns::default()).unwrap_err();
+        assert!(err.contains("another version of the gateway"), "{err}");
+    }
 
     #[test]
     fn the_checksum_does_not_depend_on_how_the_bytes_are_cut_and_sees_any_change() {
