@@ -1071,8 +1071,10 @@ impl State {
 /// How far the index has got.
 #[derive(Debug, Clone, Default)]
 struct Progress {
-    /// Loaded: the first refresh is complete.
+    /// Loaded: the first refresh is complete, or the index was restored from a snapshot.
     loaded: bool,
+    /// A refresh of the synchronisation is under way (its end brings the next cookie).
+    refreshing: bool,
     csns: Csns,
 }
 
@@ -1154,8 +1156,8 @@ impl CollectionIndex {
 
     /// Takes what `save` wrote from the front of `bytes`, if it holds together; the rest
     /// of `bytes` after it. It holds every change up to `at`, the snapshot's cookie (a
-    /// resume that brings nothing new sends no other). The index counts as loaded once
-    /// the synchronisation's next refresh is over.
+    /// resume that brings nothing new sends no other). It serves once `serve_restored`
+    /// is called, when every index of the snapshot is restored.
     pub(crate) fn restore<'a>(&self, bytes: &'a [u8], at: &Csns) -> Result<&'a [u8], String> {
         let (mut state, rest): (State, &[u8]) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
         state.def = self.def;
@@ -1163,9 +1165,19 @@ impl CollectionIndex {
         state.rebuild_keys().map_err(|e| format!("{}: {e}", self.def.name))?;
         state.soundness().map_err(|e| format!("{}: {e}", self.def.name))?;
         *self.state.write().map_err(|_| "the index is poisoned".to_string())? = state;
-        self.progress.send_modify(|p| *p = Progress { loaded: false, csns: at.clone() });
+        self.progress.send_modify(|p| *p = Progress { csns: at.clone(), ..Progress::default() });
         self.restored.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(rest)
+    }
+
+    /// A restored index serves at once: it holds every change up to its cookie, so a
+    /// list whose `contextCSN` that covers is exact now, and one the directory has gone
+    /// beyond waits for the resume as any list waits for a change (the resume can take
+    /// long: a present phase naming every entry when slapd lost its session log).
+    pub(crate) fn serve_restored(&self) {
+        if self.restored() {
+            self.progress.send_modify(|p| p.loaded = true);
+        }
     }
 
     /// Whether what the index holds came from a snapshot (see `snapshot::load`).
@@ -1178,14 +1190,19 @@ impl CollectionIndex {
     }
 
     /// Waits until the index has seen everything up to `target`; if it does not get
-    /// there in time, the synchronisation is restarted and the caller told.
+    /// there in time, the synchronisation is restarted (unless a refresh is under way:
+    /// a new session would only begin it again) and the caller told.
     pub async fn wait_for(&self, target: &Csns, timeout: Duration) -> Result<(), Behind> {
         let mut rx = self.progress.subscribe();
         let reached = tokio::time::timeout(timeout, rx.wait_for(|p| p.loaded && p.csns.covers(target))).await;
         match reached {
             Ok(Ok(_)) => Ok(()),
             _ => {
-                if self.is_loaded() {
+                let stuck = {
+                    let p = self.progress.borrow();
+                    p.loaded && !p.refreshing
+                };
+                if stuck {
                     tracing::warn!(?target, "the customer index fell behind the directory; restarting synchronisation");
                     self.restart.notify_one();
                 }
@@ -1571,6 +1588,7 @@ impl SyncSink for CollectionIndex {
                 state.seen = RoaringBitmap::new();
                 // A check that a new session interrupted is void.
                 state.checking = None;
+                self.progress.send_modify(|p| p.refreshing = true);
                 if reload {
                     self.restored.store(false, std::sync::atomic::Ordering::Relaxed);
                     *state = State { bulk: true, ..State::new(self.def) };
@@ -1641,7 +1659,10 @@ impl SyncSink for CollectionIndex {
                 let n = state.orders.first().map_or(0, Order::len);
                 drop(state);
                 release_free_memory();
-                self.progress.send_modify(|p| p.loaded = true);
+                self.progress.send_modify(|p| {
+                    p.loaded = true;
+                    p.refreshing = false;
+                });
                 // What each structure takes, after a load from nothing only (a pass over
                 // every record, under the read lock).
                 let footprint = self.state.read().ok().filter(|_| from_nothing).map(|s| s.footprint());

@@ -2,8 +2,9 @@
 //! restarted gateway resumes the synchronisation from there instead of reading every
 //! entry again. A snapshot is taken between two events of the synchronisation (the
 //! fan-out holds them back while the indexes are written), so what it holds is exactly
-//! the content up to its cookie. It is only a starting point: the resume brings what
-//! changed since, and a check against the directory follows every resume; a snapshot
+//! the content up to its cookie. It serves as soon as it is read (for lists whose
+//! `contextCSN` its cookie covers), but it is only a starting point: the resume brings
+//! what changed since, and a check against the directory follows every resume; a snapshot
 //! that cannot be read, was written by another version or for another configuration, or
 //! whose cookie the directory refuses, is discarded and the indexes load from nothing.
 
@@ -228,6 +229,7 @@ pub fn load(path: &Path, fanout: &Fanout, base: &str, directory: &str, at: &Csns
         .verified
         .map(|(server, csns)| Verified { server, csns: Csns::from_values(csns.iter().map(String::as_str)) });
     drop(gate);
+    fanout.indexes.iter().for_each(|i| i.serve_restored());
     Ok(Some(header.cookie))
 }
 

@@ -1,5 +1,5 @@
-//! `/health` (the process is up) and `/ready` (the directory answers and the customer
-//! index is loaded).
+//! `/health` (the process is up) and `/ready` (the directory answers and the collection
+//! indexes are loaded, or restored from their snapshot).
 
 use axum::extract::State;
 use axum::http::StatusCode;

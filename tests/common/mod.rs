@@ -214,18 +214,33 @@ pub fn person() -> Value {
 }
 
 /// A TCP proxy in front of a directory server that can stall: while paused, nothing it
-/// receives is passed on, as with a server that hangs (the connections stay open).
+/// receives is passed on, as with a server that hangs (the connections stay open). It can
+/// also hold back the content synchronisation's search alone (a request that carries the
+/// Sync Request control) while everything else goes through.
 pub struct StallingProxy {
     pub url: String,
     paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sync: std::sync::Arc<SyncHold>,
     _task: tokio::task::JoinHandle<()>,
 }
+
+#[derive(Default)]
+struct SyncHold {
+    held: std::sync::atomic::AtomicBool,
+    /// Sync Request controls seen so far.
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+/// The OID of the Sync Request control (RFC 4533), as a request carries it.
+const SYNC_REQUEST_OID: &[u8] = b"1.3.6.1.4.1.4203.1.9.1.1";
 
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sync: Option<std::sync::Arc<SyncHold>>,
 ) {
+    use std::sync::atomic::Ordering::Relaxed;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 16384];
     loop {
@@ -233,8 +248,16 @@ async fn pipe(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        while paused.load(std::sync::atomic::Ordering::Relaxed) {
+        while paused.load(Relaxed) {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if let Some(sync) =
+            sync.as_ref().filter(|_| buf[..n].windows(SYNC_REQUEST_OID.len()).any(|w| w == SYNC_REQUEST_OID))
+        {
+            sync.seen.fetch_add(1, Relaxed);
+            while sync.held.load(Relaxed) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
         if to.write_all(&buf[..n]).await.is_err() {
             break;
@@ -248,22 +271,33 @@ impl StallingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ldap://{}/", listener.local_addr().unwrap());
         let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let p = paused.clone();
+        let sync = std::sync::Arc::new(SyncHold::default());
+        let (p, s) = (paused.clone(), sync.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(target).await else { continue };
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
-                tokio::spawn(pipe(cr, sw, p.clone()));
-                tokio::spawn(pipe(sr, cw, p.clone()));
+                tokio::spawn(pipe(cr, sw, p.clone(), Some(s.clone())));
+                tokio::spawn(pipe(sr, cw, p.clone(), None));
             }
         });
-        StallingProxy { url, paused, _task: task }
+        StallingProxy { url, paused, sync, _task: task }
     }
 
     /// Stalls (or lets through again) everything in both directions.
     pub fn pause(&self, stalled: bool) {
         self.paused.store(stalled, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Holds back (or lets through again) every content synchronisation search.
+    pub fn hold_sync(&self, held: bool) {
+        self.sync.held.store(held, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many content synchronisation searches have been sent through it.
+    pub fn syncs_seen(&self) -> usize {
+        self.sync.seen.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
