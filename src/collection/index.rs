@@ -66,7 +66,7 @@ struct State {
     free: Vec<u32>,
     /// The slot of each id; ids held by more than one customer (written so by hand, in
     /// different resellers' subtrees) have their other slots in `shared_ids`. Both are
-    /// derived from the records (`rebuild_keys`).
+    /// derived from the records (`ids_of`).
     #[serde(skip)]
     by_id: Handles,
     #[serde(skip)]
@@ -136,6 +136,35 @@ fn uuid_at(records: &[Option<Record>], h: u32) -> Option<Uuid> {
 
 fn id_at(records: &[Option<Record>], slot: u32) -> Option<u64> {
     records.get(slot as usize)?.as_ref().map(|r| r.id)
+}
+
+/// The slot of each id, and the other slots of ids more than one record holds.
+fn ids_of(records: &[Option<Record>]) -> (Handles, HashMap<u64, Vec<u32>>) {
+    let mut by_id = Handles::with_capacity(records.iter().flatten().count());
+    let mut shared: HashMap<u64, Vec<u32>> = HashMap::new();
+    for (slot, rec) in records.iter().enumerate() {
+        let Some(rec) = rec else { continue };
+        if !by_id.insert_new(&rec.id, slot as u32, |s| id_at(records, s)) {
+            shared.entry(rec.id).or_default().push(slot as u32);
+        }
+    }
+    (by_id, shared)
+}
+
+/// The handle (slot and part) of each entry by its entryUUID; an entryUUID two records
+/// hold is an error.
+fn uuids_of(records: &[Option<Record>]) -> Result<Handles, &'static str> {
+    let entries = records.iter().flatten().map(|r| r.row.keys().count()).sum();
+    let mut by_uuid = Handles::with_capacity(entries);
+    for (slot, rec) in records.iter().enumerate() {
+        let Some(rec) = rec else { continue };
+        for (part, u) in rec.row.keys() {
+            if !by_uuid.insert_new(&u, handle(slot as u32, part), |h| uuid_at(records, h)) {
+                return Err("an entryUUID is held by two records");
+            }
+        }
+    }
+    Ok(by_uuid)
 }
 
 /// Where a record sits in an order: its key there, its id and reseller.
@@ -453,24 +482,24 @@ impl State {
     }
 
     /// The id and entryUUID tables from the records (after a snapshot is read).
-    fn rebuild_keys(&mut self) -> Result<(), &'static str> {
-        let live = self.records.iter().flatten();
-        let entries = live.clone().map(|r| r.row.keys().count()).sum();
-        self.by_id = Handles::with_capacity(live.count());
-        self.by_uuid = Handles::with_capacity(entries);
-        self.shared_ids = HashMap::new();
+    /// Derives what a snapshot does not hold (the scopes and the two key tables) and
+    /// checks what it does: the two tables are built on threads of their own beside the
+    /// check, as a restart waits for all of it.
+    fn rebuild_and_check(&mut self) -> Result<(), &'static str> {
+        self.rebuild_scopes();
         let records = &self.records;
-        for slot in 0..records.len() as u32 {
-            let Some(rec) = records[slot as usize].as_ref() else { continue };
-            if !self.by_id.insert_new(&rec.id, slot, |s| id_at(records, s)) {
-                self.shared_ids.entry(rec.id).or_default().push(slot);
-            }
-            for (part, u) in rec.row.keys() {
-                if !self.by_uuid.insert_new(&u, handle(slot, part), |h| uuid_at(records, h)) {
-                    return Err("an entryUUID is held by two records");
-                }
-            }
-        }
+        let (ids, uuids, sound) = std::thread::scope(|s| {
+            let ids = s.spawn(|| ids_of(records));
+            let uuids = s.spawn(|| uuids_of(records));
+            let sound = self.soundness();
+            (ids.join(), uuids.join(), sound)
+        });
+        sound?;
+        let ((by_id, shared_ids), by_uuid) =
+            (ids.map_err(|_| "the ids do not read")?, uuids.map_err(|_| "the entryUUIDs do not read")??);
+        self.by_id = by_id;
+        self.shared_ids = shared_ids;
+        self.by_uuid = by_uuid;
         Ok(())
     }
 
@@ -1159,11 +1188,12 @@ impl CollectionIndex {
     /// resume that brings nothing new sends no other). It serves once `serve_restored`
     /// is called, when every index of the snapshot is restored.
     pub(crate) fn restore<'a>(&self, bytes: &'a [u8], at: &Csns) -> Result<&'a [u8], String> {
+        let t = std::time::Instant::now();
         let (mut state, rest): (State, &[u8]) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+        let decoded = t.elapsed();
         state.def = self.def;
-        state.rebuild_scopes();
-        state.rebuild_keys().map_err(|e| format!("{}: {e}", self.def.name))?;
-        state.soundness().map_err(|e| format!("{}: {e}", self.def.name))?;
+        state.rebuild_and_check().map_err(|e| format!("{}: {e}", self.def.name))?;
+        tracing::debug!(resource = self.def.name, decode = ?decoded, keys_and_check = ?(t.elapsed() - decoded), "index restored");
         *self.state.write().map_err(|_| "the index is poisoned".to_string())? = state;
         self.progress.send_modify(|p| *p = Progress { csns: at.clone(), ..Progress::default() });
         self.restored.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -187,11 +187,14 @@ pub fn save(path: &Path, fanout: &Fanout, base: &str, directory: &str) -> Result
 /// `at` is how far the directory is (its `contextCSN`): a snapshot ahead of it is of a
 /// state the directory does not have (put back from a backup, say).
 pub fn load(path: &Path, fanout: &Fanout, base: &str, directory: &str, at: &Csns) -> Result<Option<Vec<u8>>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let t = std::time::Instant::now();
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
+    let held = Bytes::of(&file).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes: &[u8] = &held;
     let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or("not an index snapshot")?;
     let (payload, sum) = rest.split_at_checked(rest.len().saturating_sub(8)).ok_or("cut short")?;
     let mut summed = Sum::default();
@@ -199,6 +202,7 @@ pub fn load(path: &Path, fanout: &Fanout, base: &str, directory: &str, at: &Csns
     if sum.len() != 8 || summed.finish().to_le_bytes() != sum {
         return Err("damaged (its checksum does not match)".into());
     }
+    tracing::debug!(read_and_summed = ?t.elapsed(), bytes = bytes.len(), "index snapshot read");
     let (header, mut rest): (Header, &[u8]) = postcard::take_from_bytes(payload)
         .map_err(|e| format!("its header does not read, as one of another version of the gateway would not ({e})"))?;
     if header.directory != directory {
@@ -221,7 +225,7 @@ pub fn load(path: &Path, fanout: &Fanout, base: &str, directory: &str, at: &Csns
         fanout.indexes.iter().for_each(|i| i.clear());
         return Err("trailing bytes after the indexes".into());
     }
-    drop(bytes);
+    drop(held);
     super::index::release_free_memory();
     let mut gate = fanout.gate();
     gate.cookie = Some(header.cookie.as_slice().into());
@@ -231,6 +235,40 @@ pub fn load(path: &Path, fanout: &Fanout, base: &str, directory: &str, at: &Csns
     drop(gate);
     fanout.indexes.iter().for_each(|i| i.serve_restored());
     Ok(Some(header.cookie))
+}
+
+/// A snapshot's bytes: the file mapped, or, where it cannot be, read into the heap.
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl Bytes {
+    fn of(mut file: &std::fs::File) -> std::io::Result<Bytes> {
+        // SAFETY: the mapping is read while the file does not change: the gateway writes
+        // a snapshot to a temporary file and renames it over the old one, so a mapped
+        // file is never written again (the rename leaves its inode as it is). Only
+        // another process writing into this file (the gateway's own, mode 0600) could
+        // change or cut it under the mapping.
+        match unsafe { memmap2::MmapOptions::new().populate().map(file) } {
+            Ok(m) => Ok(Bytes::Mapped(m)),
+            Err(_) => {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut file, &mut v)?;
+                Ok(Bytes::Read(v))
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Read(v) => v,
+        }
+    }
 }
 
 /// A checksum of a snapshot, against a file damaged on disk or cut short (not against
