@@ -62,7 +62,7 @@ impl ContractWatch {
         // Its customer's DN, placed as the customers' definition places it.
         let mut rdns = e.dn.splitn(3, ',');
         let (_, ou, customer_dn) = (rdns.next()?, rdns.next()?, rdns.next()?);
-        if !ou.trim().eq_ignore_ascii_case(&format!("ou={CONTRACTS}")) {
+        if !is_contracts_rdn(ou) {
             return None;
         }
         let at = CUSTOMERS.place(customer_dn, &self.base).filter(|p| p.part == Part::Root)?;
@@ -166,6 +166,32 @@ impl SyncSink for ContractWatch {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.restoring.is_some()
             && !state.known.contains_key(uuid)
-            && dn.split(',').nth(1).is_some_and(|ou| ou.trim().eq_ignore_ascii_case(&format!("ou={CONTRACTS}")))
+            && dn.split(',').nth(1).is_some_and(is_contracts_rdn)
+    }
+}
+
+/// Whether an RDN is `ou=contracts`, the container of a customer's contracts (whatever
+/// its case and the spaces around it; without building the string for every entry of a
+/// check).
+fn is_contracts_rdn(rdn: &str) -> bool {
+    let rdn = rdn.trim();
+    rdn.len() == 3 + CONTRACTS.len()
+        && rdn.is_char_boundary(3)
+        && rdn[..3].eq_ignore_ascii_case("ou=")
+        && rdn[3..].eq_ignore_ascii_case(CONTRACTS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_contracts_rdn;
+
+    #[test]
+    fn the_contracts_rdn_is_told_whatever_its_case() {
+        for rdn in ["ou=contracts", "OU=Contracts", " ou=contracts "] {
+            assert!(is_contracts_rdn(rdn), "{rdn:?}");
+        }
+        for rdn in ["ou=contract", "ou=contractsx", "cn=contracts", "ou=shipping", "", "ü=contracts"] {
+            assert!(!is_contracts_rdn(rdn), "{rdn:?}");
+        }
     }
 }
