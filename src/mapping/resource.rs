@@ -203,27 +203,32 @@ impl ResourceDef {
     }
 
     fn place_by(&self, dn: &str, base: &str, number: impl Fn(&str) -> Option<u64>) -> Option<Placement> {
-        let dn = rdns(dn);
-        let base = rdns(base);
+        // Without an allocation: the index asks this of every entry it is sent.
         let n = self.dn.len();
-        if dn.len() < base.len() + n {
+        let (dn_len, base_len) = (dn.split(',').count(), base.split(',').count());
+        if dn_len < base_len + n {
             return None;
         }
-        let (head, tail) = dn.split_at(dn.len() - base.len());
-        let same = |a: &(String, String), b: &(String, String)| a.0 == b.0 && a.1.eq_ignore_ascii_case(&b.1);
-        if !tail.iter().zip(&base).all(|(a, b)| same(a, b)) {
+        let head_len = dn_len - base_len;
+        let same =
+            |(at, av): (&str, &str), (bt, bv): (&str, &str)| at.eq_ignore_ascii_case(bt) && av.eq_ignore_ascii_case(bv);
+        if !dn.split(',').skip(head_len).map(rdn).zip(base.split(',').map(rdn)).all(|(a, b)| same(a, b)) {
             return None;
         }
-        let (child, root) = match head.len() - n {
-            0 => (None, head),
-            1 if head[0].0 == "ou" => (Some(&head[0].1), &head[1..]),
+        let mut root = dn.split(',').take(head_len).map(rdn);
+        let child = match head_len - n {
+            0 => None,
+            1 => match root.next()? {
+                (t, v) if t.eq_ignore_ascii_case("ou") => Some(v),
+                _ => return None,
+            },
             _ => return None,
         };
         let (mut id, mut parent) = (None, 0);
-        for (rdn, (t, v)) in self.dn.iter().zip(root) {
-            match rdn {
-                Rdn::Id if t == "uid" => id = Some(number(v)?),
-                Rdn::Parent if t == "uid" => parent = number(v)?,
+        for (template, (t, v)) in self.dn.iter().zip(root) {
+            match template {
+                Rdn::Id if t.eq_ignore_ascii_case("uid") => id = Some(number(v)?),
+                Rdn::Parent if t.eq_ignore_ascii_case("uid") => parent = number(v)?,
                 Rdn::Fixed(ft, fv) if t.eq_ignore_ascii_case(ft) && v.eq_ignore_ascii_case(fv) => {}
                 _ => return None,
             }
@@ -268,13 +273,10 @@ impl PartialEq for ResourceDef {
     }
 }
 
-fn rdns(dn: &str) -> Vec<(String, String)> {
-    dn.split(',')
-        .map(|rdn| {
-            let (t, v) = rdn.split_once('=').unwrap_or((rdn, ""));
-            (t.trim().to_ascii_lowercase(), v.trim().to_string())
-        })
-        .collect()
+/// An RDN's type and value, trimmed.
+fn rdn(rdn: &str) -> (&str, &str) {
+    let (t, v) = rdn.split_once('=').unwrap_or((rdn, ""));
+    (t.trim(), v.trim())
 }
 
 #[cfg(test)]
