@@ -3,6 +3,16 @@
 
 use std::collections::BTreeMap;
 
+/// The base entry's `contextCSN` read over a connection of its own (a session's or a
+/// probe's, not the pool's): the result code and, for 0, the CSNs.
+pub(crate) async fn read_over(ldap: &mut ldap3::Ldap, base: &str) -> Result<(u32, Csns), ldap3::LdapError> {
+    let ldap3::SearchResult(entries, result) =
+        ldap.search(base, ldap3::Scope::Base, "(objectClass=*)", vec!["contextCSN"]).await?;
+    let values: Vec<String> =
+        entries.into_iter().flat_map(|e| ldap3::SearchEntry::construct(e).attrs.into_values().flatten()).collect();
+    Ok((result.rc, Csns::from_values(values.iter().map(String::as_str))))
+}
+
 /// A set of change sequence numbers, one per server id (multi-provider replication has
 /// one per provider). CSNs of one server compare as strings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -267,14 +267,9 @@ impl SyncConsumer {
         // the servers and the gateway apart).
         let mut verifies: Option<Csns> = None;
         if cookie.is_none() {
-            let (rc, found) = match ldap.search(&self.base, Scope::Base, "(objectClass=*)", vec!["contextCSN"]).await {
-                Ok(res) => (res.1.rc, res.0),
-                Err(e) => return Err(e.into()),
-            };
-            if rc == 0 {
-                let csns = found.into_iter().map(SearchEntry::construct).flat_map(|e| e.attrs.into_values().flatten());
-                let csns: Vec<String> = csns.collect();
-                verifies = Some(Csns::from_values(csns.iter().map(String::as_str)).at_most(self.margin_ago()));
+            let (code, csns) = super::csn::read_over(&mut ldap, &self.base).await?;
+            if code == 0 {
+                verifies = Some(csns.at_most(self.margin_ago()));
             }
         }
         let req = SyncRequest {

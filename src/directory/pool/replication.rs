@@ -178,18 +178,10 @@ impl LdapManager {
 
     /// The `contextCSN` read over a connection; `None` when it fails.
     pub(super) async fn context_csns(&self, ldap: &mut Ldap) -> Option<Csns> {
-        let search = ldap.search(&self.spec.base_dn, Scope::Base, "(objectClass=*)", vec!["contextCSN"]);
-        let ldap3::SearchResult(entries, result) =
-            tokio::time::timeout(self.spec.connect_timeout, search).await.ok()?.ok()?;
-        match result.rc {
-            0 => Some(Csns::from_values(
-                entries
-                    .into_iter()
-                    .flat_map(|e| SearchEntry::construct(e).attrs.into_values().flatten())
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(String::as_str),
-            )),
+        let read = crate::directory::csn::read_over(ldap, &self.spec.base_dn);
+        let (code, csns) = tokio::time::timeout(self.spec.connect_timeout, read).await.ok()?.ok()?;
+        match code {
+            0 => Some(csns),
             rc::NO_SUCH_OBJECT => Some(Csns::default()),
             _ => None,
         }
