@@ -992,12 +992,11 @@ impl State {
                             *scope == Scope::Provider || with.intersection_len(s) > DIRECT_MAX as u64
                         };
                         if scoped.is_some_and(wide) {
-                            let finder = memchr::memmem::Finder::new(term);
+                            let search = row::SearchTerm::new(self.def, term);
                             let mut text = String::new();
                             let holds = |s: &u32| {
                                 let rec = self.rec(*s);
-                                rec.row.search_text_into(self.def, rec.id, &mut text);
-                                finder.find(text.as_bytes()).is_some()
+                                rec.row.search_text_holds(self.def, rec.id, &search, &mut text)
                             };
                             let known = RoaringBitmap::from_sorted_iter((with & &self.listed).iter().filter(holds))
                                 .expect("bitmaps ascend");
@@ -1457,7 +1456,7 @@ struct Matcher<'a> {
     checks: Vec<Check<'a>>,
     q: Option<&'a str>,
     /// `q`'s searcher, built once for every record it looks into.
-    finder: Option<memchr::memmem::Finder<'a>>,
+    term: Option<row::SearchTerm<'a>>,
 }
 
 impl<'a> Matcher<'a> {
@@ -1486,8 +1485,8 @@ impl<'a> Matcher<'a> {
                 }
             })
             .collect();
-        let finder = q.q.as_deref().map(memchr::memmem::Finder::new);
-        Matcher { scope: *scope, checks, q: q.q.as_deref(), finder }
+        let term = q.q.as_deref().map(|t| row::SearchTerm::new(state.def, t));
+        Matcher { scope: *scope, checks, q: q.q.as_deref(), term }
     }
 
     /// Whether every listed customer matches (then a pass need not look at them).
@@ -1552,10 +1551,9 @@ impl<'a> Matcher<'a> {
                 return false;
             }
         }
-        self.finder.as_ref().is_none_or(|f| {
+        self.term.as_ref().is_none_or(|t| {
             let rec = state.rec(slot);
-            rec.row.search_text_into(state.def, rec.id, scratch);
-            f.find(scratch.as_bytes()).is_some()
+            rec.row.search_text_holds(state.def, rec.id, t, scratch)
         })
     }
 

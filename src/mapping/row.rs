@@ -246,6 +246,32 @@ impl<'a> Values<'a> {
     }
 }
 
+/// A `q=` term (lower-cased already) to look for in the search texts of many rows.
+pub struct SearchTerm<'a> {
+    finder: memchr::memmem::Finder<'a>,
+    /// Lower-casing leaves the term as it is and no text holds it across two values:
+    /// its ASCII digits and punctuation (no letter lower-cases to them, and lower-casing
+    /// leaves them where they are), no space (a name joins two values by one) and no
+    /// NUL. And every searchable column of `def` is a stored value, the id or the name,
+    /// so a text that holds the term has it in the row's bytes or in the id.
+    caseless: bool,
+}
+
+impl<'a> SearchTerm<'a> {
+    pub fn new(def: &'static ResourceDef, term: &'a str) -> SearchTerm<'a> {
+        let columns = def.columns();
+        let stored = columns.search.iter().zip(&columns.search_slots).all(|(c, slot)| match c.field.kind {
+            Kind::Id | Kind::DisplayName => true,
+            Kind::ParentRef | Kind::Object(_) | Kind::Link(_) => false,
+            // A default reads as `true` or `false`: letters.
+            _ => slot.is_some(),
+        });
+        let caseless =
+            stored && !term.is_empty() && term.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_alphabetic());
+        SearchTerm { finder: memchr::memmem::Finder::new(term), caseless }
+    }
+}
+
 /// What keeps the values of one attribute apart in a slot.
 pub const SEPARATOR: char = '\0';
 
@@ -461,6 +487,29 @@ impl Row {
         let mut out = String::new();
         self.search_text_into(def, id, &mut out);
         out.into()
+    }
+
+    /// Whether the search text holds `term` (as `search_text` would tell; `scratch`
+    /// for the text). A term with no case (digits, punctuation) is first looked for in
+    /// the row's bytes and the id: most rows that lack it are told so without their
+    /// text being made.
+    pub fn search_text_holds(
+        &self,
+        def: &'static ResourceDef,
+        id: u64,
+        term: &SearchTerm,
+        scratch: &mut String,
+    ) -> bool {
+        if term.caseless && term.finder.find(&self.data).is_none() {
+            use std::fmt::Write as _;
+            scratch.clear();
+            let _ = write!(scratch, "{id}");
+            if term.finder.find(scratch.as_bytes()).is_none() {
+                return false;
+            }
+        }
+        self.search_text_into(def, id, scratch);
+        term.finder.find(scratch.as_bytes()).is_some()
     }
 
     /// The same into `out` (cleared first): for a check of many records, with no
@@ -799,6 +848,63 @@ mod tests {
     fn keyed(parts: [Option<&PartValues>; 3]) -> Row {
         let keys = [[1; 16], [2; 16], [3; 16]];
         Row::of([0, 1, 2].map(|i| parts[i].map(|p| (&keys[i], p))))
+    }
+
+    /// The search text holds a term exactly when `search_text_holds` says so, the
+    /// shortcut for terms without case included: random values of digits, punctuation,
+    /// letters with and without case, spaces and line breaks, in every searchable field,
+    /// and random terms of the same characters.
+    #[test]
+    fn a_term_is_found_with_or_without_the_shortcut_as_in_the_whole_text() {
+        const CHARS: &[char] = &['0', '1', '2', '-', '.', '/', '+', 'a', 'Z', 'Ü', 'ß', 'İ', 'Σ', ' ', '$', '@'];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let word = |len: usize, next: &mut dyn FnMut(usize) -> usize| -> String {
+            (0..len).map(|_| CHARS[next(CHARS.len())]).collect()
+        };
+        let (mut caseless, mut found, mut scratch) = (0, 0, String::new());
+        for id in 1..400u64 {
+            let mut pairs: Vec<(&str, String)> =
+                vec![("sstiscompany", if id % 2 == 0 { "TRUE" } else { "FALSE" }.into())];
+            for a in ["o", "givenname", "sn", "sgwcustomernumber"] {
+                pairs.push((a, word(1 + next(8), &mut next)));
+            }
+            let root_pairs: Vec<(&str, &str)> = pairs.iter().map(|(a, v)| (*a, v.as_str())).collect();
+            let billing: Vec<(&str, String)> = ["o", "givenname", "sn", "postaladdress", "postalcode", "l", "mail"]
+                .into_iter()
+                .map(|a| (a, word(1 + next(10), &mut next)))
+                .collect();
+            let billing_pairs: Vec<(&str, &str)> = billing.iter().map(|(a, v)| (*a, v.as_str())).collect();
+            let root = PartValues::from_entry(&CUSTOMERS, Part::Root, &entry(&root_pairs));
+            let bill = PartValues::from_entry(&CUSTOMERS, Part::Billing, &entry(&billing_pairs));
+            let row = keyed([Some(&root), Some(&bill), None]);
+            let text = row.search_text(&CUSTOMERS, id).to_string();
+            for _ in 0..30 {
+                let len = 1 + next(4);
+                let term = if next(2) == 0 {
+                    // Often a piece of the text itself.
+                    let chars: Vec<char> = text.chars().collect();
+                    let at = next(chars.len().saturating_sub(len).max(1));
+                    chars[at..(at + len).min(chars.len())].iter().collect::<String>()
+                } else {
+                    word(len, &mut next).to_lowercase()
+                };
+                if term.is_empty() || term.contains('\0') {
+                    continue;
+                }
+                let t = SearchTerm::new(&CUSTOMERS, &term);
+                caseless += usize::from(t.caseless);
+                let want = text.contains(term.as_str());
+                found += usize::from(want && t.caseless);
+                assert_eq!(row.search_text_holds(&CUSTOMERS, id, &t, &mut scratch), want, "{term:?} in {text:?}");
+            }
+        }
+        assert!(caseless > 1000 && found > 100, "the shortcut was tried ({caseless}) and found terms ({found})");
     }
 
     fn entry(pairs: &[(&str, &str)]) -> Entry {
